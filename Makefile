@@ -1,0 +1,82 @@
+# ComfyUI Serverless API — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.local/bin/uv)
+PY := $(CURDIR)/.venv/bin/python
+STACK := $(PY) infra/stack.py
+PYTEST := $(CURDIR)/.venv/bin/pytest
+
+.PHONY: help install up down status run test test-unit test-integration test-e2e test-gpu \
+        fmt lint typecheck gen check-gen migrate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(CURDIR)/.local/bin/uv:
+	@mkdir -p .local/bin
+	python3 -m venv .local/uv-venv
+	.local/uv-venv/bin/pip install -q uv==$(UV_VERSION)
+	ln -sf ../uv-venv/bin/uv .local/bin/uv
+
+install: $(UV) ## create the workspace environment (.venv) from the lockfile
+	$(UV) sync --frozen --all-packages
+
+up: install ## install (cached) and start Kafka, Postgres, Redis, S3 and ComfyUI on loopback
+	$(STACK) up
+
+down: ## stop everything `up` started
+	@if [ -x $(PY) ]; then $(STACK) down; fi
+
+status: ## show which parts of the local stack answer
+	$(STACK) status
+
+run: up ## start the stack and the services; Ctrl-C stops what it started
+	$(STACK) status
+
+test: install ## start the stack, run every test but the gpu ones, stop the stack
+	@start=$$(date +%s); $(STACK) up || exit 1; \
+	  echo "make test: set-up took $$(( $$(date +%s) - start ))s"; \
+	  $(PYTEST) -m "not gpu" $(PYTEST_ARGS); rc=$$?; \
+	  $(STACK) down; exit $$rc
+
+test-unit: install ## run only the tests that need no running component
+	$(PYTEST) -m "not integration and not e2e and not gpu" $(PYTEST_ARGS)
+
+test-integration: up ## run the integration tests against the running stack
+	$(PYTEST) -m integration $(PYTEST_ARGS)
+
+test-e2e: up ## run the end-to-end tests against the running stack
+	$(PYTEST) -m e2e $(PYTEST_ARGS)
+
+test-gpu: up ## run the tests that need a CUDA GPU
+	$(PYTEST) -m gpu $(PYTEST_ARGS)
+
+fmt: install ## format the code
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+lint: install ## ruff lint and format check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: install ## mypy --strict over every package
+	$(UV) run --frozen mypy -p comfyserve.contracts -p comfyserve.auth -p comfyserve.gateway \
+	  -p comfyserve.workflow -p comfyserve.executor -p comfyserve.storage -p comfyserve.notifier \
+	  infra/stack.py tools conftest.py tests services/*/tests libs/*/tests
+
+gen: install ## regenerate protobuf stubs and event JSON Schemas
+	$(PY) tools/gen_contracts.py
+
+check-gen: install ## fail when generated code differs from what is committed
+	$(PY) tools/gen_contracts.py --check
+
+migrate: install ## apply a service's migrations: make migrate svc=workflow
+	@test -n "$(svc)" || { echo "usage: make migrate svc=<service>"; exit 2; }
+	$(PY) -m comfyserve.$(svc) migrate
+
+bench: up ## run the benchmarks in bench/
+	$(PY) -m bench.overhead
+
+clean: down ## remove the local stack's data (keeps the download cache)
+	rm -rf .local/postgres .local/kafka/data .local/s3 .local/logs .local/run
