@@ -1,0 +1,420 @@
+"""HTTP + WebSocket client for one ComfyUI server, tolerant of the 2024-2026 APIs."""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+import structlog
+
+from comfyserve.executor.engine.errors import (
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+    OutputNotFound,
+    UnexpectedResponse,
+)
+from comfyserve.executor.engine.events import (
+    CancelOutcome,
+    EngineEvent,
+    ExecutionFailed,
+    ExecutionInterrupted,
+    ExecutionSucceeded,
+    OutputRef,
+    PromptQueued,
+    PromptRejected,
+)
+from comfyserve.executor.engine.messages import (
+    CompletionSignal,
+    outcome_from_history,
+    parse_message,
+)
+
+log = structlog.get_logger(__name__)
+
+Outcome = ExecutionSucceeded | ExecutionFailed | ExecutionInterrupted
+
+# Previews and custom-node frames can be large; ComfyUI itself allows big uploads.
+_WS_MAX_MESSAGE = 256 * 1024 * 1024
+
+
+class PromptState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    # Not queued and no history: deleted from the queue, or history was wiped.
+    VANISHED = "vanished"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    running: tuple[str, ...]
+    pending: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTimeouts:
+    request_s: float = 30.0
+    download_s: float = 600.0
+    # Without any WS message for this long, ask /queue + /history directly.
+    silence_probe_s: float = 10.0
+    reconnect_backoff_min_s: float = 0.25
+    reconnect_backoff_max_s: float = 5.0
+    ws_heartbeat_s: float = 20.0
+
+
+def _queue_ids(items: Any) -> tuple[str, ...]:
+    if not isinstance(items, list):
+        return ()
+    # Queue items are [number, prompt_id, prompt, extra_data, outputs, ...].
+    return tuple(
+        str(item[1]) for item in items if isinstance(item, list) and len(item) > 1
+    )
+
+
+class ComfyClient:
+    """Drives one ComfyUI base URL. Uses only the plain routes, which every
+    generation serves (the `/api` mirror is missing on 2024 builds)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeouts: ClientTimeouts | None = None,
+        liveness: Callable[[], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._timeouts = timeouts or ClientTimeouts()
+        # Raises when the engine behind this URL is known dead (managed mode).
+        self._liveness = liveness or (lambda: None)
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _ws_url(self, client_id: str) -> str:
+        scheme, rest = self.base_url.split("://", 1)
+        ws_scheme = "wss" if scheme == "https" else "ws"
+        return f"{ws_scheme}://{rest}/ws?clientId={client_id}"
+
+    async def _get_json(self, path: str, timeout_s: float | None = None) -> Any:
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self._timeouts.request_s)
+        try:
+            async with self._session.get(self._url(path), timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise UnexpectedResponse(path, resp.status)
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"GET {path}: {exc!r}") from exc
+
+    async def _post_json(self, path: str, body: Mapping[str, Any]) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._timeouts.request_s)
+        try:
+            async with self._session.post(
+                self._url(path), json=body, timeout=timeout
+            ) as resp:
+                if resp.status != 200:
+                    raise UnexpectedResponse(path, resp.status)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"POST {path}: {exc!r}") from exc
+
+    async def ready(self, timeout_s: float = 5.0) -> bool:
+        try:
+            await self._get_json("/system_stats", timeout_s)
+        except EngineError:
+            return False
+        return True
+
+    async def system_stats(self) -> dict[str, Any]:
+        stats = await self._get_json("/system_stats")
+        return stats if isinstance(stats, dict) else {}
+
+    async def object_info(self) -> dict[str, Any]:
+        info = await self._get_json("/object_info")
+        return info if isinstance(info, dict) else {}
+
+    async def queue(self) -> QueueSnapshot:
+        body = await self._get_json("/queue")
+        if not isinstance(body, dict):
+            raise UnexpectedResponse("/queue", 200)
+        return QueueSnapshot(
+            running=_queue_ids(body.get("queue_running")),
+            pending=_queue_ids(body.get("queue_pending")),
+        )
+
+    async def history_entry(self, prompt_id: str) -> dict[str, Any] | None:
+        """The finished prompt's entry; None while unknown, queued or running."""
+        body = await self._get_json(f"/history/{prompt_id}")
+        if isinstance(body, dict):
+            entry = body.get(prompt_id)
+            if isinstance(entry, dict):
+                return entry
+        return None
+
+    async def prompt_state(self, prompt_id: str) -> tuple[PromptState, Outcome | None]:
+        # Queue first: ComfyUI moves a prompt from running to history atomically,
+        # so "not queued" followed by "no history" really means gone.
+        snapshot = await self.queue()
+        if prompt_id in snapshot.running:
+            return PromptState.RUNNING, None
+        if prompt_id in snapshot.pending:
+            return PromptState.PENDING, None
+        entry = await self.history_entry(prompt_id)
+        if entry is None:
+            return PromptState.VANISHED, ExecutionInterrupted(prompt_id, None)
+        return PromptState.FINISHED, outcome_from_history(prompt_id, entry)
+
+    async def upload_input(
+        self, data: bytes, filename: str, subfolder: str = ""
+    ) -> str:
+        """Store an input file; returns the name to put into a loader node
+        (`sub/x.png`), which may differ from `filename` (`x (1).png`)."""
+        form = aiohttp.FormData()
+        form.add_field(
+            "image", data, filename=filename, content_type="application/octet-stream"
+        )
+        form.add_field("type", "input")
+        form.add_field("subfolder", subfolder)
+        form.add_field("overwrite", "true")
+        timeout = aiohttp.ClientTimeout(total=self._timeouts.download_s)
+        try:
+            async with self._session.post(
+                self._url("/upload/image"), data=form, timeout=timeout
+            ) as resp:
+                if resp.status != 200:
+                    raise UnexpectedResponse("/upload/image", resp.status)
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"POST /upload/image: {exc!r}") from exc
+        name = str(body["name"])
+        stored_subfolder = str(body.get("subfolder") or "")
+        return f"{stored_subfolder}/{name}" if stored_subfolder else name
+
+    async def fetch_output(self, ref: OutputRef) -> bytes:
+        params = {
+            "filename": ref.filename,
+            "subfolder": ref.subfolder,
+            "type": ref.folder_type,
+        }
+        timeout = aiohttp.ClientTimeout(total=self._timeouts.download_s)
+        try:
+            async with self._session.get(
+                self._url("/view"), params=params, timeout=timeout
+            ) as resp:
+                if resp.status == 404:
+                    raise OutputNotFound(f"{ref.folder_type}/{ref.subfolder}")
+                if resp.status != 200:
+                    raise UnexpectedResponse("/view", resp.status)
+                return await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"GET /view: {exc!r}") from exc
+
+    async def delete_pending(self, prompt_id: str) -> None:
+        await self._post_json("/queue", {"delete": [prompt_id]})
+
+    async def interrupt(self, prompt_id: str) -> CancelOutcome:
+        """Stop `prompt_id` if it runs, or drop it from the queue if it waits.
+
+        2024 builds interrupt whatever runs and ignore the body, so the queue is
+        checked first. Between that check and the POST the prompt may finish and
+        the next one start; the executor submits one job at a time per ComfyUI,
+        so nothing of ours can be behind it and the race is accepted.
+        """
+        snapshot = await self.queue()
+        if prompt_id in snapshot.running:
+            await self._post_json("/interrupt", {"prompt_id": prompt_id})
+            return CancelOutcome.INTERRUPTED
+        if prompt_id in snapshot.pending:
+            await self.delete_pending(prompt_id)
+            return CancelOutcome.DEQUEUED
+        return CancelOutcome.NOT_FOUND
+
+    async def _connect_ws(self, client_id: str) -> aiohttp.ClientWebSocketResponse:
+        timeout = aiohttp.ClientWSTimeout(ws_close=5.0)
+        try:
+            return await asyncio.wait_for(
+                self._session.ws_connect(
+                    self._ws_url(client_id),
+                    heartbeat=self._timeouts.ws_heartbeat_s,
+                    max_msg_size=_WS_MAX_MESSAGE,
+                    timeout=timeout,
+                ),
+                self._timeouts.request_s,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"GET /ws: {exc!r}") from exc
+
+    async def _post_prompt(
+        self, prompt: Mapping[str, Any], client_id: str
+    ) -> PromptQueued | PromptRejected:
+        requested_id = str(uuid.uuid4())
+        body = {"prompt": prompt, "client_id": client_id, "prompt_id": requested_id}
+        timeout = aiohttp.ClientTimeout(total=self._timeouts.request_s)
+        try:
+            async with self._session.post(
+                self._url("/prompt"), json=body, timeout=timeout
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"POST /prompt: {exc!r}") from exc
+        try:
+            answer: Any = json.loads(text)
+        except ValueError:
+            answer = text
+        if status != 200:
+            return PromptRejected(status=status, body=answer)
+        if not isinstance(answer, dict) or not answer.get("prompt_id"):
+            raise UnexpectedResponse("/prompt", status)
+        node_errors = answer.get("node_errors")
+        number = answer.get("number")
+        # 2024 builds ignore the requested id: always use the one they return.
+        return PromptQueued(
+            prompt_id=str(answer["prompt_id"]),
+            number=int(number) if isinstance(number, int | float) else None,
+            node_errors=node_errors if isinstance(node_errors, dict) else {},
+        )
+
+    async def run(
+        self, prompt: Mapping[str, Any], job_id: str, deadline: float
+    ) -> AsyncIterator[EngineEvent]:
+        """Submit `prompt` and yield its events until a terminal one.
+
+        `deadline` is a `time.monotonic()` instant; past it `EngineTimeout` is
+        raised (the prompt is left to the caller to interrupt). Close the
+        iterator (`contextlib.aclosing`) if you stop early.
+        """
+        client_id = uuid.uuid4().hex
+        bound = log.bind(job_id=job_id, client_id=client_id)
+        # Connect before submitting: ComfyUI does not replay missed messages.
+        ws = await self._connect_ws(client_id)
+        follower: _Follower | None = None
+        try:
+            submitted = await self._post_prompt(prompt, client_id)
+            yield submitted
+            if isinstance(submitted, PromptRejected):
+                bound.info("executor.engine.prompt_rejected", status=submitted.status)
+                return
+            bound.info("executor.engine.prompt_queued", prompt_id=submitted.prompt_id)
+            follower = _Follower(self, client_id, submitted.prompt_id, deadline, ws)
+            async for event in follower.events():
+                yield event
+        finally:
+            # The follower may have replaced the socket after a reconnect.
+            current = ws if follower is None else follower.ws
+            if current is not None:
+                await current.close()
+
+
+class _Follower:
+    """Follows one submitted prompt over the WS, with /history + /queue fallback."""
+
+    def __init__(
+        self,
+        client: ComfyClient,
+        client_id: str,
+        prompt_id: str,
+        deadline: float,
+        ws: aiohttp.ClientWebSocketResponse,
+    ) -> None:
+        self._client = client
+        self._client_id = client_id
+        self._prompt_id = prompt_id
+        self._deadline = deadline
+        self.ws: aiohttp.ClientWebSocketResponse | None = ws
+        self._timeouts = client._timeouts
+        self._log = log.bind(prompt_id=prompt_id, client_id=client_id)
+
+    def _remaining(self) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise EngineTimeout(f"prompt {self._prompt_id} did not finish in time")
+        return remaining
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        backoff = self._timeouts.reconnect_backoff_min_s
+        while True:
+            remaining = self._remaining()
+            if self.ws is None or self.ws.closed:
+                outcome = await self._recover()
+                if outcome is not None:
+                    yield outcome
+                    return
+                if self.ws is None:
+                    await asyncio.sleep(min(backoff, remaining))
+                    backoff = min(backoff * 2, self._timeouts.reconnect_backoff_max_s)
+                    continue
+                backoff = self._timeouts.reconnect_backoff_min_s
+            try:
+                message = await self.ws.receive(
+                    timeout=min(remaining, self._timeouts.silence_probe_s)
+                )
+            except TimeoutError:
+                outcome = await self._probe()
+                if outcome is not None:
+                    yield outcome
+                    return
+                continue
+            if message.type == aiohttp.WSMsgType.BINARY:
+                continue
+            if message.type != aiohttp.WSMsgType.TEXT:
+                self._log.warning(
+                    "executor.engine.ws_dropped", ws_type=message.type.name
+                )
+                await self.ws.close()
+                self.ws = None
+                continue
+            try:
+                decoded = json.loads(message.data)
+            except ValueError:
+                continue
+            result = parse_message(decoded, self._prompt_id)
+            if result is None:
+                continue
+            if isinstance(result, CompletionSignal):
+                yield await self._finished_outcome()
+                return
+            yield result
+            if isinstance(result, ExecutionFailed | ExecutionInterrupted):
+                return
+
+    async def _recover(self) -> Outcome | None:
+        """After a WS drop: reconnect, then learn what was missed from the server."""
+        self._client._liveness()
+        try:
+            self.ws = await self._client._connect_ws(self._client_id)
+        except EngineUnavailable:
+            self.ws = None
+        return await self._probe()
+
+    async def _probe(self) -> Outcome | None:
+        self._client._liveness()
+        try:
+            state, outcome = await self._client.prompt_state(self._prompt_id)
+        except EngineUnavailable:
+            return None
+        if state in (PromptState.PENDING, PromptState.RUNNING):
+            return None
+        self._log.info("executor.engine.finished_by_probe", state=state.value)
+        return outcome
+
+    async def _finished_outcome(self) -> Outcome:
+        # G2+ send execution_success before the history entry is written.
+        delay = 0.02
+        while True:
+            remaining = self._remaining()
+            self._client._liveness()
+            try:
+                entry = await self._client.history_entry(self._prompt_id)
+            except EngineUnavailable:
+                entry = None
+            if entry is not None:
+                return outcome_from_history(self._prompt_id, entry)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 1.0)
