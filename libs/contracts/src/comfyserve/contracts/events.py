@@ -1,0 +1,402 @@
+"""Kafka event contracts shared by every service.
+
+Each message is a CloudEvents-style envelope (`Event`) around one typed payload
+model. Evolution is additive only: every new field gets a default, and
+consumers ignore fields they do not know. Anything else is a new `v2` topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "EVENT_CLASSES",
+    "TERMINAL_EVENT_TYPES",
+    "AnyEvent",
+    "Event",
+    "FailureCode",
+    "GpuInfo",
+    "InputFile",
+    "JobCancelRequested",
+    "JobCancelRequestedData",
+    "JobCancelled",
+    "JobCancelledData",
+    "JobCompleted",
+    "JobCompletedData",
+    "JobEvent",
+    "JobFailed",
+    "JobFailedData",
+    "JobProgressData",
+    "JobProgressed",
+    "JobStarted",
+    "JobStartedData",
+    "JobSubmitted",
+    "JobSubmittedData",
+    "NodeCatalogData",
+    "NodeCatalogPublished",
+    "OutputFile",
+    "OutputKind",
+    "Payload",
+    "Priority",
+    "WorkerHeartbeat",
+    "WorkerHeartbeatData",
+    "dump_event",
+    "event_classes_by_type",
+    "event_type_of",
+    "parse_event",
+    "parse_job_event",
+]
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class OutputKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    TEXT = "text"
+    FILE = "file"
+    LATENT = "latent"
+
+
+class FailureCode(StrEnum):
+    NODE_EXECUTION_ERROR = "node_execution_error"
+    INVALID_WORKFLOW = "invalid_workflow"
+    TIMEOUT = "timeout"
+    ENGINE_CRASHED = "engine_crashed"
+    WORKER_LOST = "worker_lost"
+    STORAGE_ERROR = "storage_error"
+    INPUT_UNAVAILABLE = "input_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Payload(BaseModel):
+    """Base of every event payload: frozen, and tolerant of unknown fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class InputFile(Payload):
+    """An input file of a job, already in the object store, staged by the executor."""
+
+    file_id: str
+    node_id: str
+    input_name: str
+    filename: str
+    bucket: str
+    key: str
+    content_type: str
+    size: int = Field(ge=0)
+    sha256: str | None = None
+
+
+class OutputFile(Payload):
+    """An output the executor has stored in the object store."""
+
+    file_id: str
+    node_id: str
+    index: int = Field(ge=0, description="Position within the node's outputs.")
+    filename: str
+    kind: OutputKind
+    content_type: str
+    size: int = Field(ge=0)
+    sha256: str | None = None
+    bucket: str
+    key: str
+    width: int | None = None
+    height: int | None = None
+
+
+class GpuInfo(Payload):
+    """One GPU of a worker; memory in bytes."""
+
+    index: int = Field(ge=0)
+    name: str
+    vram_total: int = Field(ge=0)
+    vram_free: int = Field(ge=0)
+
+
+class JobSubmittedData(Payload):
+    """A job to run, as accepted by the workflow service."""
+
+    workflow: dict[str, Any] = Field(
+        description=(
+            "API-format graph; asset references are already replaced by the "
+            "plain filenames of `inputs`."
+        )
+    )
+    inputs: list[InputFile] = Field(default_factory=list)
+    priority: Priority
+    attempt: int = Field(default=1, ge=1)
+    timeout_seconds: int = Field(gt=0)
+    deadline: AwareDatetime
+    webhook_url: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class JobCancelRequestedData(Payload):
+    """Why the job's cancellation was requested."""
+
+    reason: str
+
+
+class JobStartedData(Payload):
+    """Which worker started which attempt of the job."""
+
+    attempt: int = Field(ge=1)
+    worker_id: str
+    prompt_id: str | None = None
+
+
+class JobProgressData(Payload):
+    """Where a running job is."""
+
+    attempt: int = Field(ge=1)
+    worker_id: str
+    node_id: str | None = None
+    class_type: str | None = None
+    step: int | None = None
+    max: int | None = None
+    fraction: float = Field(ge=0.0, le=1.0, description="Overall job progress.")
+    nodes_done: int = Field(ge=0)
+    nodes_total: int = Field(ge=0)
+    outputs: list[OutputFile] = Field(
+        default_factory=list,
+        description=(
+            "Outputs stored since the previous progress event. Events that "
+            "carry outputs are never throttled away."
+        ),
+    )
+    preview_file_id: str | None = None
+
+
+class JobCompletedData(Payload):
+    """The outcome of a successful attempt."""
+
+    attempt: int = Field(ge=1)
+    worker_id: str
+    outputs: list[OutputFile]
+    duration_ms: int = Field(ge=0)
+
+
+class JobFailedData(Payload):
+    """Why an attempt failed, and whether another attempt may help."""
+
+    attempt: int = Field(ge=1)
+    worker_id: str | None = None
+    code: FailureCode
+    message: str
+    node_id: str | None = None
+    class_type: str | None = None
+    traceback: str | None = None
+    retryable: bool
+
+
+class JobCancelledData(Payload):
+    """How a job ended by cancellation; attempt and worker unset if never started."""
+
+    attempt: int | None = None
+    worker_id: str | None = None
+    reason: str
+
+
+class WorkerHeartbeatData(Payload):
+    """A worker's liveness, GPUs and current job."""
+
+    worker_id: str
+    current_job_id: str | None = None
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    loaded_models: list[str] = Field(default_factory=list)
+    engine_version: str | None = None
+    interval_s: float = Field(gt=0)
+
+
+class NodeCatalogData(Payload):
+    """The node types and models a worker's engine offers."""
+
+    worker_id: str
+    catalog_hash: str
+    object_info: dict[str, Any] = Field(description="ComfyUI's /object_info.")
+    models: dict[str, list[str]] = Field(
+        default_factory=dict, description="Model filenames per model folder."
+    )
+
+
+class Event(BaseModel):
+    """CloudEvents-style envelope; subclasses fix `type` and `data`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: UUID = Field(default_factory=uuid4, description="Consumers de-dup on it.")
+    type: str
+    source: str = Field(min_length=1, description="Producing service/instance.")
+    time: AwareDatetime = Field(default_factory=_now)
+    subject: str = Field(
+        min_length=1,
+        description="Job id (worker id for worker events); also the Kafka key.",
+    )
+    tenant_id: str | None = None
+    data: Payload
+
+
+class JobSubmitted(Event):
+    """Emitted by the workflow service (via its outbox) once a job is accepted,
+    and again with `attempt + 1` when a job is re-queued."""
+
+    type: Literal["workflow.job.submitted"] = "workflow.job.submitted"
+    data: JobSubmittedData
+
+
+class JobCancelRequested(Event):
+    """Emitted by the workflow service when a client cancels a job that may be
+    running; broadcast to every executor, only the one running it acts."""
+
+    type: Literal["workflow.job.cancel-requested"] = "workflow.job.cancel-requested"
+    data: JobCancelRequestedData
+
+
+class JobStarted(Event):
+    """Emitted by an executor when it takes a job, before staging inputs, once
+    per attempt."""
+
+    type: Literal["executor.job.started"] = "executor.job.started"
+    data: JobStartedData
+
+
+class JobProgressed(Event):
+    """Emitted by an executor while a job runs, throttled; never throttled away
+    when it carries newly stored outputs."""
+
+    type: Literal["executor.job.progressed"] = "executor.job.progressed"
+    data: JobProgressData
+
+
+class JobCompleted(Event):
+    """Emitted by an executor after every output of the job is stored."""
+
+    type: Literal["executor.job.completed"] = "executor.job.completed"
+    data: JobCompletedData
+
+
+class JobFailed(Event):
+    """Emitted by an executor when an attempt fails; `retryable` says whether
+    the workflow service may re-queue it."""
+
+    type: Literal["executor.job.failed"] = "executor.job.failed"
+    data: JobFailedData
+
+
+class JobCancelled(Event):
+    """Emitted by the executor that interrupted a running job after a cancel
+    request, or that skipped a job already cancelled."""
+
+    type: Literal["executor.job.cancelled"] = "executor.job.cancelled"
+    data: JobCancelledData
+
+
+class WorkerHeartbeat(Event):
+    """Emitted by every executor each `interval_s` seconds; subject is the
+    worker id."""
+
+    type: Literal["executor.worker.heartbeat"] = "executor.worker.heartbeat"
+    data: WorkerHeartbeatData
+
+
+class NodeCatalogPublished(Event):
+    """Emitted by an executor at start-up and whenever its engine's node
+    catalog changes; subject (the compaction key) is the worker id."""
+
+    type: Literal["executor.nodes.catalog-published"] = (
+        "executor.nodes.catalog-published"
+    )
+    data: NodeCatalogData
+
+
+AnyEvent = Annotated[
+    JobSubmitted
+    | JobCancelRequested
+    | JobStarted
+    | JobProgressed
+    | JobCompleted
+    | JobFailed
+    | JobCancelled
+    | WorkerHeartbeat
+    | NodeCatalogPublished,
+    Field(discriminator="type"),
+]
+
+JobEvent = Annotated[
+    JobStarted | JobProgressed | JobCompleted | JobFailed | JobCancelled,
+    Field(discriminator="type"),
+]
+
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    JobSubmitted,
+    JobCancelRequested,
+    JobStarted,
+    JobProgressed,
+    JobCompleted,
+    JobFailed,
+    JobCancelled,
+    WorkerHeartbeat,
+    NodeCatalogPublished,
+)
+
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(
+    {"executor.job.completed", "executor.job.failed", "executor.job.cancelled"}
+)
+"""Event types that end an attempt; `failed` ends the job unless it is retried."""
+
+
+def event_type_of(cls: type[Event]) -> str:
+    """The `type` string a concrete event class carries."""
+    default = cls.model_fields["type"].default
+    if not isinstance(default, str):
+        raise TypeError(f"{cls.__name__} does not fix its event type")
+    return default
+
+
+def event_classes_by_type() -> Mapping[str, type[Event]]:
+    return MappingProxyType({event_type_of(cls): cls for cls in EVENT_CLASSES})
+
+
+# Built on first use rather than at import time.
+@cache
+def _any_event_adapter() -> TypeAdapter[AnyEvent]:
+    return TypeAdapter(AnyEvent)
+
+
+@cache
+def _job_event_adapter() -> TypeAdapter[JobEvent]:
+    return TypeAdapter(JobEvent)
+
+
+def parse_event(raw: bytes | str) -> AnyEvent:
+    """Decode any event from JSON; raises `pydantic.ValidationError`."""
+    return _any_event_adapter().validate_json(raw)
+
+
+def parse_job_event(raw: bytes | str) -> JobEvent:
+    """Decode an executor job event from JSON; raises `pydantic.ValidationError`."""
+    return _job_event_adapter().validate_json(raw)
+
+
+def dump_event(event: Event) -> bytes:
+    """Encode an event as UTF-8 JSON, the Kafka message value."""
+    return event.model_dump_json().encode()
