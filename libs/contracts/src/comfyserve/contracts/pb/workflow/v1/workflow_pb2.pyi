@@ -188,6 +188,11 @@ class SubmitJobResponse(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     VALIDATION_ERRORS_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when `idempotency_key` matched an earlier request with the same body,
+    and `job` is the job that request created.
+    """
     @_builtins.property
     def job(self) -> Global___Job: ...
     @_builtins.property
@@ -197,10 +202,11 @@ class SubmitJobResponse(_message.Message):
         *,
         job: Global___Job | None = ...,
         validation_errors: Global___ValidationErrors | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "result", b"result", "validation_errors", b"validation_errors"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "result", b"result", "validation_errors", b"validation_errors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "replayed", b"replayed", "result", b"result", "validation_errors", b"validation_errors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["job", "validation_errors"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
@@ -452,6 +458,7 @@ class Job(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     WORKFLOW_JSON_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     status: Global___JobStatus.ValueType
@@ -467,6 +474,8 @@ class Job(_message.Message):
     cancel_requested: _builtins.bool
     workflow_json: _builtins.str
     """The submitted API-format graph as JSON text, asset references unresolved."""
+    worker_id: _builtins.str
+    """Worker running (or that last ran) the job; empty before the first start."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Timestamps are unset when not known (yet)."""
@@ -509,10 +518,11 @@ class Job(_message.Message):
         duration_seconds: _builtins.float | None = ...,
         cancel_requested: _builtins.bool = ...,
         workflow_json: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__duration_seconds: _TypeAlias = _typing.Literal["duration_seconds"]  # noqa: Y015
     _WhichOneofArgType__duration_seconds: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds"]  # noqa: Y015
@@ -528,6 +538,62 @@ class Job(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_url) -> _WhichOneofReturnType__webhook_url | None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class ClaimJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    job_id: _builtins.str
+    worker_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "tenant_id", b"tenant_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimJobRequest: _TypeAlias = ClaimJobRequest  # noqa: Y015
+
+@_typing.final
+class ClaimJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    granted: _builtins.bool
+    attempt: _builtins.int
+    """The attempt the worker runs when granted."""
+    reason: _builtins.str
+    """Why the claim was refused; empty when granted."""
+    @_builtins.property
+    def job(self) -> Global___Job: ...
+    def __init__(
+        self,
+        *,
+        granted: _builtins.bool = ...,
+        attempt: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "granted", b"granted", "job", b"job", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimJobResponse: _TypeAlias = ClaimJobResponse  # noqa: Y015
 
 @_typing.final
 class Progress(_message.Message):

@@ -66,6 +66,11 @@ class WorkflowServiceStub:
                 request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.JobUpdate.FromString,
                 _registered_method=True)
+        self.ClaimJob = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/ClaimJob',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -120,6 +125,17 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimJob(self, request, context):
+        """For executors: asks to run a job taken from Kafka. Granted when the job is
+        PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
+        it to RUNNING on `worker_id` with the next attempt number. Refused when the
+        job has ended, runs on a live worker, or has used all its attempts (the job
+        then fails with code "worker_lost").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +168,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.WatchJobRequest.FromString,
                     response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.JobUpdate.SerializeToString,
+            ),
+            'ClaimJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimJob,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +339,33 @@ class WorkflowService:
             '/comfyserve.workflow.v1.WorkflowService/WatchJob',
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.WatchJobRequest.SerializeToString,
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.JobUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/ClaimJob',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,13 @@ class WorkflowServiceStub:
     """Streams a job's updates. The first message is the current state (kind
     STATUS); the stream ends after the update that carries a final status.
     """
+    ClaimJob: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.ClaimJobRequest, _workflow_pb2.ClaimJobResponse]
+    """For executors: asks to run a job taken from Kafka. Granted when the job is
+    PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
+    it to RUNNING on `worker_id` with the next attempt number. Refused when the
+    job has ended, runs on a live worker, or has used all its attempts (the job
+    then fails with code "worker_lost").
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -85,6 +92,13 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     WatchJob: _aio.UnaryStreamMultiCallable[_workflow_pb2.WatchJobRequest, _workflow_pb2.JobUpdate]  # type: ignore[assignment]
     """Streams a job's updates. The first message is the current state (kind
     STATUS); the stream ends after the update that carries a final status.
+    """
+    ClaimJob: _aio.UnaryUnaryMultiCallable[_workflow_pb2.ClaimJobRequest, _workflow_pb2.ClaimJobResponse]  # type: ignore[assignment]
+    """For executors: asks to run a job taken from Kafka. Granted when the job is
+    PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
+    it to RUNNING on `worker_id` with the next attempt number. Refused when the
+    job has ended, runs on a live worker, or has used all its attempts (the job
+    then fails with code "worker_lost").
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -146,6 +160,19 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_workflow_pb2.JobUpdate], _abc.AsyncIterator[_workflow_pb2.JobUpdate]]:
         """Streams a job's updates. The first message is the current state (kind
         STATUS); the stream ends after the update that carries a final status.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimJob(
+        self,
+        request: _workflow_pb2.ClaimJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.ClaimJobResponse, _abc.Awaitable[_workflow_pb2.ClaimJobResponse]]:
+        """For executors: asks to run a job taken from Kafka. Granted when the job is
+        PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
+        it to RUNNING on `worker_id` with the next attempt number. Refused when the
+        job has ended, runs on a live worker, or has used all its attempts (the job
+        then fails with code "worker_lost").
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,264 @@
+"""Run the product's services as separate OS processes against the local stack.
+
+`make run` uses this as a small orchestrator: every service is its own
+`python -m comfyserve.<service>` process, restarted when it dies. The end-to-end
+tests use the same class to start, kill and restart services one at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+
+GATEWAY_PORT = 8000
+WORKFLOW_GRPC_PORT = 50051
+STORAGE_GRPC_PORT = 50052
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the services listen; tests move them to stay clear of `make run`."""
+
+    gateway: int = GATEWAY_PORT
+    workflow_grpc: int = WORKFLOW_GRPC_PORT
+    storage_grpc: int = STORAGE_GRPC_PORT
+    workflow_metrics: int = 9102
+    storage_metrics: int = 9103
+    executor_http: int = 9104
+
+
+def read_stack_env() -> dict[str, str]:
+    env_file = LOCAL / "stack.env"
+    if not env_file.exists():
+        raise RuntimeError("the local stack is not up: run `make up` first")
+    return dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+    )
+
+
+def dev_api_key() -> str:
+    """The development API key, generated once and kept in the git-ignored folder."""
+    path = LOCAL / "dev-api-key"
+    if not path.exists():
+        LOCAL.mkdir(exist_ok=True)
+        path.write_text("csk_dev_" + secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def service_env(
+    stack: dict[str, str], ports: Ports, api_keys: list[str], *, namespace: str = ""
+) -> dict[str, dict[str, str]]:
+    """Each service's settings, by its own prefix, derived from the stack's."""
+    db = stack["DATABASE_URL"]
+    kafka = stack["KAFKA_BOOTSTRAP_SERVERS"]
+    workflow = f"127.0.0.1:{ports.workflow_grpc}"
+    storage = f"127.0.0.1:{ports.storage_grpc}"
+    s3 = {
+        f"STORAGE_S3_{key}": stack[f"S3_{key}"]
+        for key in (
+            "ENDPOINT",
+            "ACCESS_KEY",
+            "SECRET_KEY",
+            "BUCKET",
+            "SECURE",
+            "REGION",
+        )
+    }
+    return {
+        "storage": {
+            "STORAGE_DATABASE_URL": db,
+            "STORAGE_GRPC_PORT": str(ports.storage_grpc),
+            "STORAGE_METRICS_PORT": str(ports.storage_metrics),
+            "STORAGE_SCHEMA": f"storage{namespace}",
+            **s3,
+        },
+        "workflow": {
+            "WORKFLOW_DATABASE_URL": db,
+            "WORKFLOW_SCHEMA": f"workflow{namespace}",
+            "WORKFLOW_KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "WORKFLOW_GRPC_PORT": str(ports.workflow_grpc),
+            "WORKFLOW_METRICS_PORT": str(ports.workflow_metrics),
+            "WORKFLOW_STORAGE_GRPC_TARGET": storage,
+        },
+        "executor": {
+            "EXECUTOR_KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "EXECUTOR_WORKFLOW_GRPC_TARGET": workflow,
+            "EXECUTOR_STORAGE_GRPC_TARGET": storage,
+            "EXECUTOR_COMFYUI_PATH": stack["COMFYUI_PATH"],
+            "EXECUTOR_COMFYUI_PYTHON": stack["COMFYUI_PYTHON"],
+            "EXECUTOR_HTTP_PORT": str(ports.executor_http),
+            "EXECUTOR_SCRATCH_DIR": str(LOCAL / "executor"),
+        },
+        "gateway": {
+            "GATEWAY_PORT": str(ports.gateway),
+            "GATEWAY_API_KEYS": ",".join(api_keys),
+            "GATEWAY_WORKFLOW_GRPC_TARGET": workflow,
+            "GATEWAY_STORAGE_GRPC_TARGET": storage,
+            "GATEWAY_REDIS_URL": stack["REDIS_URL"],
+        },
+    }
+
+
+@dataclass
+class ServiceProcess:
+    """One service process: started, watched, killed and restarted on demand."""
+
+    name: str
+    env: dict[str, str]
+    log_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", f"comfyserve.{self.name}", *args]
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._log = (self.log_dir / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            self.command(),
+            env={**os.environ, **self.env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def migrate(self) -> None:
+        subprocess.run(
+            self.command("migrate"), env={**os.environ, **self.env}, check=True
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self.process is None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """kill -9 the whole process group (the service and any child it runs)."""
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+        self.stop()
+
+
+@dataclass
+class ServiceSet:
+    """The product's services in start order."""
+
+    services: dict[str, ServiceProcess]
+
+    @classmethod
+    def create(
+        cls,
+        stack: dict[str, str],
+        ports: Ports,
+        api_keys: list[str],
+        log_dir: Path,
+        *,
+        namespace: str = "",
+        extra: dict[str, dict[str, str]] | None = None,
+    ) -> ServiceSet:
+        envs = service_env(stack, ports, api_keys, namespace=namespace)
+        for name, values in (extra or {}).items():
+            envs[name] = {**envs.get(name, {}), **values}
+        return cls(
+            {name: ServiceProcess(name, env, log_dir) for name, env in envs.items()}
+        )
+
+    def start(self) -> None:
+        for service in self.services.values():
+            if service.name in {"storage", "workflow"}:
+                service.migrate()
+        for service in self.services.values():
+            service.start()
+
+    def stop(self) -> None:
+        for service in reversed(list(self.services.values())):
+            service.stop()
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self.services[name]
+
+
+def supervise(services: ServiceSet, say: IO[str]) -> None:
+    """Restart any service that dies, as an orchestrator would, until interrupted."""
+    while True:
+        for service in services.services.values():
+            if not service.alive:
+                code = service.process.poll() if service.process else None
+                say.write(
+                    f"run: {service.name} exited (code {code}); restarting it"
+                    f" (see .local/logs/services/{service.name}.log)\n"
+                )
+                say.flush()
+                service.stop()
+                service.restarts += 1
+                service.start()
+        time.sleep(1)
+
+
+def main() -> int:
+    ports = Ports()
+    key = dev_api_key()
+    services = ServiceSet.create(
+        read_stack_env(), ports, [key], LOCAL / "logs" / "services"
+    )
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        services.start()
+        out = sys.stdout
+        out.write(
+            "\nComfyUI Serverless API is running.\n"
+            f"  API:      http://127.0.0.1:{ports.gateway}\n"
+            f"  API docs: http://127.0.0.1:{ports.gateway}/docs\n"
+            f"  API key:  {key}\n"
+            "  Logs:     .local/logs/services/\n"
+            "Press Ctrl-C to stop.\n\n"
+        )
+        out.flush()
+        supervise(services, out)
+    except KeyboardInterrupt:
+        sys.stdout.write("\nrun: stopping the services\n")
+    finally:
+        services.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
