@@ -32,7 +32,7 @@ status: ## show which parts of the local stack answer
 	$(STACK) status
 
 run: up ## start the stack and the services; Ctrl-C stops what it started
-	$(STACK) status
+	$(PY) infra/services.py
 
 test: install ## start the stack, run every test but the gpu ones, stop the stack
 	@start=$$(date +%s); $(STACK) up || exit 1; \
@@ -79,4 +79,4 @@ bench: up ## run the benchmarks in bench/
 	$(PY) -m bench.overhead
 
 clean: down ## remove the local stack's data (keeps the download cache)
-	rm -rf .local/postgres .local/kafka/data .local/s3 .local/logs .local/run
+	rm -rf "$$(readlink -f .local/postgres)" .local/postgres .local/kafka/data .local/s3 .local/logs .local/run

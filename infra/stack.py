@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -309,13 +310,35 @@ class Postgres(Component):
     def install(self) -> None:
         Apt.install()
 
-    def start(self) -> None:
+    @staticmethod
+    def _base() -> Path:
+        """The server's folder, which the unprivileged `postgres` user must reach.
+
+        When the checkout sits below a folder that user cannot enter (a home folder,
+        say), the data lives in /var/tmp and `.local/postgres` links to it.
+        """
         base = LOCAL / "postgres"
-        base.mkdir(parents=True, exist_ok=True)
+        if base.exists():
+            return base
+        LOCAL.mkdir(parents=True, exist_ok=True)
+        probe = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-x", str(LOCAL)], check=False
+        )
+        if probe.returncode == 0:
+            base.mkdir()
+        else:
+            digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+            outside = Path("/var/tmp") / f"comfyserve-postgres-{digest}"
+            outside.mkdir(parents=True, exist_ok=True)
+            base.symlink_to(outside, target_is_directory=True)
+        return base
+
+    def start(self) -> None:
+        base = self._base()
         self.sock.mkdir(exist_ok=True)
         LOGS.mkdir(parents=True, exist_ok=True)
         RUN.mkdir(parents=True, exist_ok=True)
-        run(["chown", "-R", "postgres:postgres", str(base)])
+        run(["chown", "-R", "postgres:postgres", str(base.resolve())])
         if not (self.data / "PG_VERSION").exists():
             # initdb and postgres refuse to run as root.
             run(
