@@ -1,0 +1,214 @@
+from typing import Any
+
+import pytest
+
+from comfyserve.workflow.validation import (
+    ErrorType,
+    InvalidWorkflowError,
+    NodeCatalog,
+    ValidationLimits,
+    WorkflowFormatUiError,
+    normalise_workflow,
+    validate,
+)
+
+API_GRAPH: dict[str, Any] = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+        "_meta": {"title": "Blank"},
+    },
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["2", 0], "filename_prefix": "out"},
+    },
+}
+
+
+def seed_input(name: str, type_: str, value: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, "value": value}
+
+
+def test_api_format_is_returned_as_an_equal_copy() -> None:
+    graph = normalise_workflow(API_GRAPH)
+
+    assert graph == API_GRAPH
+    assert graph["2"]["inputs"] is not API_GRAPH["2"]["inputs"]
+    assert graph["2"]["inputs"]["image"] is not API_GRAPH["2"]["inputs"]["image"]
+
+
+def test_unknown_node_keys_are_dropped_and_inputs_default_to_empty() -> None:
+    graph = normalise_workflow({"5": {"class_type": "X", "is_changed": ["a"]}})
+
+    assert graph == {"5": {"class_type": "X", "inputs": {}}}
+
+
+def test_nodes_form_with_typed_input_lists(catalog: NodeCatalog) -> None:
+    raw = {
+        "nodes": {
+            "1": {
+                "class_type": "EmptyImage",
+                "inputs": [
+                    seed_input("width", "INT", 64),
+                    seed_input("height", "INT", 64),
+                    seed_input("batch_size", "INT", 1),
+                    seed_input("color", "INT", 0),
+                ],
+            },
+            "2": {
+                "class_type": "ImageInvert",
+                "inputs": [seed_input("image", "IMAGE", [1, 0])],
+            },
+            "3": {
+                "class_type": "SaveImage",
+                "inputs": [
+                    seed_input("images", "IMAGE", ["2", 0]),
+                    seed_input("filename_prefix", "STRING", "out"),
+                ],
+            },
+        }
+    }
+
+    graph = normalise_workflow(raw)
+
+    assert graph == {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["2", 0], "filename_prefix": "out"},
+        },
+    }
+    assert validate(graph, catalog).ok
+
+
+def test_a_node_named_nodes_stays_api_format() -> None:
+    raw = {"nodes": {"class_type": "SaveImage", "inputs": {}}}
+
+    assert normalise_workflow(raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field"),
+    [
+        ([3], "inputs[0]"),
+        ([{"type": "INT", "value": 1}], "inputs[0].name"),
+        ([{"name": "w", "type": "INT"}], "inputs[0].value"),
+        ([seed_input("w", "INT", 1), seed_input("w", "INT", 2)], "inputs[1].name"),
+    ],
+)
+def test_malformed_nodes_form_inputs(inputs: list[Any], field: str) -> None:
+    raw = {"nodes": {"1": {"class_type": "EmptyImage", "inputs": inputs}}}
+
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw)
+
+    assert caught.value.error.type is ErrorType.INVALID_PROMPT
+    assert caught.value.error.extra_info == {"node_id": "1", "field": field}
+
+
+def test_ui_export_is_recognised() -> None:
+    ui = {"last_node_id": 3, "nodes": [{"id": 1, "type": "EmptyImage"}], "links": []}
+
+    with pytest.raises(WorkflowFormatUiError) as caught:
+        normalise_workflow(ui)
+
+    error = caught.value.error
+    assert error.type is ErrorType.WORKFLOW_FORMAT_UI
+    assert "UI export" in error.message
+    assert '"Save (API Format)"' in error.message
+    assert caught.value.to_comfy()["node_errors"] == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "node_id", "field"),
+    [
+        ([], None, None),
+        ("graph", None, None),
+        ({}, None, None),
+        ({"nodes": []}, None, "nodes"),
+        ({"1": "EmptyImage"}, "1", None),
+        ({"1": {"inputs": {}}}, "1", "class_type"),
+        ({"1": {"class_type": 5, "inputs": {}}}, "1", "class_type"),
+        ({"1": {"class_type": " ", "inputs": {}}}, "1", "class_type"),
+        ({"1": {"class_type": "X", "inputs": []}}, "1", "inputs"),
+        ({"1": {"class_type": "X", "inputs": {}, "_meta": "t"}}, "1", "_meta"),
+        ({"1": {"class_type": "X", "inputs": {"v": {1, 2}}}}, "1", "inputs.v"),
+        ({"a b": {"class_type": "X", "inputs": {}}}, "a b", None),
+        ({"x" * 65: {"class_type": "X", "inputs": {}}}, "x" * 65, None),
+        ({"../1": {"class_type": "X", "inputs": {}}}, "../1", None),
+    ],
+)
+def test_malformed_workflows(raw: Any, node_id: str | None, field: str | None) -> None:
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw)
+
+    error = caught.value.error
+    assert error.type is ErrorType.INVALID_PROMPT
+    assert not isinstance(caught.value, WorkflowFormatUiError)
+    assert error.extra_info.get("node_id") == node_id
+    assert error.extra_info.get("field") == field
+    if node_id is not None:
+        assert f"'{node_id}'" in error.message
+    body = caught.value.to_comfy()
+    assert body["error"]["type"] == "invalid_prompt"
+    assert body["node_errors"] == {}
+
+
+def test_node_id_pattern_accepts_subgraph_ids() -> None:
+    raw = {"12:5": {"class_type": "X", "inputs": {}}, "a_b.c-d": {"class_type": "Y"}}
+
+    assert set(normalise_workflow(raw)) == {"12:5", "a_b.c-d"}
+
+
+def node(**inputs: Any) -> dict[str, Any]:
+    return {"class_type": "X", "inputs": inputs}
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "field"),
+    [
+        ({str(i): node() for i in range(4)}, "max_nodes", None),
+        ({"nodes": {str(i): node() for i in range(4)}}, "max_nodes", None),
+        ({"1": node(a=1, b=2, c=3)}, "max_inputs_per_node", "inputs"),
+        ({"1": node(text="x" * 11)}, "max_string_length", "inputs.text"),
+        ({"1": node(v={"k" * 11: 1})}, "max_string_length", "inputs.v"),
+        ({"1": {"class_type": "X" * 11}}, "max_string_length", "class_type"),
+        ({"1": node(v=[[[1]]])}, "max_value_depth", "inputs.v"),
+        ({"1": node(v={"a": {"b": {"c": 1}}})}, "max_value_depth", "inputs.v"),
+    ],
+)
+def test_limits(raw: dict[str, Any], limit: str, field: str | None) -> None:
+    limits = ValidationLimits(
+        max_nodes=3, max_inputs_per_node=2, max_string_length=10, max_value_depth=2
+    )
+
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw, limits)
+
+    error = caught.value.error
+    assert error.type is ErrorType.PROMPT_LIMIT_EXCEEDED
+    assert error.extra_info["limit"] == limit
+    assert error.extra_info.get("field") == field
+
+
+def test_values_within_limits_pass() -> None:
+    limits = ValidationLimits(
+        max_nodes=3, max_inputs_per_node=2, max_string_length=10, max_value_depth=2
+    )
+    raw = {"1": node(text="x" * 10, v=[[1]]), "2": node(), "3": node()}
+
+    assert normalise_workflow(raw, limits) == raw
+
+
+def test_default_limits() -> None:
+    limits = ValidationLimits()
+
+    assert limits.max_nodes == 500
+    assert limits.max_string_length == 20_000
+    with pytest.raises(InvalidWorkflowError):
+        normalise_workflow({str(i): node() for i in range(501)})

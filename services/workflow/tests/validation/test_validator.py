@@ -1,0 +1,772 @@
+import math
+from typing import Any
+
+import pytest
+
+from comfyserve.workflow.validation import (
+    ErrorType,
+    NodeCatalog,
+    ValidationResult,
+    normalise_workflow,
+    validate,
+)
+
+
+def empty_image(width: Any = 64, height: Any = 64) -> dict[str, Any]:
+    return {
+        "class_type": "EmptyImage",
+        "inputs": {"width": width, "height": height, "batch_size": 1, "color": 0},
+    }
+
+
+def invert(source: str) -> dict[str, Any]:
+    return {"class_type": "ImageInvert", "inputs": {"image": [source, 0]}}
+
+
+def save(source: Any, prefix: str = "out") -> dict[str, Any]:
+    images = [source, 0] if isinstance(source, str) else source
+    return {
+        "class_type": "SaveImage",
+        "inputs": {"images": images, "filename_prefix": prefix},
+    }
+
+
+def load_image(name: Any = "example.png") -> dict[str, Any]:
+    return {"class_type": "LoadImage", "inputs": {"image": name}}
+
+
+def check(
+    graph: dict[str, Any], catalog: NodeCatalog, **kwargs: Any
+) -> ValidationResult:
+    return validate(normalise_workflow(graph), catalog, **kwargs)
+
+
+def only_error(result: ValidationResult, node_id: str) -> dict[str, Any]:
+    entry = result.to_comfy()["node_errors"][node_id]
+    assert len(entry["errors"]) == 1
+    error: dict[str, Any] = entry["errors"][0]
+    return error
+
+
+# --- valid graphs -----------------------------------------------------------
+
+
+def test_empty_image_invert_save_is_valid(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": invert("1"), "3": save("2")}
+
+    result = check(graph, catalog)
+
+    assert result.ok
+    assert result.error is None
+    assert result.output_nodes == ["3"]
+    assert result.to_comfy() == {"node_errors": {}}
+
+
+def test_load_scale_invert_save_is_valid_with_a_file_not_in_the_catalog(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {
+        "1": load_image("uploads/photo 1.png [input]"),
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {
+                "image": ["1", 0],
+                "upscale_method": "bilinear",
+                "width": 32,
+                "height": 32,
+                "crop": "center",
+            },
+        },
+        "3": invert("2"),
+        "4": save("3"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.ok, result.to_comfy()
+    assert result.output_nodes == ["4"]
+
+
+def test_two_save_outputs_are_both_run(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save("1", "a"), "3": save("1", "b")}
+
+    result = check(graph, catalog)
+
+    assert result.ok
+    assert result.output_nodes == ["2", "3"]
+
+
+def test_numeric_strings_convert_as_comfyui_does(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(width="32", height=16.0), "2": save("1")}
+
+    assert check(graph, catalog).ok
+
+
+def test_boolean_and_optional_inputs_are_accepted(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": load_image(),
+        "3": {
+            "class_type": "ImageCompositeMasked",
+            "inputs": {
+                "destination": ["1", 0],
+                "source": ["1", 0],
+                "x": 0,
+                "y": 0,
+                "resize_source": True,
+                "mask": ["2", 1],
+            },
+        },
+        "4": save("3"),
+    }
+
+    assert check(graph, catalog).ok
+
+
+# --- per-node errors --------------------------------------------------------
+
+
+def test_value_below_min_has_comfyuis_exact_shape(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(width=-5), "2": invert("1"), "3": save("2")}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert result.output_nodes == []
+    assert result.to_comfy() == {
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "Value -5 smaller than min of 1: width",
+            "extra_info": {},
+        },
+        "node_errors": {
+            "1": {
+                "errors": [
+                    {
+                        "type": "value_smaller_than_min",
+                        "message": "Value -5 smaller than min of 1",
+                        "details": "width",
+                        "extra_info": {
+                            "input_name": "width",
+                            "input_config": [
+                                "INT",
+                                {"default": 512, "min": 1, "max": 8192, "step": 1},
+                            ],
+                            "received_value": -5,
+                        },
+                    }
+                ],
+                "dependent_outputs": ["3"],
+                "class_type": "EmptyImage",
+            }
+        },
+    }
+
+
+def test_value_above_max(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": 10.5},
+        },
+        "3": save("2"),
+    }
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error["type"] == "value_bigger_than_max"
+    assert error["message"] == "Value 10.5 bigger than max of 10.0"
+    assert error["extra_info"]["input_name"] == "sigma"
+    assert error["extra_info"]["received_value"] == 10.5
+
+
+def test_required_input_missing(catalog: NodeCatalog) -> None:
+    image = empty_image()
+    del image["inputs"]["color"]
+    graph = {"1": image, "3": save("1")}
+
+    result = check(graph, catalog)
+
+    assert only_error(result, "1") == {
+        "type": "required_input_missing",
+        "message": "Required input is missing",
+        "details": "color",
+        "extra_info": {"input_name": "color"},
+    }
+    assert result.node_errors["1"].class_type == "EmptyImage"
+
+
+def test_missing_optional_input_is_fine(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": {
+            "class_type": "ImageCompositeMasked",
+            "inputs": {
+                "destination": ["1", 0],
+                "source": ["1", 0],
+                "x": 0,
+                "y": 0,
+                "resize_source": False,
+            },
+        },
+        "3": save("2"),
+    }
+
+    assert check(graph, catalog).ok
+
+
+@pytest.mark.parametrize("link", [["1", 0, 0], ["1"], [1, 0], ["1", "0"], ["1", True]])
+def test_malformed_link_is_a_bad_linked_input(
+    catalog: NodeCatalog, link: list[Any]
+) -> None:
+    graph = {"1": empty_image(), "3": save(link)}
+
+    error = only_error(check(graph, catalog), "3")
+
+    assert error["type"] == "bad_linked_input"
+    assert error["message"] == (
+        "Bad linked input, must be a length-2 list of [node_id, slot_index]"
+    )
+    assert error["extra_info"]["input_name"] == "images"
+    assert error["extra_info"]["received_value"] == link
+
+
+def test_link_to_a_missing_node_names_both_nodes(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": invert("99"), "3": save("2")}
+
+    result = check(graph, catalog)
+
+    error = only_error(result, "2")
+    assert error["type"] == "exception_during_validation"
+    assert error["message"] == "Node 2 links to node 99, which does not exist"
+    assert error["extra_info"]["input_name"] == "image"
+    assert error["extra_info"]["exception_type"] == "KeyError"
+    assert result.node_errors["2"].dependent_outputs == ["3"]
+
+
+@pytest.mark.parametrize("index", [1, 5, -1])
+def test_link_to_an_output_index_out_of_range(catalog: NodeCatalog, index: int) -> None:
+    graph = {"1": empty_image(), "3": save(["1", index])}
+
+    error = only_error(check(graph, catalog), "3")
+
+    assert error["type"] == "bad_linked_input"
+    assert f"output index {index}" in error["message"]
+    assert "1 output(s)" in error["message"]
+    assert error["extra_info"]["input_name"] == "images"
+
+
+def test_return_type_mismatch(catalog: NodeCatalog) -> None:
+    graph = {"1": load_image(), "3": save(["1", 1])}
+
+    error = only_error(check(graph, catalog), "3")
+
+    assert error["type"] == "return_type_mismatch"
+    assert error["message"] == "Return type mismatch between linked nodes"
+    assert error["extra_info"] == {
+        "input_name": "images",
+        "input_config": ["IMAGE"],
+        "received_type": "MASK",
+        "linked_node": ["1", 1],
+    }
+
+
+def test_mismatched_link_is_not_followed(catalog: NodeCatalog) -> None:
+    # ComfyUI does not validate a node that only a broken link reaches.
+    graph = {
+        "1": {
+            "class_type": "KSampler",
+            "inputs": {"seed": -1, "steps": 0, "cfg": 1.0},
+        },
+        "3": save("1"),
+    }
+
+    result = check(graph, catalog)
+
+    assert set(result.node_errors) == {"3"}
+    assert only_error(result, "3")["extra_info"]["received_type"] == "LATENT"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("abc", "invalid literal for int() with base 10: 'abc'"),
+        (True, "a boolean is not an integer"),
+        (None, "int() argument must be"),
+        (math.nan, "cannot convert float NaN to integer"),
+        (math.inf, "cannot convert float infinity to integer"),
+    ],
+)
+def test_int_conversion_failures(
+    catalog: NodeCatalog, value: Any, problem: str
+) -> None:
+    graph = {"1": empty_image(width=value), "3": save("1")}
+
+    error = only_error(check(graph, catalog), "1")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["message"] == "Failed to convert an input value to a INT value"
+    assert error["details"].startswith("width, ")
+    assert error["extra_info"]["exception_message"].startswith(problem)
+    assert error["extra_info"]["input_name"] == "width"
+
+
+@pytest.mark.parametrize("value", ["x", math.nan, -math.inf, "nan", "inf", False])
+def test_float_conversion_failures(catalog: NodeCatalog, value: Any) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": value},
+        },
+        "3": save("2"),
+    }
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["message"] == "Failed to convert an input value to a FLOAT value"
+    assert error["extra_info"]["input_name"] == "sigma"
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}])
+def test_string_conversion_failures(catalog: NodeCatalog, value: Any) -> None:
+    graph = {"1": empty_image(), "3": save("1", prefix=value)}
+
+    error = only_error(check(graph, catalog), "3")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["extra_info"]["input_name"] == "filename_prefix"
+
+
+def test_numbers_are_accepted_as_strings(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "3": save("1", prefix=42)}  # type: ignore[arg-type]
+
+    assert check(graph, catalog).ok
+
+
+@pytest.mark.parametrize(("value", "ok"), [(True, True), (0, True), ("yes", False)])
+def test_boolean_conversion(catalog: NodeCatalog, value: Any, ok: bool) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": {
+            "class_type": "GrowMask",
+            "inputs": {"mask": ["3", 1], "expand": 1, "tapered_corners": value},
+        },
+        "3": load_image(),
+        "4": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+        "5": save("4"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.ok is ok
+    if not ok:
+        assert only_error(result, "2")["type"] == "invalid_input_type"
+
+
+def test_value_not_in_a_short_list_echoes_the_choices(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {
+                "image": ["1", 0],
+                "upscale_method": "bogus",
+                "width": 8,
+                "height": 8,
+                "crop": "disabled",
+            },
+        },
+        "3": save("2"),
+    }
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error == {
+        "type": "value_not_in_list",
+        "message": "Value not in list",
+        "details": "upscale_method: 'bogus' not in "
+        "['nearest-exact', 'bilinear', 'area', 'bicubic', 'lanczos']",
+        "extra_info": {
+            "input_name": "upscale_method",
+            "input_config": [
+                ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+            ],
+            "received_value": "bogus",
+        },
+    }
+
+
+def test_value_not_in_a_long_list_omits_input_config(catalog: NodeCatalog) -> None:
+    # KSampler's sampler list has more than 20 choices.
+    graph = {
+        "1": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 0,
+                "steps": 1,
+                "cfg": 1.0,
+                "sampler_name": "nope",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
+        "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0]}},
+        "3": save("2"),
+    }
+
+    result = check(graph, catalog)
+
+    errors = {e.type: e for e in result.node_errors["1"].errors}
+    not_in_list = errors[ErrorType.VALUE_NOT_IN_LIST]
+    assert not_in_list.details == "sampler_name: 'nope' not in (list of length 22)"
+    assert not_in_list.extra_info["input_config"] is None
+    assert errors[ErrorType.REQUIRED_INPUT_MISSING].extra_info["input_name"] in {
+        "model",
+        "positive",
+        "negative",
+        "latent_image",
+    }
+    # VAEDecode's own required `vae` is missing too.
+    assert only_error(result, "2")["extra_info"] == {"input_name": "vae"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../secret.png", "a/../../b.png", "/etc/passwd", "C:/x.png", "a\\b.png", "", " "],
+)
+def test_unsafe_upload_names_are_refused(catalog: NodeCatalog, name: str) -> None:
+    graph = {"1": load_image(name), "2": save("1")}
+
+    error = only_error(check(graph, catalog), "1")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["extra_info"]["input_name"] == "image"
+    assert error["extra_info"]["received_value"] == name
+
+
+def test_upload_name_must_be_a_string(catalog: NodeCatalog) -> None:
+    graph = {"1": load_image(5), "2": save("1")}
+
+    assert only_error(check(graph, catalog), "1")["type"] == "invalid_input_type"
+
+
+def test_upload_may_be_an_asset_reference(catalog: NodeCatalog) -> None:
+    ref = {"__type": "core/ASSET", "info": {"id": "asset-1"}}
+    graph = {"1": load_image(ref), "2": save("1")}
+
+    assert check(graph, catalog).ok
+
+
+def test_asset_reference_without_id_is_refused(catalog: NodeCatalog) -> None:
+    ref = {"__type": "core/ASSET", "info": {}}
+    graph = {"1": load_image(ref), "2": save("1")}
+
+    assert only_error(check(graph, catalog), "1")["type"] == "invalid_input_type"
+
+
+def test_non_upload_combos_still_check_the_list(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x"}},
+        "2": {"class_type": "CheckpointSave", "inputs": {}},
+    }
+    graph["2"]["inputs"] = {
+        "model": ["1", 0],
+        "clip": ["1", 1],
+        "vae": ["1", 2],
+        "filename_prefix": "ckpt",
+    }
+
+    error = only_error(check(graph, catalog), "1")
+
+    assert error["type"] == "value_not_in_list"
+    assert error["details"] == "ckpt_name: 'x' not in []"
+
+
+def test_wrapped_widget_values_are_unwrapped(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(width={"__value__": -1}), "2": save("1")}
+
+    assert only_error(check(graph, catalog), "1")["type"] == "value_smaller_than_min"
+
+
+# --- graph-level behaviour ---------------------------------------------------
+
+
+def test_nodes_not_reachable_from_an_output_are_not_validated(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {"1": empty_image(), "2": save("1"), "9": empty_image(width=-5)}
+
+    result = check(graph, catalog)
+
+    assert result.ok
+    assert result.node_errors == {}
+
+
+def test_downstream_nodes_of_a_failing_node_are_not_listed(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {"1": empty_image(width=0), "2": invert("1"), "3": save("2")}
+
+    result = check(graph, catalog)
+
+    assert list(result.node_errors) == ["1"]
+
+
+def test_a_failing_node_lists_every_output_depending_on_it(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {
+        "1": empty_image(width=-5, height=0),
+        "2": invert("1"),
+        "3": save("2"),
+        "4": save("1"),
+    }
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert result.node_errors["1"].dependent_outputs == ["3", "4"]
+    assert result.error is not None
+    assert result.error.details == (
+        "Value -5 smaller than min of 1: width\nValue 0 smaller than min of 1: height"
+    )
+
+
+def test_one_good_output_accepts_the_prompt_and_reports_the_bad_one(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {
+        "1": empty_image(width=-5),
+        "2": empty_image(),
+        "3": save("1"),
+        "4": save("2"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.ok
+    assert result.error is None
+    assert result.output_nodes == ["4"]
+    assert result.node_errors["1"].dependent_outputs == ["3"]
+    assert "error" not in result.to_comfy()
+
+
+def test_no_output_node(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": invert("1")}
+
+    result = check(graph, catalog)
+
+    assert result.to_comfy() == {
+        "error": {
+            "type": "prompt_no_outputs",
+            "message": "Prompt has no outputs",
+            "details": "",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }
+
+
+def test_unknown_class_type(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": {
+            "class_type": "FancyUpscaler",
+            "inputs": {"image": ["1", 0]},
+            "_meta": {"title": "My upscaler"},
+        },
+        "3": save("2"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.to_comfy()["error"] == {
+        "type": "missing_node_type",
+        "message": "Node 'My upscaler' not found. "
+        "The custom node may not be installed.",
+        "details": "Node ID '#2'",
+        "extra_info": {
+            "node_id": "2",
+            "class_type": "FancyUpscaler",
+            "node_title": "My upscaler",
+        },
+    }
+    entry = result.node_errors["2"]
+    assert entry.class_type == "FancyUpscaler"
+    assert entry.dependent_outputs == ["3"]
+    assert entry.errors[0].type is ErrorType.MISSING_NODE_TYPE
+
+
+def test_unknown_class_type_anywhere_is_an_error(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save("1"), "7": {"class_type": "Nope"}}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.extra_info["node_title"] == "Nope"
+    assert result.node_errors["7"].dependent_outputs == []
+
+
+def test_missing_type_wins_over_not_allowed(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save("1"), "3": {"class_type": "Nope"}}
+
+    result = check(graph, catalog, allowlist=frozenset({"SaveImage"}))
+
+    assert result.error is not None
+    assert result.error.type is ErrorType.MISSING_NODE_TYPE
+    assert {k: v.errors[0].type for k, v in result.node_errors.items()} == {
+        "1": ErrorType.NODE_NOT_ALLOWED,
+        "3": ErrorType.MISSING_NODE_TYPE,
+    }
+
+
+def test_node_not_on_the_allowlist(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": invert("1"), "3": save("2")}
+
+    result = check(graph, catalog, allowlist=frozenset({"EmptyImage", "SaveImage"}))
+
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.type is ErrorType.NODE_NOT_ALLOWED
+    assert result.error.extra_info["class_type"] == "ImageInvert"
+    assert result.node_errors["2"].dependent_outputs == ["3"]
+
+
+def test_allowlisted_graph_passes(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save("1")}
+
+    result = check(graph, catalog, allowlist=frozenset({"EmptyImage", "SaveImage"}))
+
+    assert result.ok
+
+
+def test_dependency_cycle(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": invert("4"),
+        "3": save("2"),
+        "4": invert("2"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.error is not None
+    assert result.error.type is ErrorType.DEPENDENCY_CYCLE
+    assert result.error.extra_info == {"cycles": [["2", "4"]]}
+    assert "'2', '4'" in result.error.details
+    assert set(result.node_errors) == {"2", "4"}
+    assert result.node_errors["4"].errors[0].extra_info["cycle"] == ["2", "4"]
+    assert result.node_errors["2"].dependent_outputs == ["3"]
+
+
+def test_self_loop_and_unreachable_cycles_are_errors(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": save("1"),
+        "5": invert("5"),
+        "6": invert("7"),
+        "7": invert("6"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.error is not None
+    assert result.error.extra_info == {"cycles": [["5"], ["6", "7"]]}
+    assert set(result.node_errors) == {"5", "6", "7"}
+
+
+def test_long_chains_do_not_hit_the_recursion_limit(catalog: NodeCatalog) -> None:
+    graph: dict[str, Any] = {"0": empty_image()}
+    for i in range(1, 499):
+        graph[str(i)] = invert(str(i - 1))
+    graph["499"] = save("498")
+
+    assert check(graph, catalog).ok
+
+    graph["0"] = invert("498")
+    assert check(graph, catalog).error is not None
+
+
+# --- type compatibility and newer spec forms -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def extended_catalog(object_info: dict[str, Any]) -> NodeCatalog:
+    extra = {
+        "AnySink": {
+            "input": {"required": {"value": ["*"]}},
+            "output": [],
+            "output_node": True,
+        },
+        "ImageOrMaskSink": {
+            "input": {"required": {"value": ["IMAGE,MASK"]}},
+            "output": [],
+            "output_node": True,
+        },
+        "PickMode": {
+            "input": {
+                "required": {
+                    "mode": ["COMBO", {"options": ["fast", "slow"], "default": "fast"}]
+                }
+            },
+            "output": ["STRING"],
+            "output_node": True,
+        },
+    }
+    return NodeCatalog.from_object_info(object_info, extra)
+
+
+def test_wildcard_input_accepts_anything(extended_catalog: NodeCatalog) -> None:
+    graph = {
+        "1": load_image(),
+        "2": {"class_type": "AnySink", "inputs": {"value": ["1", 1]}},
+    }
+
+    assert check(graph, extended_catalog).ok
+
+
+@pytest.mark.parametrize("slot", [0, 1])
+def test_comma_separated_types_match_any_member(
+    extended_catalog: NodeCatalog, slot: int
+) -> None:
+    # LoadImage outputs IMAGE (slot 0) and MASK (slot 1).
+    graph = {
+        "1": load_image(),
+        "2": {"class_type": "ImageOrMaskSink", "inputs": {"value": ["1", slot]}},
+    }
+
+    assert check(graph, extended_catalog).ok
+
+
+def test_comma_separated_types_still_reject_others(
+    extended_catalog: NodeCatalog,
+) -> None:
+    graph = {
+        "1": {"class_type": "EmptyLatentImage", "inputs": {}},
+        "2": {"class_type": "ImageOrMaskSink", "inputs": {"value": ["1", 0]}},
+    }
+    graph["1"]["inputs"] = {"width": 64, "height": 64, "batch_size": 1}
+
+    error = only_error(check(graph, extended_catalog), "2")
+
+    assert error["type"] == "return_type_mismatch"
+    assert error["extra_info"]["received_type"] == "LATENT"
+
+
+def test_combo_options_form(extended_catalog: NodeCatalog) -> None:
+    good = {"1": {"class_type": "PickMode", "inputs": {"mode": "slow"}}}
+    bad = {"1": {"class_type": "PickMode", "inputs": {"mode": "medium"}}}
+
+    assert check(good, extended_catalog).ok
+    error = only_error(check(bad, extended_catalog), "1")
+    assert error["type"] == "value_not_in_list"
+    assert error["details"] == "mode: 'medium' not in ['fast', 'slow']"
+    assert error["extra_info"]["input_config"] == [
+        "COMBO",
+        {"options": ["fast", "slow"], "default": "fast"},
+    ]
