@@ -380,9 +380,13 @@ class _Follower:
             if isinstance(result, CompletionSignal):
                 yield await self._finished_outcome()
                 return
-            yield result
             if isinstance(result, ExecutionFailed | ExecutionInterrupted):
+                # Sent while the prompt still holds the queue; wait until it is
+                # filed in history so that "terminal" means "ComfyUI is free".
+                await self._finished_outcome()
+                yield result
                 return
+            yield result
 
     async def _recover(self) -> Outcome | None:
         """After a WS drop: reconnect, then learn what was missed from the server."""
@@ -405,7 +409,8 @@ class _Follower:
         return outcome
 
     async def _finished_outcome(self) -> Outcome:
-        # G2+ send execution_success before the history entry is written.
+        # Terminal messages are sent before the history entry is written
+        # (all of them on G2+, execution_error/interrupted on G1 as well).
         delay = 0.02
         while True:
             remaining = self._remaining()
