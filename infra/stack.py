@@ -304,8 +304,13 @@ class Apt:
 
 
 class Postgres(Component):
-    data = LOCAL / "postgres" / "data"
-    sock = LOCAL / "postgres" / "sock"
+    @property
+    def data(self) -> Path:
+        return self._base().resolve() / "data"
+
+    @property
+    def sock(self) -> Path:
+        return self._base().resolve() / "sock"
 
     def install(self) -> None:
         Apt.install()
@@ -334,11 +339,11 @@ class Postgres(Component):
         return base
 
     def start(self) -> None:
-        base = self._base()
+        base = self._base().resolve()
         self.sock.mkdir(exist_ok=True)
         LOGS.mkdir(parents=True, exist_ok=True)
         RUN.mkdir(parents=True, exist_ok=True)
-        run(["chown", "-R", "postgres:postgres", str(base.resolve())])
+        run(["chown", "-R", "postgres:postgres", str(base)])
         if not (self.data / "PG_VERSION").exists():
             # initdb and postgres refuse to run as root.
             run(
