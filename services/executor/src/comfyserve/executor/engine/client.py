@@ -192,6 +192,8 @@ class ComfyClient:
                 body = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EngineUnavailable(f"POST /upload/image: {exc!r}") from exc
+        if not isinstance(body, dict) or not body.get("name"):
+            raise UnexpectedResponse("/upload/image", 200)
         name = str(body["name"])
         stored_subfolder = str(body.get("subfolder") or "")
         return f"{stored_subfolder}/{name}" if stored_subfolder else name

@@ -25,7 +25,11 @@ class RemoteComfyUI(ClientEngine):
 
     async def start(self) -> None:
         await self._open_client(self._url)
-        await self._wait_ready(time.monotonic() + self._start_timeout_s)
+        try:
+            await self._wait_ready(time.monotonic() + self._start_timeout_s)
+        except BaseException:
+            await self._close_client()
+            raise
 
     async def stop(self) -> None:
         await self._close_client()
