@@ -1,0 +1,146 @@
+"""The job record, its event log and idempotency keys.
+
+The DDL (indexes included) lives in the Alembic migrations; these tables are
+what the repositories query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Computed,
+    DateTime,
+    Double,
+    Integer,
+    SmallInteger,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from comfyserve.contracts.events import Priority
+from comfyserve.workflow.db import metadata
+
+__all__ = [
+    "FINAL_STATUSES",
+    "PRIORITY_RANK",
+    "JobRecord",
+    "JobStatus",
+    "idempotency_keys",
+    "job_events",
+    "jobs",
+]
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+PRIORITY_RANK: dict[Priority, int] = {
+    Priority.HIGH: 0,
+    Priority.NORMAL: 1,
+    Priority.LOW: 2,
+}
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("priority", Text, nullable=False),
+    Column(
+        "priority_rank",
+        SmallInteger,
+        Computed(
+            "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END",
+            persisted=True,
+        ),
+    ),
+    Column("workflow", JSONB, nullable=False),
+    Column("inputs", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Column("timeout_seconds", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker_id", Text),
+    Column("progress", JSONB),
+    Column("outputs", JSONB, nullable=False),
+    Column("error", JSONB),
+    Column("metadata", JSONB, nullable=False),
+    Column("webhook_url", Text),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("idempotency_key", Text),
+    Column("duration_seconds", Double),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("job_id", Uuid, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("job_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One row of `jobs`, as the service reads it."""
+
+    id: UUID
+    tenant_id: str
+    status: JobStatus
+    priority: Priority
+    workflow: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    created_at: datetime
+    deadline: datetime
+    timeout_seconds: int
+    attempt: int
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    worker_id: str | None = None
+    progress: dict[str, Any] | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    cancel_requested: bool = False
+    idempotency_key: str | None = None
+    duration_seconds: float | None = None
+    queue_position: int | None = None
+

@@ -1,0 +1,77 @@
+"""Configuration, read from `WORKFLOW_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKFLOW_", extra="ignore", populate_by_name=True)
+
+    database_url: str = "postgresql://comfyserve:comfyserve@127.0.0.1:15432/comfyserve"
+    schema_: str = Field(default="workflow", alias="WORKFLOW_SCHEMA")
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    storage_grpc_target: str = "127.0.0.1:50052"
+    storage_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    default_timeout_seconds: int = Field(default=600, gt=0)
+    max_timeout_seconds: int = Field(default=3600, gt=0)
+    # Added to a job's timeout to form its deadline: the time a job may wait
+    # in the queue (over all its attempts) before the sweeper fails it.
+    queue_timeout_seconds: int = Field(default=3600, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+    heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
+    sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    deadline_grace_seconds: float = Field(default=10.0, ge=0)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+
+    consumer_group: str = "workflow"
+    # Where a consumer group without committed offsets starts; `earliest` so a
+    # first deployment picks up the compacted node catalog.
+    consumer_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=200, gt=0)
+
+    # Comma-separated class types this deployment runs; unset allows every
+    # class an executor publishes.
+    node_allowlist: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        # The name is spliced into DDL and search_path, so it must be a plain
+        # identifier.
+        if not re.fullmatch(_SCHEMA_PATTERN, value):
+            raise ValueError("schema must be a lower-case SQL identifier")
+        return value
+
+    @property
+    def allowlist(self) -> frozenset[str] | None:
+        if self.node_allowlist is None or not self.node_allowlist.strip():
+            return None
+        return frozenset(
+            name.strip() for name in self.node_allowlist.split(",") if name.strip()
+        )
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The URL as plain asyncpg takes it (`postgresql://`)."""
+        return _strip_driver(self.database_url)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return "postgresql+asyncpg://" + self.asyncpg_dsn.split("://", 1)[1]
+
+
+def _strip_driver(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ValueError("database_url must be a postgresql:// URL")
+    return "postgresql://" + rest

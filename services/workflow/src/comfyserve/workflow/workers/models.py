@@ -1,0 +1,26 @@
+"""What the executors tell us about themselves: liveness and node catalogs."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from comfyserve.workflow.db import metadata
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("last_heartbeat", DateTime(timezone=True), nullable=False),
+    Column("current_job_id", Text),
+    Column("info", JSONB, nullable=False),
+)
+
+node_catalog = Table(
+    "node_catalog",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("catalog_hash", Text, nullable=False),
+    Column("object_info", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
