@@ -31,21 +31,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUN_BUDGET_S = 120.0
 
 
-def required_env(name: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(
-            f"{name} is not set: the engine integration tests start a real ComfyUI "
-            "from COMFYUI_PATH (its folder) with COMFYUI_PYTHON (its interpreter)"
-        )
-    return Path(value)
-
-
 @pytest.fixture(scope="module")
-async def engine(tmp_path_factory):
+async def engine(stack, tmp_path_factory):
     managed = ManagedComfyUI(
-        required_env("COMFYUI_PATH"),
-        required_env("COMFYUI_PYTHON"),
+        Path(stack["COMFYUI_PATH"]),
+        Path(stack["COMFYUI_PYTHON"]),
         tmp_path_factory.mktemp("comfy"),
         cpu=True,
     )
