@@ -32,7 +32,7 @@ status: ## show which parts of the local stack answer
 	$(STACK) status
 
 run: up ## start the stack and the services; Ctrl-C stops what it started
-	$(PY) infra/services.py
+	$(PY) infra/runner.py
 
 test: install ## start the stack, run every test but the gpu ones, stop the stack
 	@start=$$(date +%s); $(STACK) up || exit 1; \
