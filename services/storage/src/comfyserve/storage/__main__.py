@@ -1,0 +1,51 @@
+"""Entry point: `serve` (the default, migrating first) or `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import structlog
+
+from comfyserve.storage.app import running
+from comfyserve.storage.db import create_engine, migrate
+from comfyserve.storage.logging import configure_logging
+from comfyserve.storage.settings import Settings
+
+log = structlog.get_logger("comfyserve.storage")
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(settings):
+        await stop.wait()
+        log.info("storage.stopping")
+    log.info("storage.stopped")
+
+
+async def migrate_only(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        await migrate(engine, settings)
+    finally:
+        await engine.dispose()
+    log.info("storage.migrated", schema=settings.schema_name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m comfyserve.storage")
+    parser.add_argument(
+        "command", nargs="?", choices=["serve", "migrate"], default="serve"
+    )
+    command = parser.parse_args().command
+    configure_logging()
+    settings = Settings()
+    asyncio.run(serve(settings) if command == "serve" else migrate_only(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The database engine and migrations, both bound to the service's schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from comfyserve.storage.settings import Settings
+
+# services/storage/migrations, next to src/ (the package is installed editable).
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    # Tables are declared without a schema; every statement is pointed at ours.
+    return create_async_engine(
+        settings.async_database_url, pool_pre_ping=True
+    ).execution_options(schema_translate_map={None: settings.schema_name})
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["schema"] = settings.schema_name
+    config.attributes["url"] = settings.database_url
+    return config
+
+
+async def migrate(engine: AsyncEngine, settings: Settings) -> None:
+    """Brings the schema to the latest revision over one of the engine's connections."""
+
+    def upgrade(connection: Connection) -> None:
+        config = alembic_config(settings)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade)

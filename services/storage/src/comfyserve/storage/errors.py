@@ -1,0 +1,58 @@
+"""The storage service's errors; each carries the gRPC status it is answered with."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+
+class StorageError(Exception):
+    """Base error: `status` is the code the gRPC layer answers with."""
+
+    status: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(StorageError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
+class FileNotFound(StorageError):
+    """Unknown file, or a file of another tenant: the two are indistinguishable."""
+
+    status = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, file_id: str) -> None:
+        super().__init__(f"file {file_id!r} not found")
+
+
+class FileNotReady(StorageError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class UploadMissing(StorageError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ContentMismatch(StorageError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class OutputSlotTaken(StorageError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class TooLarge(StorageError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ObjectStoreUnavailable(StorageError):
+    status = grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,211 @@
+"""StorageService over gRPC: decode, call the file service, encode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.empty_pb2 import Empty
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
+from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
+from comfyserve.storage.errors import StorageError
+from comfyserve.storage.files.models import (
+    DownloadLink,
+    FilePurpose,
+    FileState,
+    StoredFile,
+    UploadRequest,
+)
+from comfyserve.storage.files.service import FileService
+from comfyserve.storage.telemetry import Metrics
+
+log = structlog.get_logger(__name__)
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Context = grpc.aio.ServicerContext[Any, Any]
+Method = Callable[["StorageServicer", Req, Context], Awaitable[Resp]]
+
+_PURPOSES = {
+    pb.FILE_PURPOSE_INPUT: FilePurpose.INPUT,
+    pb.FILE_PURPOSE_OUTPUT: FilePurpose.OUTPUT,
+}
+_PURPOSE_VALUES = {purpose: value for value, purpose in _PURPOSES.items()}
+_STATES = {
+    FileState.PENDING: pb.FILE_STATE_PENDING,
+    FileState.READY: pb.FILE_STATE_READY,
+}
+
+
+def answers(method: Method[Req, Resp]) -> Method[Req, Resp]:
+    """The one place errors become status codes; it also counts and times calls."""
+
+    @wraps(method)
+    async def call(self: StorageServicer, request: Req, context: Context) -> Resp:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await method(self, request, context)
+        except StorageError as error:
+            code = error.status
+            await context.abort(code, error.message)
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("storage.grpc.failed", method=method.__name__)
+            await context.abort(code, "internal error")
+        finally:
+            self.metrics.requests.labels(method.__name__, code.name).inc()
+            self.metrics.latency.labels(method.__name__).observe(
+                time.perf_counter() - started
+            )
+
+    return call
+
+
+class StorageServicer(pb_grpc.StorageServiceServicer):
+    def __init__(self, files: FileService, metrics: Metrics) -> None:
+        self.files = files
+        self.metrics = metrics
+
+    @answers
+    async def CreateUpload(
+        self, request: pb.CreateUploadRequest, context: Context
+    ) -> pb.CreateUploadResponse:
+        upload = await self.files.create_upload(
+            UploadRequest(
+                tenant_id=request.tenant_id,
+                purpose=_PURPOSES.get(request.purpose),
+                filename=request.filename,
+                content_type=request.content_type,
+                size=request.size,
+                job_id=request.job_id if request.HasField("job_id") else None,
+                node_id=request.node_id if request.HasField("node_id") else None,
+                index=request.index if request.HasField("index") else None,
+                sha256=request.sha256 if request.HasField("sha256") else None,
+                ttl_seconds=(
+                    request.ttl_seconds if request.HasField("ttl_seconds") else None
+                ),
+            )
+        )
+        return pb.CreateUploadResponse(
+            file=file_info(upload.file),
+            upload_url=upload.url,
+            url_expires_at=_timestamp(upload.url_expires_at),
+            upload_headers=upload.headers,
+        )
+
+    @answers
+    async def CompleteUpload(
+        self, request: pb.CompleteUploadRequest, context: Context
+    ) -> pb.FileInfo:
+        row = await self.files.complete_upload(
+            request.tenant_id,
+            request.file_id,
+            width=request.width if request.HasField("width") else None,
+            height=request.height if request.HasField("height") else None,
+        )
+        return file_info(row)
+
+    @answers
+    async def GetDownloadUrl(
+        self, request: pb.GetDownloadUrlRequest, context: Context
+    ) -> pb.DownloadUrl:
+        link = await self.files.download_url(
+            request.tenant_id,
+            request.file_id,
+            (
+                request.expires_in_seconds
+                if request.HasField("expires_in_seconds")
+                else None
+            ),
+        )
+        return _download_url(link)
+
+    @answers
+    async def GetDownloadUrls(
+        self, request: pb.GetDownloadUrlsRequest, context: Context
+    ) -> pb.GetDownloadUrlsResponse:
+        links = await self.files.download_urls(
+            request.tenant_id,
+            list(request.file_ids),
+            (
+                request.expires_in_seconds
+                if request.HasField("expires_in_seconds")
+                else None
+            ),
+        )
+        return pb.GetDownloadUrlsResponse(urls=[_download_url(link) for link in links])
+
+    @answers
+    async def GetFile(
+        self, request: pb.GetFileRequest, context: Context
+    ) -> pb.FileInfo:
+        return file_info(await self.files.get_file(request.tenant_id, request.file_id))
+
+    @answers
+    async def DeleteFile(
+        self, request: pb.DeleteFileRequest, context: Context
+    ) -> Empty:
+        await self.files.delete_file(request.tenant_id, request.file_id)
+        return Empty()
+
+    @answers
+    async def ListFiles(
+        self, request: pb.ListFilesRequest, context: Context
+    ) -> pb.ListFilesResponse:
+        page = await self.files.list_files(
+            request.tenant_id,
+            job_id=request.job_id if request.HasField("job_id") else None,
+            page_size=request.page_size,
+            cursor=request.cursor,
+        )
+        return pb.ListFilesResponse(
+            files=[file_info(row) for row in page.files],
+            next_cursor=page.next_cursor,
+        )
+
+
+def file_info(row: StoredFile) -> pb.FileInfo:
+    info = pb.FileInfo(
+        id=str(row.id),
+        tenant_id=row.tenant_id,
+        purpose=_PURPOSE_VALUES[FilePurpose(row.purpose)],
+        filename=row.filename,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256 or "",
+        bucket=row.bucket,
+        key=row.key,
+        job_id=row.job_id,
+        node_id=row.node_id,
+        index=row.index,
+        width=row.width,
+        height=row.height,
+        state=_STATES[FileState(row.state)],
+        created_at=_timestamp(row.created_at),
+    )
+    if row.expires_at is not None:
+        info.expires_at.CopyFrom(_timestamp(row.expires_at))
+    return info
+
+
+def _download_url(link: DownloadLink) -> pb.DownloadUrl:
+    return pb.DownloadUrl(
+        file_id=str(link.file_id),
+        url=link.url,
+        expires_at=_timestamp(link.expires_at),
+    )
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp

@@ -1,0 +1,92 @@
+"""The `files` table and the values the service hands to its transport."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String
+from sqlmodel import Field, SQLModel
+
+
+class FilePurpose(StrEnum):
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class FileState(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+
+
+class StorageModel(SQLModel):
+    # Own metadata: tables of other services never mix with ours, and the schema
+    # is applied per connection through `schema_translate_map`.
+    metadata = MetaData()
+
+
+class StoredFile(StorageModel, table=True):
+    __tablename__ = "files"
+
+    id: uuid.UUID = Field(primary_key=True)
+    tenant_id: str = Field(sa_type=String(128))
+    purpose: str = Field(sa_type=String(16))
+    filename: str = Field(sa_type=String(255))
+    content_type: str = Field(sa_type=String(255))
+    size: int = Field(sa_type=BigInteger)
+    sha256: str | None = Field(default=None, sa_type=String(64))
+    bucket: str = Field(sa_type=String(255))
+    key: str = Field(sa_type=String(1024))
+    job_id: str | None = Field(default=None, sa_type=String(128))
+    node_id: str | None = Field(default=None, sa_type=String(128))
+    index: int | None = Field(default=None, sa_type=Integer)
+    width: int | None = Field(default=None, sa_type=Integer)
+    height: int | None = Field(default=None, sa_type=Integer)
+    state: str = Field(sa_type=String(16))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """CreateUpload as the caller sent it; the service validates it."""
+
+    tenant_id: str
+    purpose: FilePurpose | None
+    filename: str
+    content_type: str
+    size: int
+    job_id: str | None
+    node_id: str | None
+    index: int | None
+    sha256: str | None
+    ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class Upload:
+    file: StoredFile
+    url: str
+    url_expires_at: datetime
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DownloadLink:
+    file_id: uuid.UUID
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class FilePage:
+    files: list[StoredFile]
+    next_cursor: str
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    deleted: int
+    failed: int

@@ -1,0 +1,73 @@
+"""Rules for what callers may name: filenames, content types, and object keys."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from urllib.parse import quote
+
+from comfyserve.storage.errors import InvalidArgument
+
+MAX_FILENAME_CHARS = 200
+# Tenant, job and node ids become key segments: plain tokens only. ComfyUI node
+# ids can carry ':' (nodes inside subgraphs).
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_UNSAFE_NAME_CHARS = re.compile(r"[^\w.\-+=@,() ]")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+def safe_filename(raw: str) -> str:
+    """The basename of `raw`, refused when it is empty, too long, or traverses."""
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in raw):
+        raise InvalidArgument("filename", "must not contain control characters")
+    parts = raw.replace("\\", "/").split("/")
+    if ".." in (part.strip() for part in parts):
+        raise InvalidArgument("filename", "must not contain '..' segments")
+    name = unicodedata.normalize("NFC", parts[-1]).strip()
+    if name in ("", "."):
+        raise InvalidArgument("filename", "must name a file")
+    if len(name) > MAX_FILENAME_CHARS:
+        raise InvalidArgument(
+            "filename", f"must be at most {MAX_FILENAME_CHARS} characters"
+        )
+    # Characters with a meaning in URLs or shells are replaced, so the key and
+    # the Content-Disposition header carry the name unchanged.
+    return _UNSAFE_NAME_CHARS.sub("_", name)
+
+
+def normalise_content_type(raw: str, allowed: frozenset[str]) -> str:
+    """The bare media type (parameters dropped, lower case) if it is allowed."""
+    media_type = raw.split(";", 1)[0].strip().lower()
+    if not _CONTENT_TYPE.fullmatch(media_type):
+        raise InvalidArgument("content_type", "must be a media type such as image/png")
+    if media_type not in allowed:
+        raise InvalidArgument("content_type", f"{media_type!r} is not allowed")
+    return media_type
+
+
+def key_segment(field: str, value: str) -> str:
+    if not _SEGMENT.fullmatch(value) or value.strip(".") == "":
+        raise InvalidArgument(
+            field, "must be 1-128 letters, digits, '.', '_', ':' or '-'"
+        )
+    return value
+
+
+def input_key(tenant_id: str, file_id: uuid.UUID, filename: str) -> str:
+    return f"inputs/{tenant_id}/{file_id}/{filename}"
+
+
+def output_key(
+    tenant_id: str, job_id: str, node_id: str, index: int, filename: str
+) -> str:
+    return f"outputs/{tenant_id}/{job_id}/{node_id}/{index}-{filename}"
+
+
+def attachment_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact name per RFC 6266."""
+    fallback = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return (
+        f'attachment; filename="{fallback}"; '
+        f"filename*=UTF-8''{quote(filename, safe='')}"
+    )

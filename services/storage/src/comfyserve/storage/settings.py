@@ -1,0 +1,96 @@
+"""Settings of the storage service, read from `STORAGE_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+# Presigned GET URLs never live longer than this, whatever a caller asks for.
+MAX_DOWNLOAD_URL_TTL_SECONDS = 3600
+
+DEFAULT_CONTENT_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/gif",
+        "video/mp4",
+        "video/webm",
+        "audio/wav",
+        "audio/mpeg",
+        "audio/flac",
+        "audio/ogg",
+        "application/octet-stream",
+        "text/plain",
+        "application/json",
+    }
+)
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STORAGE_", extra="ignore", validate_by_name=True
+    )
+
+    database_url: str
+    schema_name: str = Field(default="storage", alias="STORAGE_SCHEMA")
+    grpc_port: int = Field(default=50052, ge=0, le=65535)
+    metrics_port: int = Field(default=9103, ge=0, le=65535)
+
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: SecretStr
+    s3_bucket: str
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    # Host clients use to reach S3 when it differs from ours (presigned URLs are
+    # signed for the host they are used with); unset means `s3_endpoint`.
+    s3_public_endpoint: str | None = None
+
+    upload_url_ttl_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    download_url_ttl_seconds: int = Field(
+        default=300, ge=1, le=MAX_DOWNLOAD_URL_TTL_SECONDS
+    )
+    max_upload_bytes: int = Field(default=50 * MIB, ge=1)
+    allowed_content_types: Annotated[frozenset[str], NoDecode] = DEFAULT_CONTENT_TYPES
+    input_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    output_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    retention_interval_seconds: float = Field(default=60, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_identifier(cls, value: str) -> str:
+        # The schema name is written into DDL, so only plain identifiers pass.
+        if not _SCHEMA_NAME.fullmatch(value):
+            raise ValueError("must be a lower-case SQL identifier")
+        return value
+
+    @field_validator("allowed_content_types", mode="before")
+    @classmethod
+    def _split_content_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(
+                item.strip().lower() for item in value.split(",") if item.strip()
+            )
+        return value
+
+    @property
+    def async_database_url(self) -> str:
+        return self.database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    @property
+    def presign_endpoint(self) -> str:
+        return self.s3_public_endpoint or self.s3_endpoint

@@ -1,0 +1,36 @@
+"""Prometheus metrics of one service instance, on a registry of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "storage_grpc_requests",
+            "gRPC calls answered, by method and status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "storage_grpc_request_duration_seconds",
+            "Time to answer a gRPC call, by method.",
+            ["method"],
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "storage_retention_deleted_files",
+            "Files whose object and row retention deleted.",
+            registry=self.registry,
+        )
+        self.retention_failed = Counter(
+            "storage_retention_failed_deletes",
+            "Object deletions retention will retry next round.",
+            registry=self.registry,
+        )
