@@ -2,9 +2,11 @@
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -21,6 +23,16 @@ log = structlog.get_logger(__name__)
 
 _OUTPUT_TAIL_LINES = 20
 _LINE_LIMIT = 1024 * 1024
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: the kernel kills ComfyUI when the executor dies, even by
+    SIGKILL, so a crashed worker never leaves an orphan holding the GPU."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _free_port(host: str) -> int:
@@ -139,6 +151,7 @@ class ManagedComfyUI(ClientEngine):
             stderr=asyncio.subprocess.STDOUT,
             # Own process group, so stop() reaches anything ComfyUI spawns.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             limit=_LINE_LIMIT,
         )
