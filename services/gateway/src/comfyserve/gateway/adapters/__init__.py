@@ -1,0 +1,1 @@
+"""Clients of the services the gateway calls, behind Protocols."""

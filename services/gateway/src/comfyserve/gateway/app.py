@@ -1,0 +1,86 @@
+"""The composition root: settings in, an app out; clients live in its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Scope
+
+from comfyserve.gateway.errors import exception_handlers
+from comfyserve.gateway.files.endpoints import router as files_router
+from comfyserve.gateway.jobs.endpoints import router as jobs_router
+from comfyserve.gateway.metrics import HttpMetrics
+from comfyserve.gateway.middleware import (
+    REQUEST_ID_HEADER,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
+from comfyserve.gateway.ops.endpoints import router as ops_router
+from comfyserve.gateway.resources import ResourcesFactory, open_resources
+from comfyserve.gateway.settings import Settings
+
+# Room for the multipart framing and the small form fields around the file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def _body_limit(settings: Settings) -> Callable[[Scope], int]:
+    upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    def limit_for(scope: Scope) -> int:
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/files":
+            return upload_limit
+        return settings.max_body_bytes
+
+    return limit_for
+
+
+def create_app(
+    settings: Settings, resources: ResourcesFactory = open_resources
+) -> FastAPI:
+    """The gateway app; `resources` builds its clients (tests pass fakes)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with resources(settings) as opened:
+            yield {"resources": opened}
+
+    metrics = HttpMetrics()
+    app = FastAPI(
+        title="ComfyUI Serverless API",
+        summary="Run ComfyUI workflows over HTTP.",
+        version="1.0.0",
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(jobs_router)
+    app.include_router(files_router)
+    app.include_router(ops_router)
+
+    # Added innermost first: the body limit sits closest to the routes.
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit(settings))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                REQUEST_ID_HEADER,
+            ],
+            expose_headers=[
+                REQUEST_ID_HEADER,
+                "Idempotent-Replayed",
+                "Location",
+                "Retry-After",
+            ],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

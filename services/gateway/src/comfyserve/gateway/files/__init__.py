@@ -1,0 +1,1 @@
+"""Files: uploads for use in workflows, their metadata and their content."""

@@ -1,0 +1,147 @@
+"""Request and response bodies of the job routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+
+MAX_METADATA_KEYS = 16
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class OutputKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    TEXT = "text"
+    FILE = "file"
+    LATENT = "latent"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExecuteRequest(_Request):
+    workflow: dict[str, Any] = Field(
+        min_length=1,
+        description=(
+            "An API-format graph (node id → {class_type, inputs}) or the "
+            '{"nodes": {...}} form.'
+        ),
+    )
+    priority: Priority = Priority.NORMAL
+    webhook_url: HttpUrl | None = None
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict, max_length=MAX_METADATA_KEYS
+    )
+    timeout_minutes: int = Field(default=10, ge=1, le=60)
+
+
+class ValidateRequest(_Request):
+    workflow: dict[str, Any] = Field(min_length=1)
+
+
+class ValidationResult(BaseModel):
+    valid: bool
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    cancel: str
+
+
+class JobAccepted(BaseModel):
+    execution_id: str
+    status: JobStatus
+    created_at: datetime | None
+    queue_position: int | None
+    links: JobLinks
+
+
+class Progress(BaseModel):
+    node_id: str | None
+    class_type: str | None
+    step: int | None
+    max: int | None
+    fraction: float
+    nodes_done: int
+    nodes_total: int
+
+
+class Output(BaseModel):
+    file_id: str
+    node_id: str
+    filename: str
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None
+    kind: OutputKind | None
+    # A short-lived presigned download URL; null when the file is gone.
+    url: str | None
+    url_expires_at: datetime | None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    node_id: str | None
+    class_type: str | None
+
+
+class JobSummary(BaseModel):
+    execution_id: str
+    status: JobStatus
+    priority: Priority
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_seconds: float | None
+    queue_position: int | None
+    attempt: int
+    error: JobError | None
+    metadata: dict[str, str]
+    links: JobLinks
+
+
+class Job(JobSummary):
+    progress: Progress | None
+    outputs: list[Output]
+    webhook_url: str | None
+    timeout_minutes: int
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None
+
+
+class StatusEvent(BaseModel):
+    status: JobStatus
+    queue_position: int | None
+    error: JobError | None
+
+
+class ProgressEvent(BaseModel):
+    progress: Progress

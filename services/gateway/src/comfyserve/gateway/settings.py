@@ -1,0 +1,53 @@
+"""Settings of the gateway, read from `GATEWAY_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Each key is a tenant of its own until the auth service issues principals.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    workflow_grpc_target: str = "127.0.0.1:50051"
+    storage_grpc_target: str = "127.0.0.1:50052"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    max_body_bytes: int = Field(default=10 * MIB, ge=1)
+    max_upload_bytes: int = Field(default=50 * MIB, ge=1)
+    sse_keepalive_seconds: float = Field(default=10, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Base of the absolute links in responses when the gateway sits behind a
+    # proxy that rewrites the host; unset uses the request's own URL.
+    public_base_url: AnyHttpUrl | None = None
+    grpc_timeout_seconds: float = Field(default=10, gt=0)
+    readiness_timeout_seconds: float = Field(default=2, gt=0)
+    shutdown_grace_seconds: float = Field(default=20, ge=0)
+    # Addresses whose X-Forwarded-* headers uvicorn trusts.
+    forwarded_allow_ips: str = "127.0.0.1"
+    log_level: str = "info"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(not key.get_secret_value() for key in value):
+            raise ValueError("API keys must not be empty")
+        return value
