@@ -11,10 +11,11 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +37,18 @@ class Ports:
     workflow_metrics: int = 9102
     storage_metrics: int = 9103
     executor_http: int = 9104
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nobody listens on now, for a second copy of the product."""
+        return cls(*(free_port() for _ in fields(cls)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def read_stack_env() -> dict[str, str]:

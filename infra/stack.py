@@ -817,6 +817,18 @@ def cmd_down() -> None:
     log.info("stack stopped")
 
 
+def cmd_restart(name: str | None) -> None:
+    """Stop and start one component (or all); its data is kept."""
+    chosen = [c for c in components() if name in (None, c.name)]
+    if not chosen:
+        raise StackError(f"no component named {name!r}")
+    for component in reversed(chosen):
+        component.stop()
+    for component in chosen:
+        component.up()
+    log.info("restarted %s", ", ".join(c.name for c in chosen))
+
+
 def cmd_status() -> int:
     down = 0
     for component in components():
@@ -844,7 +856,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["install", "up", "down", "status", "env"])
+    parser.add_argument(
+        "command", choices=["install", "up", "down", "status", "env", "restart"]
+    )
+    parser.add_argument(
+        "component", nargs="?", help="for restart: which component (default all)"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="stack: %(message)s", stream=sys.stderr
@@ -859,6 +876,8 @@ def main() -> int:
             cmd_up()
         elif args.command == "down":
             cmd_down()
+        elif args.command == "restart":
+            cmd_restart(args.component)
         elif args.command == "status":
             return cmd_status()
         else:

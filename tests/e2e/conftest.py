@@ -1,0 +1,89 @@
+"""Start every service as its own process against the local stack, once per session."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from infra.runner import Ports, ServiceSet  # noqa: E402
+from tests.e2e.support import Product, invert_graph  # noqa: E402
+
+READY_TIMEOUT_S = 240
+
+
+def wait_ready(base_url: str, key: str, services: ServiceSet) -> None:
+    """Ready means the gateway answers and an executor has published its catalog."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    headers = {"Authorization": f"Bearer {key}"}
+    last = ""
+    while time.monotonic() < deadline:
+        dead = [s.name for s in services.services.values() if not s.alive]
+        if dead:
+            raise RuntimeError(f"services died during start-up: {dead}; see their logs")
+        try:
+            response = httpx.post(
+                f"{base_url}/workflows/validate",
+                json={"workflow": invert_graph((0, 0, 0))},
+                headers=headers,
+                timeout=5,
+            )
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as error:
+            last = repr(error)
+        time.sleep(0.5)
+    raise RuntimeError(f"the product did not become ready: {last}")
+
+
+@pytest.fixture(scope="session")
+def product(
+    stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Product]:
+    run_id = uuid.uuid4().hex[:8]
+    ports = Ports.free()
+    key_a, key_b = f"csk_e2e_a_{run_id}", f"csk_e2e_b_{run_id}"
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    services = ServiceSet.create(
+        stack,
+        ports,
+        [key_a, key_b],
+        log_dir,
+        namespace=f"_e2e_{run_id}",
+        extra={
+            "workflow": {
+                "WORKFLOW_CONSUMER_GROUP": f"workflow-e2e-{run_id}",
+                "WORKFLOW_HEARTBEAT_TIMEOUT_SECONDS": "8",
+                "WORKFLOW_SWEEP_INTERVAL_SECONDS": "1",
+                "WORKFLOW_DEADLINE_GRACE_SECONDS": "5",
+            },
+            "executor": {
+                "EXECUTOR_CONSUMER_GROUP": f"executor-e2e-{run_id}",
+                "EXECUTOR_SCRATCH_DIR": str(tmp_path_factory.mktemp("executor-1")),
+                "EXECUTOR_INTERRUPT_GRACE_SECONDS": "5",
+            },
+        },
+    )
+    services.start()
+    base_url = f"http://127.0.0.1:{ports.gateway}"
+    try:
+        wait_ready(base_url, key_a, services)
+        yield Product(base_url, key_a, key_b, services, stack)
+    finally:
+        services.stop()
+        for log in sorted(log_dir.glob("*.log")):
+            sys.stderr.write(f"--- tail of {log.name} ---\n")
+            sys.stderr.write(
+                "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            )
+            sys.stderr.write("\n")

@@ -1,0 +1,177 @@
+"""Faults: every accepted job still ends in one final state, with no duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+
+from comfyserve.contracts import topics
+from comfyserve.contracts.events import JobStarted, parse_event
+from infra.runner import ServiceProcess, free_port
+from tests.e2e.support import (
+    Product,
+    invert_graph,
+    slow_graph,
+    submit,
+    wait_final,
+    wait_for_status,
+    wait_http_ok,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stack_command(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "stack.py"), *args], check=True
+    )
+
+
+async def assert_single_final_state(client: httpx.AsyncClient, ids: list[str]) -> None:
+    """Each job ends once, keeps its final state, and has one output per save node."""
+    for job_id in ids:
+        job = await wait_final(client, job_id, limit_s=300)
+        assert job["status"] == "completed", job
+        keys = [(o["node_id"], o["filename"]) for o in job["outputs"]]
+        assert len(keys) == len(set(keys)) == 1, job["outputs"]
+        again = (await client.get(f"/workflows/{job_id}")).json()
+        assert again["status"] == job["status"]
+        assert again["completed_at"] == job["completed_at"]
+
+
+async def test_executor_killed_mid_job_then_restarted(product: Product) -> None:
+    executor = product.services["executor"]
+    async with product.client() as client:
+        slow = await submit(client, slow_graph(3, 21))
+        quick = [await submit(client, invert_graph((i, 2, 3))) for i in range(3)]
+        await wait_for_status(client, slow["execution_id"], {"running"})
+        executor.kill()
+        executor.start()
+        await assert_single_final_state(
+            client, [slow["execution_id"], *(q["execution_id"] for q in quick)]
+        )
+        job = (await client.get(f"/workflows/{slow['execution_id']}")).json()
+        assert job["attempt"] >= 2
+
+
+async def test_comfyui_killed_under_the_executor(product: Product) -> None:
+    async with product.client() as client:
+        slow = await submit(client, slow_graph(3, 22))
+        await wait_for_status(client, slow["execution_id"], {"running"})
+        comfy = comfyui_pid(product.services["executor"])
+        os.kill(comfy, signal.SIGKILL)
+        await assert_single_final_state(client, [slow["execution_id"]])
+        after = await submit(client, invert_graph((4, 4, 4)))
+        await assert_single_final_state(client, [after["execution_id"]])
+
+
+def comfyui_pid(executor: ServiceProcess) -> int:
+    """The ComfyUI child process of the executor."""
+    assert executor.process is not None
+    children = Path(
+        f"/proc/{executor.process.pid}/task/{executor.process.pid}/children"
+    )
+    for pid in children.read_text().split():
+        if "main.py" in Path(f"/proc/{pid}/cmdline").read_text():
+            return int(pid)
+    raise AssertionError("the executor runs no ComfyUI child")
+
+
+async def test_kafka_restarted_while_jobs_queued(product: Product) -> None:
+    async with product.client() as client:
+        blocker = await submit(client, slow_graph(2, 23))
+        queued = [await submit(client, invert_graph((i, 9, 9))) for i in range(4)]
+        stack_command("restart", "kafka")
+        ids = [blocker["execution_id"], *(q["execution_id"] for q in queued)]
+        await assert_single_final_state(client, ids)
+
+
+async def test_workflow_service_restarted_while_events_in_flight(
+    product: Product,
+) -> None:
+    workflow = product.services["workflow"]
+    async with product.client() as client:
+        ids = [
+            (await submit(client, invert_graph((i, 5, 5))))["execution_id"]
+            for i in range(5)
+        ]
+        workflow.signal(signal.SIGKILL)
+        workflow.stop()
+        workflow.start()
+        await assert_single_final_state(client, ids)
+
+
+@pytest.fixture
+async def second_executor(product: Product) -> AsyncIterator[ServiceProcess]:
+    first = product.services["executor"]
+    env = {
+        **first.env,
+        "EXECUTOR_HTTP_PORT": str(free_port()),
+        "EXECUTOR_SCRATCH_DIR": first.env["EXECUTOR_SCRATCH_DIR"] + "-2",
+    }
+    second = ServiceProcess("executor", env, first.log_dir / "executor-2")
+    second.start()
+    # Submit only once it has joined the group, or the first worker drains the burst.
+    await wait_http_ok(f"http://127.0.0.1:{env['EXECUTOR_HTTP_PORT']}/health/ready")
+    yield second
+    second.stop()
+
+
+async def started_events(
+    bootstrap: str, job_ids: set[str]
+) -> AsyncIterator[JobStarted]:
+    consumer = AIOKafkaConsumer(
+        topics.STARTED,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            event = parse_event(record.value)
+            if isinstance(event, JobStarted) and event.subject in job_ids:
+                yield event
+    finally:
+        await consumer.stop()
+
+
+async def test_two_executors_share_a_burst_without_running_a_job_twice(
+    product: Product, second_executor: ServiceProcess
+) -> None:
+    async with product.client() as client:
+        ids = [
+            (await submit(client, invert_graph((i, 7, 7))))["execution_id"]
+            for i in range(20)
+        ]
+        await assert_single_final_state(client, ids)
+        jobs: list[dict[str, Any]] = [
+            (await client.get(f"/workflows/{job_id}")).json() for job_id in ids
+        ]
+    assert all(job["attempt"] == 1 for job in jobs)
+    starts: Counter[str] = Counter()
+    workers: set[str] = set()
+    async with asyncio.timeout(60):
+        async for event in started_events(
+            product.stack["KAFKA_BOOTSTRAP_SERVERS"], set(ids)
+        ):
+            starts[event.subject] += 1
+            workers.add(event.data.worker_id)
+            if len(starts) == len(ids):
+                break
+    assert set(starts) == set(ids)
+    assert max(starts.values()) == 1
+    assert len(workers) == 2, "both executors took part"
