@@ -1,0 +1,184 @@
+"""Request rules the service enforces before it touches the database or the store."""
+
+import grpc
+import pytest
+
+from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
+from comfyserve.storage.errors import InvalidArgument, StorageError, TooLarge
+from comfyserve.storage.files.grpc import StorageServicer
+from comfyserve.storage.files.models import FilePurpose, UploadRequest
+from comfyserve.storage.files.service import FileService
+from comfyserve.storage.settings import Settings
+from comfyserve.storage.telemetry import Metrics
+
+LIMIT = 1000
+
+
+class UnreachableDatabase:
+    """Session factory for checks that must be decided before any query."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or AssertionError("the database must not be reached")
+
+    def __call__(self):
+        raise self.error
+
+    def begin(self):
+        raise self.error
+
+
+class Aborted(Exception):
+    pass
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        self.code = code
+        self.details = details
+        raise Aborted
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.model_validate(
+        {
+            "database_url": "postgresql://u:p@db/x",
+            "s3_endpoint": "s3:9000",
+            "s3_access_key": "a",
+            "s3_secret_key": "s",
+            "s3_bucket": "files",
+            "max_upload_bytes": LIMIT,
+        }
+    )
+
+
+@pytest.fixture
+def service(settings, fake_store) -> FileService:
+    return FileService(UnreachableDatabase(), fake_store, settings)
+
+
+def upload(**changes) -> UploadRequest:
+    values = {
+        "tenant_id": "tenant1",
+        "purpose": FilePurpose.INPUT,
+        "filename": "cat.png",
+        "content_type": "image/png",
+        "size": 10,
+        "job_id": None,
+        "node_id": None,
+        "index": None,
+        "sha256": None,
+        "ttl_seconds": None,
+    }
+    values.update(changes)
+    return UploadRequest(**values)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"content_type": "text/html"}, "content_type"),
+        ({"filename": "../../etc/passwd"}, "filename"),
+        ({"filename": ""}, "filename"),
+        ({"size": -1}, "size"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"ttl_seconds": 0}, "ttl_seconds"),
+        ({"tenant_id": ""}, "tenant_id"),
+        ({"tenant_id": "../other"}, "tenant_id"),
+        ({"purpose": None}, "purpose"),
+        ({"job_id": "j1"}, "job_id"),
+        ({"index": 0}, "index"),
+        ({"purpose": FilePurpose.OUTPUT, "node_id": "9", "index": 0}, "job_id"),
+        ({"purpose": FilePurpose.OUTPUT, "job_id": "j1", "index": 0}, "node_id"),
+        ({"purpose": FilePurpose.OUTPUT, "job_id": "j1", "node_id": "9"}, "index"),
+        (
+            {
+                "purpose": FilePurpose.OUTPUT,
+                "job_id": "j/1",
+                "node_id": "9",
+                "index": 0,
+            },
+            "job_id",
+        ),
+        (
+            {
+                "purpose": FilePurpose.OUTPUT,
+                "job_id": "j1",
+                "node_id": "9",
+                "index": -1,
+            },
+            "index",
+        ),
+    ],
+)
+async def test_invalid_uploads_name_the_field(service, changes, field) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await service.create_upload(upload(**changes))
+    assert caught.value.field == field
+
+
+async def test_declared_size_over_the_limit_is_resource_exhausted(service) -> None:
+    with pytest.raises(TooLarge):
+        await service.create_upload(upload(size=LIMIT + 1))
+
+
+async def test_malformed_file_id_is_not_found(service) -> None:
+    with pytest.raises(StorageError) as caught:
+        await service.get_file("tenant1", "not-a-uuid")
+    assert caught.value.status == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("page_size", "cursor", "field"),
+    [(-1, "", "page_size"), (10, "bm90IGEgY3Vyc29y", "cursor"), (10, "%%%", "cursor")],
+)
+async def test_bad_listing_arguments(service, page_size, cursor, field) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await service.list_files("tenant1", page_size=page_size, cursor=cursor)
+    assert caught.value.field == field
+
+
+async def test_grpc_maps_service_errors_to_their_status(service) -> None:
+    servicer = StorageServicer(service, Metrics())
+    context = FakeContext()
+    request = pb.CreateUploadRequest(
+        tenant_id="tenant1",
+        purpose=pb.FILE_PURPOSE_INPUT,
+        filename="page.html",
+        content_type="text/html",
+        size=10,
+    )
+    with pytest.raises(Aborted):
+        await servicer.CreateUpload(request, context)
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert context.details.startswith("content_type:")
+
+    context = FakeContext()
+    request.content_type = "image/png"
+    request.size = LIMIT + 1
+    with pytest.raises(Aborted):
+        await servicer.CreateUpload(request, context)
+    assert context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_grpc_hides_unexpected_errors_as_internal(settings, fake_store) -> None:
+    broken = FileService(
+        UnreachableDatabase(RuntimeError("connection refused")), fake_store, settings
+    )
+    servicer = StorageServicer(broken, Metrics())
+    context = FakeContext()
+    file_id = "00000000-0000-4000-8000-000000000001"
+    with pytest.raises(Aborted):
+        await servicer.GetFile(
+            pb.GetFileRequest(tenant_id="tenant1", file_id=file_id), context
+        )
+    assert context.code == grpc.StatusCode.INTERNAL
+    assert context.details == "internal error"
+    sample = servicer.metrics.registry.get_sample_value(
+        "storage_grpc_requests_total", {"method": "GetFile", "code": "INTERNAL"}
+    )
+    assert sample == 1

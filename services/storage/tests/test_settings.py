@@ -1,0 +1,59 @@
+import pytest
+from pydantic import ValidationError
+
+from comfyserve.storage.settings import DEFAULT_CONTENT_TYPES, Settings
+
+REQUIRED = {
+    "STORAGE_DATABASE_URL": "postgresql://u:p@db:5432/comfyserve",
+    "STORAGE_S3_ENDPOINT": "s3:9000",
+    "STORAGE_S3_ACCESS_KEY": "access",
+    "STORAGE_S3_SECRET_KEY": "s3cr3t-value",
+    "STORAGE_S3_BUCKET": "files",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_defaults(env: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.schema_name == "storage"
+    assert settings.grpc_port == 50052
+    assert settings.metrics_port == 9103
+    assert settings.max_upload_bytes == 50 * 1024 * 1024
+    assert settings.allowed_content_types == DEFAULT_CONTENT_TYPES
+    assert settings.presign_endpoint == "s3:9000"
+    assert settings.async_database_url == "postgresql+asyncpg://u:p@db:5432/comfyserve"
+    assert "s3cr3t-value" not in repr(settings)
+
+
+def test_environment_overrides(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STORAGE_SCHEMA", "storage_blue")
+    env.setenv("STORAGE_ALLOWED_CONTENT_TYPES", "image/png, Text/Plain")
+    env.setenv("STORAGE_S3_PUBLIC_ENDPOINT", "files.example.com")
+    env.setenv("STORAGE_S3_SECURE", "true")
+    settings = Settings()
+    assert settings.schema_name == "storage_blue"
+    assert settings.allowed_content_types == {"image/png", "text/plain"}
+    assert settings.presign_endpoint == "files.example.com"
+    assert settings.s3_secure is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STORAGE_SCHEMA", 'storage"; drop'),
+        ("STORAGE_DATABASE_URL", "mysql://db/x"),
+        ("STORAGE_DOWNLOAD_URL_TTL_SECONDS", "3601"),
+    ],
+)
+def test_invalid_values_are_refused(
+    env: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
