@@ -1,0 +1,42 @@
+"""The boundaries of the job runner: Kafka, the workflow and storage services,
+the engine's supervisor and time. Tests replace each with a hand-written fake."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from comfyserve.contracts.events import Event, InputFile, OutputFile
+from comfyserve.executor.jobs.models import Claim, NewOutput
+
+
+class Publisher(Protocol):
+    async def publish(self, event: Event) -> None:
+        """Returns once Kafka has acknowledged the event."""
+
+
+class Claims(Protocol):
+    async def claim(self, tenant_id: str, job_id: str, worker_id: str) -> Claim:
+        """Retries while the workflow service is unreachable."""
+
+
+class FileStore(Protocol):
+    async def fetch_input(self, tenant_id: str, file: InputFile) -> bytes:
+        """Raises `InputUnavailable` or `StorageFailed`."""
+
+    async def store_output(self, tenant_id: str, output: NewOutput) -> OutputFile:
+        """Records and uploads one output; raises `StorageFailed`."""
+
+
+class EngineKeeper(Protocol):
+    async def restart(self, reason: str) -> None:
+        """Restarts a managed engine and republishes its catalog; never raises
+        for an engine that cannot be restarted."""
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...

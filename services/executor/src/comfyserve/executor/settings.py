@@ -1,0 +1,78 @@
+"""Settings of the executor, read from `EXECUTOR_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Time a job may need after its own timeout: the interrupt grace, output
+# uploads and the final event, before Kafka would consider the worker dead.
+_POLL_INTERVAL_MARGIN_S = 120
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class EngineMode(StrEnum):
+    MANAGED = "managed"
+    REMOTE = "remote"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    consumer_group: str = "executor"
+    workflow_grpc_target: str = "127.0.0.1:50051"
+    storage_grpc_target: str = "127.0.0.1:50052"
+    # Managed mode: ComfyUI is started from this folder with this interpreter.
+    comfyui_path: Path | None = None
+    comfyui_python: Path = Field(default_factory=lambda: Path(sys.executable))
+    # Remote mode: a ComfyUI someone else runs.
+    comfyui_url: str | None = None
+    worker_id: str = Field(default_factory=default_worker_id, min_length=1)
+    scratch_dir: Path = Path("/tmp/comfyserve-executor")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9104, ge=0, le=65535)
+    heartbeat_interval_seconds: float = Field(default=2.0, gt=0)
+    progress_interval_seconds: float = Field(default=0.5, ge=0)
+    max_job_timeout_seconds: int = Field(default=3600, gt=0)
+    interrupt_grace_seconds: float = Field(default=10.0, gt=0)
+    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    grpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    transfer_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Unset: decided by torch (no CUDA → ComfyUI runs with --cpu).
+    cpu: bool | None = None
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _one_engine_mode(self) -> Settings:
+        if (self.comfyui_path is None) == (self.comfyui_url is None):
+            raise ValueError(
+                "set exactly one of EXECUTOR_COMFYUI_PATH (managed ComfyUI) "
+                "or EXECUTOR_COMFYUI_URL (remote ComfyUI)"
+            )
+        return self
+
+    @property
+    def engine_mode(self) -> EngineMode:
+        return (
+            EngineMode.MANAGED if self.comfyui_path is not None else EngineMode.REMOTE
+        )
+
+    @property
+    def max_poll_interval_ms(self) -> int:
+        seconds = (
+            self.max_job_timeout_seconds
+            + self.interrupt_grace_seconds
+            + _POLL_INTERVAL_MARGIN_S
+        )
+        return int(seconds * 1000)
