@@ -15,6 +15,7 @@ from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.storage.adapters.minio_store import MinioObjectStore
 from comfyserve.storage.app import App, running
 from comfyserve.storage.db import create_engine
+from comfyserve.storage.files.service import utcnow
 from comfyserve.storage.objects import ObjectStat, ObjectStoreError
 from comfyserve.storage.settings import Settings
 
@@ -118,6 +119,9 @@ async def storage_app(storage_settings: Settings) -> AsyncIterator[App]:
     try:
         async with running(storage_settings) as app:
             yield app
+            # Retention far in the future removes every object the tests left in
+            # the shared bucket, along with its row.
+            await app.files.run_retention_once(utcnow() + timedelta(days=3650))
     finally:
         await drop_schema(storage_settings)
 
