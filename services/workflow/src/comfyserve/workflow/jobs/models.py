@@ -143,4 +143,3 @@ class JobRecord:
     idempotency_key: str | None = None
     duration_seconds: float | None = None
     queue_position: int | None = None
-

@@ -1,0 +1,46 @@
+"""`python -m comfyserve.workflow [serve|migrate]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import structlog
+
+from comfyserve.workflow.app import run_app
+from comfyserve.workflow.logging import configure_logging
+from comfyserve.workflow.migrate import upgrade, upgrade_async
+from comfyserve.workflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    await upgrade_async(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with run_app(settings):
+        await stop.wait()
+    log.info("workflow.stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m comfyserve.workflow")
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate"]
+    )
+    args = parser.parse_args()
+    configure_logging()
+    settings = Settings()
+    if args.command == "migrate":
+        upgrade(settings)
+        log.info("workflow.migrated", schema=settings.schema_)
+        return
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Kafka transport for `EventTracker`: a consumer group over the executor topics.
+
+Offsets are committed by hand after the record's transaction committed. A
+database failure seeks back and retries the record (nothing is lost, nothing
+committed); a record that can never apply (unparseable, or rejected by the
+database as data) goes to its topic's DLQ and is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+from comfyserve.contracts.events import parse_event
+from comfyserve.contracts.topics import HEARTBEAT, JOB_EVENT_TOPICS, NODE_CATALOG, dlq
+from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.tracking.service import EventTracker
+
+log = structlog.get_logger(__name__)
+
+TOPICS: tuple[str, ...] = (*JOB_EVENT_TOPICS, HEARTBEAT, NODE_CATALOG)
+DLQ_REASON_HEADER = "dlq-reason"
+
+_RETRY_SECONDS = 1.0
+# Node catalogs (ComfyUI's /object_info) run to several megabytes.
+_MAX_PARTITION_FETCH_BYTES = 32 * 1024 * 1024
+
+
+def create_consumer(bootstrap_servers: str, group_id: str, offset_reset: str) -> Any:
+    return AIOKafkaConsumer(
+        *TOPICS,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=offset_reset,
+        max_partition_fetch_bytes=_MAX_PARTITION_FETCH_BYTES,
+    )
+
+
+class _Poison(Exception):
+    """A record that can never be applied."""
+
+
+class EventConsumer:
+    def __init__(
+        self, *, consumer: Any, producer: Any, tracker: EventTracker, metrics: Metrics
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._tracker = tracker
+        self._metrics = metrics
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        while True:
+            batch: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
+                timeout_ms=1000, max_records=200
+            )
+            retry = False
+            for partition, records in batch.items():
+                done = await self._process(partition, records)
+                retry = retry or done < len(records)
+            if retry:
+                await asyncio.sleep(_RETRY_SECONDS)
+
+    async def _process(self, partition: TopicPartition, records: list[Any]) -> int:
+        """Handle records in order; the count handled (and committed)."""
+        handled = 0
+        for record in records:
+            try:
+                await self._handle(record)
+            except (
+                SQLAlchemyError,
+                OSError,
+                asyncpg.PostgresError,
+                KafkaError,
+            ) as error:
+                self._metrics.consumer_errors.labels("retried").inc()
+                log.warning(
+                    "workflow.consumer.retry",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=str(error),
+                )
+                self._consumer.seek(partition, record.offset)
+                break
+            handled += 1
+        if handled:
+            await self._commit(partition, records[handled - 1].offset + 1)
+        return handled
+
+    async def _handle(self, record: Any) -> None:
+        try:
+            await self._apply(record)
+        except _Poison as poison:
+            await self._dead_letter(record, str(poison))
+
+    async def _apply(self, record: Any) -> None:
+        try:
+            event = parse_event(record.value or b"")
+        except ValidationError as error:
+            raise _Poison(f"unparseable: {error.error_count()} errors") from error
+        try:
+            await self._tracker.on_event(event)
+        except (IntegrityError, DataError) as error:
+            raise _Poison(
+                f"rejected by the database: {type(error.orig).__name__}"
+            ) from error
+
+    async def _dead_letter(self, record: Any, reason: str) -> None:
+        headers = [*(record.headers or ()), (DLQ_REASON_HEADER, reason.encode())]
+        await (
+            await self._producer.send(
+                dlq(record.topic), value=record.value, key=record.key, headers=headers
+            )
+        )
+        self._metrics.consumer_errors.labels("dead_lettered").inc()
+        log.warning(
+            "workflow.consumer.dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )
+
+    async def _commit(self, partition: TopicPartition, offset: int) -> None:
+        try:
+            await self._consumer.commit({partition: offset})
+        except CommitFailedError as error:
+            # The partition moved to another instance during a rebalance; it
+            # re-reads these records and de-duplicates them by event id.
+            log.warning("workflow.consumer.commit_failed", error=str(error))
