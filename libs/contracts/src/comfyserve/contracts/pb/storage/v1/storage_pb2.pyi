@@ -257,7 +257,9 @@ class CreateUploadResponse(_message.Message):
     def url_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def upload_headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Headers the PUT must send as given (the signature covers them)."""
+        """Headers the PUT must send as given (e.g. Content-Type, which downloads
+        then report).
+        """
 
     def __init__(
         self,

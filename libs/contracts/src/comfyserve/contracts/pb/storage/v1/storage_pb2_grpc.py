@@ -81,7 +81,8 @@ class StorageServiceServicer:
 
     def CreateUpload(self, request, context):
         """Records a PENDING file and returns a presigned PUT URL for its bytes.
-        Size and content-type limits are enforced here (INVALID_ARGUMENT).
+        Content types are checked here (INVALID_ARGUMENT) and the declared size
+        against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

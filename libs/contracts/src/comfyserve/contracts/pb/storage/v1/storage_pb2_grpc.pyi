@@ -41,7 +41,8 @@ class StorageServiceStub:
     def __new__(cls, channel: _aio.Channel) -> StorageServiceAsyncStub: ...
     CreateUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateUploadRequest, _storage_pb2.CreateUploadResponse]
     """Records a PENDING file and returns a presigned PUT URL for its bytes.
-    Size and content-type limits are enforced here (INVALID_ARGUMENT).
+    Content types are checked here (INVALID_ARGUMENT) and the declared size
+    against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
     """
     CompleteUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CompleteUploadRequest, _storage_pb2.FileInfo]
     """Marks an uploaded file READY after checking the object exists, and records
@@ -69,7 +70,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateUploadRequest, _storage_pb2.CreateUploadResponse]  # type: ignore[assignment]
     """Records a PENDING file and returns a presigned PUT URL for its bytes.
-    Size and content-type limits are enforced here (INVALID_ARGUMENT).
+    Content types are checked here (INVALID_ARGUMENT) and the declared size
+    against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
     """
     CompleteUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CompleteUploadRequest, _storage_pb2.FileInfo]  # type: ignore[assignment]
     """Marks an uploaded file READY after checking the object exists, and records
@@ -100,7 +102,8 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.CreateUploadResponse, _abc.Awaitable[_storage_pb2.CreateUploadResponse]]:
         """Records a PENDING file and returns a presigned PUT URL for its bytes.
-        Size and content-type limits are enforced here (INVALID_ARGUMENT).
+        Content types are checked here (INVALID_ARGUMENT) and the declared size
+        against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
         """
 
     @_abc_1.abstractmethod
