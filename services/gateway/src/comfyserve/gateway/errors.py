@@ -65,6 +65,19 @@ class BadRequestError(GatewayError):
     code = "bad_request"
 
 
+class InvalidRequestError(GatewayError):
+    """A request that fails validation outside pydantic, shaped like its errors."""
+
+    status_code = 422
+    code = "invalid_request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            "The request is not valid",
+            extra={"fields": [{"field": field, "message": message}]},
+        )
+
+
 class InvalidIdempotencyKeyError(BadRequestError):
     code = "invalid_idempotency_key"
 

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    File,
-    Form,
-    Request,
-    Response,
-    UploadFile,
-    status,
-)
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import RedirectResponse
+from starlette.datastructures import UploadFile
 
 from comfyserve.gateway.auth import Principal, Scope, require_scope
+from comfyserve.gateway.errors import InvalidRequestError
 from comfyserve.gateway.files.models import FileMetadata
 from comfyserve.gateway.files.service import FilesService
 from comfyserve.gateway.links import LinksDep
@@ -24,6 +17,8 @@ from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/files", tags=["files"])
+
+MAX_CONTENT_TYPE_CHARS = 127
 
 FilesReader = Annotated[Principal, Depends(require_scope(Scope.FILES_READ))]
 FilesWriter = Annotated[Principal, Depends(require_scope(Scope.FILES_WRITE))]
@@ -64,26 +59,54 @@ ReadFiles = Annotated[FilesService, Depends(_reader_service)]
 WriteFiles = Annotated[FilesService, Depends(_writer_service)]
 
 
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "content_type": {
+                        "type": "string",
+                        "maxLength": MAX_CONTENT_TYPE_CHARS,
+                        "description": "Overrides the part's Content-Type.",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=FileMetadata,
+    openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
         **_ERROR_RESPONSES,
         413: {"description": "The file is larger than the upload limit"},
+        422: {"description": "No `file` part"},
         502: {"description": "The object store refused the bytes"},
     },
 )
 async def upload_file(
-    file: Annotated[UploadFile, File(description="The file's bytes.")],
-    response: Response,
-    files: WriteFiles,
-    content_type: Annotated[
-        str | None,
-        Form(max_length=127, description="Overrides the part's Content-Type."),
-    ] = None,
+    request: Request, response: Response, files: WriteFiles
 ) -> FileMetadata:
-    metadata = await files.upload(file, content_type)
+    # Parsed here rather than as parameters so the principal is checked before
+    # a single byte is spooled.
+    async with request.form(
+        max_files=1, max_fields=2, max_part_size=MAX_CONTENT_TYPE_CHARS
+    ) as form:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise InvalidRequestError("body.file", "A file part is required")
+        content_type = form.get("content_type")
+        if content_type is not None and not isinstance(content_type, str):
+            raise InvalidRequestError("body.content_type", "Must be text")
+        metadata = await files.upload(file, content_type)
     response.headers["Location"] = metadata.links.self
     return metadata
 

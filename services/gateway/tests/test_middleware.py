@@ -1,0 +1,83 @@
+import re
+
+import pytest
+
+
+async def test_every_response_has_a_request_id_and_security_headers(client):
+    response = await client.get("/health/live")
+
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_a_well_formed_request_id_is_kept_and_others_replaced(client):
+    kept = await client.get("/health/live", headers={"X-Request-Id": "abc-123"})
+    replaced = await client.get("/health/live", headers={"X-Request-Id": "a b\x7f"})
+
+    assert kept.headers["X-Request-Id"] == "abc-123"
+    assert replaced.headers["X-Request-Id"] != "a b\x7f"
+
+
+async def test_errors_keep_the_error_shape_and_headers(client):
+    response = await client.get("/no/such/route")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "detail": "Not Found"}
+    assert "X-Request-Id" in response.headers
+
+
+async def test_the_docs_load_under_their_own_policy(client):
+    docs = await client.get("/docs")
+    redoc = await client.get("/redoc")
+    schema = await client.get("/openapi.json")
+
+    assert docs.status_code == redoc.status_code == schema.status_code == 200
+    policy = docs.headers["Content-Security-Policy"]
+    assert "https://cdn.jsdelivr.net" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "/workflows/execute" in schema.json()["paths"]
+
+
+async def test_an_unexpected_failure_is_a_generic_500_with_a_request_id(
+    client, workflow, auth_a, api_workflow
+):
+    workflow.fail_with = RuntimeError("connection string with a password")
+
+    response = await client.post(
+        "/workflows/execute", headers=auth_a, json={"workflow": api_workflow}
+    )
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal_error",
+        "detail": "Internal server error",
+    }
+    assert "X-Request-Id" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("origins", "allowed"),
+    [(["https://app.example.com"], True), ([], False)],
+)
+async def test_cors_only_for_configured_origins(
+    make_app, settings, serve_app, origins, allowed
+):
+    app = make_app(settings.model_copy(update={"cors_origins": origins}))
+    async with serve_app(app) as client:
+        preflight = await client.options(
+            "/workflows/execute",
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,idempotency-key",
+            },
+        )
+        other = await client.get(
+            "/health/live", headers={"Origin": "https://evil.example.com"}
+        )
+
+    assert ("access-control-allow-origin" in preflight.headers) is allowed
+    assert "access-control-allow-origin" not in other.headers
