@@ -30,3 +30,11 @@ class StorageFailed(ExecutorError):
 
     code = FailureCode.STORAGE_ERROR
     retryable = True
+
+
+class OutputRejected(ExecutorError):
+    """The storage service refused an output (size or type limits); a retry
+    would be refused the same way."""
+
+    code = FailureCode.STORAGE_ERROR
+    retryable = False

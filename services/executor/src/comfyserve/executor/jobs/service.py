@@ -220,10 +220,15 @@ class JobRunner:
     def current_job_id(self) -> str | None:
         return None if self._state is None else self._state.job_id
 
-    def request_cancel(self, job_id: str, reason: str) -> bool:
+    def request_cancel(
+        self, job_id: str, reason: str, tenant_id: str | None = None
+    ) -> bool:
         """Stops the current job if it is `job_id`; any other job is not ours."""
         state = self._state
         if state is None or state.job_id != job_id:
+            return False
+        if tenant_id is not None and tenant_id != state.job.tenant_id:
+            log.warning("executor.job.cancel_tenant_mismatch", job_id=job_id)
             return False
         log.info("executor.job.cancel_requested", job_id=job_id)
         state.request_stop(StopReason.CANCEL, reason)

@@ -1,0 +1,44 @@
+"""`python -m comfyserve.executor`: serve until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import structlog
+from pydantic import ValidationError
+
+from comfyserve.executor.app import ExecutorApp
+from comfyserve.executor.logging import configure_logging
+from comfyserve.executor.settings import Settings
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await ExecutorApp(settings).run(stop)
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] != "serve":
+        sys.stderr.write("usage: python -m comfyserve.executor [serve]\n")
+        return 2
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        configure_logging()
+        structlog.get_logger(__name__).error(
+            "executor.settings.invalid", error=str(exc)
+        )
+        return 2
+    configure_logging(logging.getLevelNamesMapping()[settings.log_level.upper()])
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,128 @@
+"""StorageService records plus presigned transfers of the bytes over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import httpx
+import structlog
+
+from comfyserve.contracts.events import InputFile, OutputFile
+from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
+from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as st_grpc
+from comfyserve.executor.errors import InputUnavailable, OutputRejected, StorageFailed
+from comfyserve.executor.jobs.models import NewOutput
+
+log = structlog.get_logger(__name__)
+
+_MISSING_CODES = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
+_LIMIT_CODES = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def _rpc_failure(call: str, exc: grpc.aio.AioRpcError) -> str:
+    return f"{call}: {exc.code().name}: {exc.details()}"
+
+
+class GrpcFileStore:
+    def __init__(
+        self, channel: grpc.aio.Channel, http: httpx.AsyncClient, timeout_s: float
+    ) -> None:
+        self._stub = st_grpc.StorageServiceStub(channel)
+        self._http = http
+        self._timeout_s = timeout_s
+
+    async def fetch_input(self, tenant_id: str, file: InputFile) -> bytes:
+        try:
+            url = await self._stub.GetDownloadUrl(
+                st.GetDownloadUrlRequest(tenant_id=tenant_id, file_id=file.file_id),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            message = _rpc_failure("GetDownloadUrl", exc)
+            if exc.code() in _MISSING_CODES:
+                raise InputUnavailable(f"input {file.file_id}: {message}") from exc
+            raise StorageFailed(message) from exc
+        try:
+            response = await self._http.get(url.url)
+        except httpx.HTTPError as exc:
+            raise StorageFailed(f"GET input {file.file_id}: {exc!r}") from exc
+        if response.status_code == 404:
+            raise InputUnavailable(f"input {file.file_id} has no object")
+        if response.status_code != 200:
+            raise StorageFailed(
+                f"GET input {file.file_id} answered HTTP {response.status_code}"
+            )
+        return response.content
+
+    async def store_output(self, tenant_id: str, output: NewOutput) -> OutputFile:
+        created = await self._create(tenant_id, output)
+        try:
+            response = await self._http.put(
+                created.upload_url,
+                content=output.data,
+                headers=dict(created.upload_headers),
+            )
+        except httpx.HTTPError as exc:
+            raise StorageFailed(f"PUT output {created.file.id}: {exc!r}") from exc
+        if response.status_code not in (200, 201, 204):
+            raise StorageFailed(
+                f"PUT output {created.file.id} answered HTTP {response.status_code}"
+            )
+        sizes: dict[str, Any] = {}
+        if output.width is not None and output.height is not None:
+            sizes = {"width": output.width, "height": output.height}
+        try:
+            info = await self._stub.CompleteUpload(
+                st.CompleteUploadRequest(
+                    tenant_id=tenant_id, file_id=created.file.id, **sizes
+                ),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise StorageFailed(_rpc_failure("CompleteUpload", exc)) from exc
+        return OutputFile(
+            file_id=info.id,
+            node_id=output.node_id,
+            index=output.index,
+            filename=info.filename or output.filename,
+            kind=output.kind,
+            content_type=info.content_type or output.content_type,
+            size=info.size or output.size,
+            sha256=info.sha256 or output.sha256,
+            bucket=info.bucket,
+            key=info.key,
+            width=output.width,
+            height=output.height,
+        )
+
+    async def _create(
+        self, tenant_id: str, output: NewOutput
+    ) -> st.CreateUploadResponse:
+        request = st.CreateUploadRequest(
+            tenant_id=tenant_id,
+            purpose=st.FILE_PURPOSE_OUTPUT,
+            filename=output.filename,
+            content_type=output.content_type,
+            size=output.size,
+            job_id=output.job_id,
+            node_id=output.node_id,
+            index=output.index,
+            sha256=output.sha256,
+        )
+        try:
+            return await self._stub.CreateUpload(request, timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            message = _rpc_failure("CreateUpload", exc)
+            if exc.code() in _LIMIT_CODES:
+                raise OutputRejected(message) from exc
+            raise StorageFailed(message) from exc
