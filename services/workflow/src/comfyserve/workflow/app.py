@@ -88,6 +88,7 @@ async def run_app(
         metrics_server, metrics_thread = start_http_server(
             settings.metrics_port, registry=metrics.registry
         )
+        stack.callback(metrics_server.server_close)
         stack.callback(metrics_thread.join, 5)
         stack.callback(metrics_server.shutdown)
 
