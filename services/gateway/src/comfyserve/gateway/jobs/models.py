@@ -54,7 +54,8 @@ class ExecuteRequest(_Request):
     metadata: dict[MetadataKey, MetadataValue] = Field(
         default_factory=dict, max_length=MAX_METADATA_KEYS
     )
-    timeout_minutes: int = Field(default=10, ge=1, le=60)
+    # Fractions are allowed (0.5 = 30 s); the limit applies to one attempt.
+    timeout_minutes: float = Field(default=10, ge=0.05, le=60)
 
 
 class ValidateRequest(_Request):
@@ -129,7 +130,7 @@ class Job(JobSummary):
     progress: Progress | None
     outputs: list[Output]
     webhook_url: str | None
-    timeout_minutes: int
+    timeout_minutes: float
 
 
 class JobPage(BaseModel):

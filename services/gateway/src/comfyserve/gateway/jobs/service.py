@@ -226,7 +226,7 @@ class JobsService:
             workflow_json=json.dumps(request.workflow, separators=(",", ":")),
             priority=_PRIORITY_TO_PB[request.priority],
             metadata=request.metadata,
-            timeout_seconds=request.timeout_minutes * 60,
+            timeout_seconds=round(request.timeout_minutes * 60),
         )
         if request.webhook_url is not None:
             message.webhook_url = str(request.webhook_url)
@@ -383,5 +383,5 @@ class JobsService:
             outputs=await self._outputs(_unique_outputs(job.outputs)),
             webhook_url=job.webhook_url if job.HasField("webhook_url") else None,
             # Round up so a limit set in seconds is never shown shorter.
-            timeout_minutes=-(-job.timeout_seconds // 60),
+            timeout_minutes=round(job.timeout_seconds / 60, 2),
         )
