@@ -79,7 +79,7 @@ class EventProbe:
         self,
         subject: str,
         match: Callable[[str, AnyEvent], bool],
-        timeout: float = 20.0,
+        within: float = 20.0,
     ) -> tuple[str, AnyEvent]:
         async def found() -> tuple[str, AnyEvent]:
             async with self._changed:
@@ -89,22 +89,22 @@ class EventProbe:
                             return topic, event
                     await self._changed.wait()
 
-        return await asyncio.wait_for(found(), timeout)
+        return await asyncio.wait_for(found(), within)
 
 
 async def _eventually(
     probe: Callable[[], Awaitable[T]],
     accept: Callable[[T], bool],
-    timeout: float = 20.0,
+    within: float = 20.0,
 ) -> T:
-    """Re-run `probe` until `accept` holds, failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Re-run `probe` until `accept` holds, failing after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if accept(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last: {value}")
+            raise AssertionError(f"condition not met within {within}s; last: {value}")
         await asyncio.sleep(0.05)
 
 
@@ -136,7 +136,8 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     )
     try:
         await connection.execute(
-            "INSERT INTO node_catalog (worker_id, catalog_hash, object_info, updated_at)"
+            "INSERT INTO node_catalog"
+            " (worker_id, catalog_hash, object_info, updated_at)"
             " VALUES ($1, 'test', $2::jsonb, now())",
             CATALOG_WORKER,
             OBJECT_INFO.read_text(encoding="utf-8"),
@@ -231,7 +232,7 @@ def _workflow(**overrides: Any) -> str:
 
 @pytest.fixture(scope="session")
 def eventually() -> Callable[..., Awaitable[Any]]:
-    """`await eventually(probe, accept, timeout=20)`: re-runs `probe` until
+    """`await eventually(probe, accept, within=20)`: re-runs `probe` until
     `accept(result)` holds."""
     return _eventually
 

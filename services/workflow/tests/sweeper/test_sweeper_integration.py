@@ -1,0 +1,151 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from comfyserve.contracts.events import JobCancelRequested, JobSubmitted
+from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+
+def tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+async def submit(stub, tenant_id: str, make_workflow, **fields) -> pb.Job:
+    request = pb.SubmitJobRequest(
+        tenant_id=tenant_id, workflow_json=make_workflow(), timeout_seconds=30, **fields
+    )
+    return (await stub.SubmitJob(request)).job
+
+
+async def claim(
+    stub, tenant_id: str, job_id: str, worker_id: str
+) -> pb.ClaimJobResponse:
+    request = pb.ClaimJobRequest(
+        tenant_id=tenant_id, job_id=job_id, worker_id=worker_id
+    )
+    return await stub.ClaimJob(request)
+
+
+async def get(stub, tenant_id: str, job_id: str) -> pb.Job:
+    return await stub.GetJob(pb.GetJobRequest(tenant_id=tenant_id, job_id=job_id))
+
+
+async def heartbeat(db, worker_id: str, at: datetime) -> None:
+    await db.execute(
+        "INSERT INTO workers (worker_id, last_heartbeat, info) VALUES ($1, $2, '{}')"
+        " ON CONFLICT (worker_id)"
+        " DO UPDATE SET last_heartbeat = excluded.last_heartbeat",
+        worker_id,
+        at,
+    )
+
+
+def after_heartbeat_timeout(settings) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=settings.heartbeat_timeout_seconds + 1)
+
+
+async def test_jobs_past_their_deadline_fail_with_timeout(
+    stub, runtime, settings, probe, db, make_workflow
+):
+    pending_tenant, running_tenant = tenant(), tenant()
+    worker_id = f"live-{uuid.uuid4().hex[:6]}"
+    pending = await submit(stub, pending_tenant, make_workflow)
+    running = await submit(stub, running_tenant, make_workflow)
+    await claim(stub, running_tenant, running.id, worker_id)
+    deadline = running.deadline.ToDatetime(tzinfo=UTC)
+    later = deadline + timedelta(seconds=settings.deadline_grace_seconds + 1)
+    # The worker is alive throughout: only the deadline ends the job.
+    await heartbeat(db, worker_id, later)
+
+    await runtime.sweeper.sweep_once(deadline)
+    assert (await get(stub, pending_tenant, pending.id)).status == pb.JOB_STATUS_PENDING
+    assert (await get(stub, running_tenant, running.id)).status == pb.JOB_STATUS_RUNNING
+
+    report = await runtime.sweeper.sweep_once(later)
+    assert report.timed_out >= 2
+    for tenant_id, job in ((pending_tenant, pending), (running_tenant, running)):
+        ended = await get(stub, tenant_id, job.id)
+        assert ended.status == pb.JOB_STATUS_FAILED
+        assert ended.error.code == "timeout"
+        assert ended.HasField("completed_at")
+    # Only the running job's worker is told to stop.
+    await probe.wait_for(running.id, lambda _t, e: isinstance(e, JobCancelRequested))
+    assert not any(
+        isinstance(event, JobCancelRequested) for _, event in probe.events[pending.id]
+    )
+
+
+async def test_a_job_whose_worker_stopped_heartbeating_is_requeued(
+    stub, runtime, settings, probe, db, make_workflow
+):
+    tenant_id = tenant()
+    lost = await submit(stub, tenant_id, make_workflow)
+    alive = await submit(stub, tenant_id, make_workflow)
+    await claim(stub, tenant_id, lost.id, "ghost")
+    await claim(stub, tenant_id, alive.id, "alive")
+    now = after_heartbeat_timeout(settings)
+    await heartbeat(db, "alive", now)
+
+    report = await runtime.sweeper.sweep_once(now)
+
+    assert report.requeued >= 1
+    requeued = await get(stub, tenant_id, lost.id)
+    assert requeued.status == pb.JOB_STATUS_PENDING
+    assert requeued.attempt == 1
+    await probe.wait_for(
+        lost.id, lambda _t, e: isinstance(e, JobSubmitted) and e.data.attempt == 2
+    )
+    assert (await get(stub, tenant_id, alive.id)).status == pb.JOB_STATUS_RUNNING
+
+
+async def test_a_lost_job_on_its_last_attempt_fails_with_worker_lost(
+    stub, runtime, settings, make_workflow
+):
+    tenant_id = tenant()
+    job = await submit(stub, tenant_id, make_workflow)
+    for attempt in range(1, settings.max_attempts + 1):
+        assert (await claim(stub, tenant_id, job.id, f"ghost-{attempt}")).granted
+
+    await runtime.sweeper.sweep_once(after_heartbeat_timeout(settings))
+
+    failed = await get(stub, tenant_id, job.id)
+    assert failed.status == pb.JOB_STATUS_FAILED
+    assert failed.error.code == "worker_lost"
+
+
+async def test_a_lost_job_being_cancelled_ends_cancelled(
+    stub, runtime, settings, make_workflow
+):
+    tenant_id = tenant()
+    job = await submit(stub, tenant_id, make_workflow)
+    await claim(stub, tenant_id, job.id, "ghost")
+    await stub.CancelJob(pb.CancelJobRequest(tenant_id=tenant_id, job_id=job.id))
+
+    await runtime.sweeper.sweep_once(after_heartbeat_timeout(settings))
+
+    assert (await get(stub, tenant_id, job.id)).status == pb.JOB_STATUS_CANCELLED
+
+
+async def test_idempotency_keys_expire_after_their_lifetime(
+    stub, runtime, settings, db, make_workflow
+):
+    tenant_id = tenant()
+    first = await submit(stub, tenant_id, make_workflow, idempotency_key="daily")
+    ttl = timedelta(hours=settings.idempotency_ttl_hours)
+
+    report = await runtime.sweeper.sweep_once(
+        datetime.now(UTC) + ttl + timedelta(minutes=1)
+    )
+
+    assert report.idempotency_keys_deleted >= 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", tenant_id
+        )
+        == 0
+    )
+    second = await submit(stub, tenant_id, make_workflow, idempotency_key="daily")
+    assert second.id != first.id
