@@ -45,7 +45,9 @@ async def _migrate() -> None:
                 text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK}
             )
             try:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                await connection.execute(
+                    text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                )
                 await connection.execute(text(f'SET search_path TO "{schema}"'))
                 await connection.commit()
                 await connection.run_sync(_run, schema)

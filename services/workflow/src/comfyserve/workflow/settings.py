@@ -11,7 +11,9 @@ _SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WORKFLOW_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="WORKFLOW_", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = "postgresql://comfyserve:comfyserve@127.0.0.1:15432/comfyserve"
     schema_: str = Field(default="workflow", alias="WORKFLOW_SCHEMA")
@@ -35,7 +37,9 @@ class Settings(BaseSettings):
     consumer_group: str = "workflow"
     # Where a consumer group without committed offsets starts; `earliest` so a
     # first deployment picks up the compacted node catalog.
-    consumer_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    consumer_offset_reset: str = Field(
+        default="earliest", pattern="^(earliest|latest)$"
+    )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, gt=0)
 
