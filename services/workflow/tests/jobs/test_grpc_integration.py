@@ -4,6 +4,7 @@ import uuid
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from comfyserve.contracts.events import JobSubmitted, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
@@ -189,6 +190,15 @@ async def test_timeout_above_the_maximum_is_invalid_argument(stub, make_workflow
         await submit(stub, tenant(), make_workflow(), timeout_seconds=10**6)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "timeout_seconds" in (raised.value.details() or "")
+    [trailer] = [
+        value
+        for key, value in raised.value.trailing_metadata() or ()
+        if key == "grpc-status-details-bin"
+    ]
+    [detail] = status_pb2.Status.FromString(trailer).details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    assert [v.field for v in bad_request.field_violations] == ["timeout_seconds"]
 
 
 async def test_idempotency_key_replays_the_same_request_and_refuses_another(

@@ -27,12 +27,19 @@ class WorkflowError(Exception):
 
 
 class InvalidArgumentError(WorkflowError):
+    """A request field is unusable; `field` names it for the caller."""
+
     status = ErrorStatus.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 class InvalidCursorError(InvalidArgumentError):
     def __init__(self) -> None:
-        super().__init__("cursor: not a cursor this service issued")
+        super().__init__("cursor", "not a cursor this service issued")
 
 
 class JobNotFoundError(WorkflowError):

@@ -11,7 +11,9 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
+from google.protobuf.any_pb2 import Any as Any_
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
 from comfyserve.contracts.events import OutputKind, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
@@ -31,6 +33,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 STATUS_CODES: Mapping[ErrorStatus, grpc.StatusCode] = {
     ErrorStatus.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -77,10 +81,37 @@ _UPDATE_TO_PB = {
 
 
 async def _abort(context: Context, error: Exception) -> NoReturn:
+    if isinstance(error, InvalidArgumentError):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            error.message,
+            trailing_metadata=_field_violation(error),
+        )
     if isinstance(error, WorkflowError):
         await context.abort(STATUS_CODES[error.status], error.message)
     log.exception("workflow.grpc.internal_error")
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _field_violation(error: InvalidArgumentError) -> tuple[tuple[str, bytes]]:
+    """`google.rpc.BadRequest` in the standard status-details trailer, so a
+    caller can tell which field to fix."""
+    detail = Any_()
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=error.field, description=error.problem
+                )
+            ]
+        )
+    )
+    status = status_pb2.Status(
+        code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        message=error.message,
+        details=[detail],
+    )
+    return ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
 def _map_errors(
@@ -211,14 +242,14 @@ def _priority(value: int) -> Priority:
     try:
         return _PRIORITY_FROM_PB[value]
     except KeyError:
-        raise InvalidArgumentError(f"priority: unknown value {value}") from None
+        raise InvalidArgumentError("priority", f"unknown value {value}") from None
 
 
 def _status(value: int) -> JobStatus:
     try:
         return _STATUS_FROM_PB[value]
     except KeyError:
-        raise InvalidArgumentError(f"statuses: unknown value {value}") from None
+        raise InvalidArgumentError("statuses", f"unknown value {value}") from None
 
 
 def _timestamp(value: datetime | None) -> Timestamp | None:

@@ -157,7 +157,7 @@ def parse_job_id(job_id: str) -> UUID:
 
 def require_tenant(tenant_id: str) -> None:
     if not tenant_id:
-        raise InvalidArgumentError("tenant_id is required")
+        raise InvalidArgumentError("tenant_id", "is required")
 
 
 class JobService:
@@ -284,10 +284,11 @@ class JobService:
 
     def _timeout(self, requested: int) -> int:
         if requested < 0:
-            raise InvalidArgumentError("timeout_seconds must not be negative")
+            raise InvalidArgumentError("timeout_seconds", "must not be negative")
         if requested > self._settings.max_timeout_seconds:
             raise InvalidArgumentError(
-                f"timeout_seconds must be at most {self._settings.max_timeout_seconds}"
+                "timeout_seconds",
+                f"must be at most {self._settings.max_timeout_seconds}",
             )
         return requested or self._settings.default_timeout_seconds
 
@@ -415,7 +416,7 @@ class JobService:
     ) -> JobPage:
         require_tenant(tenant_id)
         if page_size < 0:
-            raise InvalidArgumentError("page_size must not be negative")
+            raise InvalidArgumentError("page_size", "must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = Cursor.decode(cursor) if cursor else None
         async with self._engine.connect() as conn:
@@ -487,7 +488,7 @@ class JobService:
     async def claim(self, tenant_id: str, job_id: str, worker_id: str) -> ClaimOutcome:
         require_tenant(tenant_id)
         if not worker_id:
-            raise InvalidArgumentError("worker_id is required")
+            raise InvalidArgumentError("worker_id", "is required")
         job_uuid = parse_job_id(job_id)
         now = self._clock()
         stale_before = now - timedelta(seconds=self._settings.heartbeat_timeout_seconds)
@@ -582,7 +583,7 @@ def _parse_json(text: str) -> Any:
 
 def _check_webhook(url: str | None) -> None:
     if url is not None and not url.startswith(("https://", "http://")):
-        raise InvalidArgumentError("webhook_url must be an http(s) URL")
+        raise InvalidArgumentError("webhook_url", "must be an http(s) URL")
 
 
 def _error_item(

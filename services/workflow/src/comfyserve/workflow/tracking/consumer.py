@@ -9,7 +9,7 @@ database as data) goes to its topic's DLQ and is committed.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -18,10 +18,10 @@ from aiokafka.errors import CommitFailedError, KafkaError  # type: ignore[import
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from comfyserve.contracts.events import parse_event
+from comfyserve.contracts.events import AnyEvent, parse_event
 from comfyserve.contracts.topics import HEARTBEAT, JOB_EVENT_TOPICS, NODE_CATALOG, dlq
 from comfyserve.workflow.telemetry import Metrics
-from comfyserve.workflow.tracking.service import EventTracker
+from comfyserve.workflow.tracking.service import Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +44,17 @@ def create_consumer(bootstrap_servers: str, group_id: str, offset_reset: str) ->
     )
 
 
+class EventHandler(Protocol):
+    async def on_event(self, event: AnyEvent) -> Outcome: ...
+
+
 class _Poison(Exception):
     """A record that can never be applied."""
 
 
 class EventConsumer:
     def __init__(
-        self, *, consumer: Any, producer: Any, tracker: EventTracker, metrics: Metrics
+        self, *, consumer: Any, producer: Any, tracker: EventHandler, metrics: Metrics
     ) -> None:
         self._consumer = consumer
         self._producer = producer

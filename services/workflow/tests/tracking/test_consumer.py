@@ -1,0 +1,117 @@
+"""The consumer loop against hand-written Kafka and tracker fakes."""
+
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+from sqlalchemy.exc import OperationalError
+
+from comfyserve.contracts.events import JobStarted, JobStartedData, dump_event
+from comfyserve.contracts.topics import STARTED, dlq
+from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.tracking.consumer import DLQ_REASON_HEADER, EventConsumer
+from comfyserve.workflow.tracking.service import Outcome
+
+PARTITION = TopicPartition(STARTED, 0)
+
+
+@dataclass
+class Record:
+    value: bytes
+    offset: int
+    topic: str = STARTED
+    partition: int = 0
+    key: bytes = b"job"
+    headers: list = field(default_factory=list)
+
+
+class FakeKafkaConsumer:
+    def __init__(self, records: list[Record]) -> None:
+        self.records = records
+        self.position = 0
+        self.commits: list[int] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int):
+        pending = [r for r in self.records if r.offset >= self.position]
+        self.position = len(self.records)
+        return {PARTITION: pending} if pending else {}
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.position = offset
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets[PARTITION])
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, list]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes, headers: list):
+        self.sent.append((topic, value, headers))
+
+        async def acknowledged() -> None:
+            return None
+
+        return acknowledged()
+
+
+class FlakyTracker:
+    """Fails with a database outage `failures` times, then applies events."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.applied: list[str] = []
+
+    async def on_event(self, event) -> Outcome:
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
+        self.applied.append(str(event.id))
+        return Outcome.APPLIED
+
+
+def started_record(offset: int) -> Record:
+    event = JobStarted(
+        source="test", subject="job", data=JobStartedData(attempt=1, worker_id="w")
+    )
+    return Record(dump_event(event), offset)
+
+
+async def drive(consumer: EventConsumer, kafka: FakeKafkaConsumer, rounds: int) -> None:
+    for _ in range(rounds):
+        batch = await kafka.getmany(timeout_ms=0, max_records=10)
+        for partition, records in batch.items():
+            await consumer._process(partition, records)
+
+
+async def test_a_database_outage_retries_without_committing():
+    kafka = FakeKafkaConsumer([started_record(0), started_record(1)])
+    tracker = FlakyTracker(failures=2)
+    consumer = EventConsumer(
+        consumer=kafka, producer=FakeProducer(), tracker=tracker, metrics=Metrics()
+    )
+
+    await drive(consumer, kafka, rounds=1)
+    assert kafka.commits == []
+    assert kafka.position == 0
+
+    await drive(consumer, kafka, rounds=2)
+    assert len(tracker.applied) == 2
+    assert kafka.commits[-1] == 2
+
+
+async def test_unparseable_records_are_dead_lettered_and_committed():
+    kafka = FakeKafkaConsumer([Record(b"not json", 0), started_record(1)])
+    producer = FakeProducer()
+    tracker = FlakyTracker(failures=0)
+    consumer = EventConsumer(
+        consumer=kafka, producer=producer, tracker=tracker, metrics=Metrics()
+    )
+
+    await drive(consumer, kafka, rounds=1)
+
+    [(topic, value, headers)] = producer.sent
+    assert (topic, value) == (dlq(STARTED), b"not json")
+    assert dict(headers)[DLQ_REASON_HEADER].startswith(b"unparseable")
+    assert len(tracker.applied) == 1
+    assert kafka.commits == [2]
