@@ -487,3 +487,23 @@ async def test_watch_of_another_tenants_job_is_not_found(stub, make_workflow):
         async for _ in stream:
             pass
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_without_any_node_catalog_submits_are_unavailable(
+    stub, db, make_workflow
+):
+    saved = await db.fetch("SELECT * FROM node_catalog")
+    await db.execute("DELETE FROM node_catalog")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await submit(stub, tenant(), make_workflow())
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "node catalog" in (raised.value.details() or "")
+    finally:
+        await db.executemany(
+            "INSERT INTO node_catalog"
+            " (worker_id, catalog_hash, object_info, updated_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [tuple(row.values()) for row in saved],
+        )
+    assert (await submit(stub, tenant(), make_workflow())).WhichOneof("result") == "job"
