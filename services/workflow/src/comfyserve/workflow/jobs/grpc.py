@@ -197,7 +197,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: Context
     ) -> pb.ListJobsResponse:
-        page = await self._service.list(
+        page = await self._service.list_jobs(
             request.tenant_id,
             page_size=request.page_size,
             cursor=request.cursor,

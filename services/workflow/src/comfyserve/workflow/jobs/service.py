@@ -315,8 +315,12 @@ class JobService:
         if not isinstance(resolved, _Prepared):
             return resolved
         names = {item.file_id: item.filename for item in resolved.inputs}
-        result = validate(
-            replace_asset_refs(graph, names), catalog, self._settings.allowlist
+        # Validation is CPU-bound and a graph may hold hundreds of nodes.
+        result = await asyncio.to_thread(
+            validate,
+            replace_asset_refs(graph, names),
+            catalog,
+            self._settings.allowlist,
         )
         if not result.ok:
             return result.to_comfy()
@@ -406,7 +410,7 @@ class JobService:
             return _with_position(job, position)
         return job
 
-    async def list(
+    async def list_jobs(
         self,
         tenant_id: str,
         *,
