@@ -464,7 +464,7 @@ class Job(_message.Message):
     status: Global___JobStatus.ValueType
     priority: Global___Priority.ValueType
     queue_position: _builtins.int
-    """Jobs ahead of this one, while PENDING and when known."""
+    """1-based position in the queue (1 = next to run), while PENDING."""
     attempt: _builtins.int
     """0 until started; then the current attempt, starting at 1."""
     webhook_url: _builtins.str
