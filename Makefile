@@ -62,8 +62,8 @@ lint: install ## ruff lint and format check
 
 typecheck: install ## mypy --strict over every package
 	$(UV) run --frozen mypy -p comfyserve.contracts -p comfyserve.auth -p comfyserve.gateway \
-	  -p comfyserve.workflow -p comfyserve.executor -p comfyserve.storage -p comfyserve.notifier \
-	  infra bench tools conftest.py tests services/*/tests libs/*/tests
+	  -p comfyserve.workflow -p comfyserve.executor -p comfyserve.storage -p comfyserve.notifier
+	$(UV) run --frozen mypy infra bench tools conftest.py tests services/*/tests libs/*/tests
 
 gen: install ## regenerate protobuf stubs and event JSON Schemas
 	$(PY) tools/gen_contracts.py
