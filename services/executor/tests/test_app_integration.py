@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
@@ -35,8 +36,12 @@ from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as wf_grpc
 from comfyserve.contracts.topics import (
     CANCEL_REQUESTED,
+    HEARTBEAT,
     JOB_EVENT_TOPICS,
+    NODE_CATALOG,
     SUBMITTED_IN_DRAIN_ORDER,
+    SUBMITTED_LOW,
+    dlq,
     topic_for,
 )
 from comfyserve.executor.app import ExecutorApp
@@ -292,7 +297,10 @@ async def world(stack, tmp_path_factory):
         await producer.start()
         submitted = await partitions_of(producer, SUBMITTED_IN_DRAIN_ORDER)
         await commit_group_at_end(bootstrap, group, submitted)
-        events = Events(bootstrap, await partitions_of(producer, JOB_EVENT_TOPICS))
+        events = Events(
+            bootstrap,
+            await partitions_of(producer, (*JOB_EVENT_TOPICS, HEARTBEAT, NODE_CATALOG)),
+        )
         await events.start()
         offsets = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
@@ -486,3 +494,42 @@ async def test_a_refused_claim_is_skipped_and_committed(world):
     assert (await world.events.wait_final(after.subject)).type.endswith("completed")
     assert world.events.by_job[job_id] == []
     assert job_id in world.workflow_service.claims
+
+
+async def test_catalog_heartbeats_and_health(world):
+    worker_id = world.app.settings.worker_id
+    catalog = await world.events.wait_for(worker_id, "catalog-published")
+    beat = await world.events.wait_for(worker_id, "heartbeat")
+
+    assert "SaveImage" in catalog.data.object_info
+    assert len(catalog.data.catalog_hash) == 64
+    assert beat.data.gpus == []
+    assert beat.data.interval_s == world.app.settings.heartbeat_interval_seconds
+    base = f"http://127.0.0.1:{world.app.http_port}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/health/live")).status_code == 200
+        assert (await client.get("/health/ready")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert "executor_busy " in metrics
+
+
+async def test_an_unreadable_record_goes_to_the_dead_letter_topic(world):
+    marker = f"not an event {uuid.uuid4()}".encode()
+    sent = await world.producer.send_and_wait(SUBMITTED_LOW, marker, key=b"poison")
+
+    await world.wait_committed(sent)
+
+    reader = AIOKafkaConsumer(
+        dlq(SUBMITTED_LOW),
+        bootstrap_servers=world.app.settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await reader.start()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            async for record in reader:
+                if record.value == marker:
+                    assert record.key == b"poison"
+                    break
+    finally:
+        await reader.stop()

@@ -215,6 +215,11 @@ class ExecutorApp:
         for task in (jobs, *background):
             if task.done() and not task.cancelled() and task.exception() is not None:
                 # A dead job loop or listener must stop the worker, not idle it.
+                log.error(
+                    "executor.task_failed",
+                    task=task.get_name(),
+                    error=repr(task.exception()),
+                )
                 raise RuntimeError(f"{task.get_name()} failed") from task.exception()
 
     async def _finish_current_job(self, jobs: asyncio.Task[None]) -> None:

@@ -1,0 +1,155 @@
+"""Engine supervision, catalog and heartbeats against fakes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from comfyserve.contracts.events import (
+    Event,
+    GpuInfo,
+    NodeCatalogPublished,
+    WorkerHeartbeat,
+)
+from comfyserve.executor.engine import EngineStartFailed, RestartUnsupported
+from comfyserve.executor.telemetry import Metrics
+from comfyserve.executor.worker.service import (
+    EngineSupervisor,
+    Heartbeats,
+    WorkerIdentity,
+    catalog_hash,
+)
+
+IDENTITY = WorkerIdentity(worker_id="w-1", source="executor/w-1")
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.started = 0
+        self.restarts = 0
+        self.answers = True
+        self.restart_error: Exception | None = None
+        self.info: dict[str, Any] = {"SaveImage": {"input": {}}}
+
+    async def start(self) -> None:
+        self.started += 1
+
+    async def restart(self) -> None:
+        if self.restart_error is not None:
+            raise self.restart_error
+        self.restarts += 1
+
+    async def ready(self) -> bool:
+        return self.answers
+
+    async def object_info(self) -> dict[str, Any]:
+        return self.info
+
+    async def system_stats(self) -> dict[str, Any]:
+        return {"system": {"comfyui_version": "0.3.10"}}
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def supervisor(engine: Engine, crashed: bool = False) -> tuple[Any, Publisher]:
+    publisher = Publisher()
+    sup = EngineSupervisor(
+        engine,  # type: ignore[arg-type]
+        publisher,
+        IDENTITY,
+        Metrics(CollectorRegistry()),
+        crashed=lambda: crashed,
+    )
+    return sup, publisher
+
+
+def test_catalog_hash_ignores_key_order():
+    assert catalog_hash({"a": 1, "b": [1, 2]}) == catalog_hash({"b": [1, 2], "a": 1})
+    assert catalog_hash({"a": 1}) != catalog_hash({"a": 2})
+
+
+async def test_start_publishes_the_catalog_keyed_by_worker():
+    engine = Engine()
+    sup, publisher = supervisor(engine)
+
+    await sup.start()
+
+    [event] = publisher.events
+    assert isinstance(event, NodeCatalogPublished)
+    assert event.subject == "w-1"
+    assert event.data.object_info == engine.info
+    assert event.data.catalog_hash == catalog_hash(engine.info)
+    assert sup.healthy
+    assert sup.engine_version == "0.3.10"
+
+
+async def test_a_crashed_engine_is_restarted_and_its_catalog_republished():
+    engine = Engine()
+    sup, publisher = supervisor(engine, crashed=True)
+
+    assert await sup.check(0) == 0
+
+    assert engine.restarts == 1
+    assert [type(e) for e in publisher.events] == [NodeCatalogPublished]
+
+
+async def test_an_engine_that_stops_answering_is_restarted_after_three_checks():
+    engine = Engine()
+    engine.answers = False
+    sup, _ = supervisor(engine)
+
+    failures = 0
+    for _ in range(2):
+        failures = await sup.check(failures)
+    assert (failures, engine.restarts) == (2, 0)
+    assert await sup.check(failures) == 0
+    assert engine.restarts == 1
+
+
+async def test_failed_or_unsupported_restarts_leave_the_worker_unhealthy():
+    engine = Engine()
+    sup, publisher = supervisor(engine)
+    await sup.start()
+
+    engine.restart_error = EngineStartFailed("no port")
+    await sup.restart("crashed")
+    assert not sup.healthy
+
+    engine.restart_error = RestartUnsupported("remote")
+    engine.answers = False
+    await sup.restart("crashed")
+    assert not sup.healthy
+    assert len(publisher.events) == 1
+
+
+async def test_heartbeat_reports_job_gpus_and_engine():
+    publisher = Publisher()
+    gpu = GpuInfo(index=0, name="H100", vram_total=80, vram_free=60)
+
+    async def gpus() -> list[GpuInfo]:
+        return [gpu]
+
+    beats = Heartbeats(
+        publisher,
+        IDENTITY,
+        2.0,
+        lambda: "job-9",
+        lambda: "0.3.10",
+        gpus,
+        clock=None,  # type: ignore[arg-type]
+    )
+    await beats.beat()
+
+    [event] = publisher.events
+    assert isinstance(event, WorkerHeartbeat)
+    assert event.subject == "w-1"
+    assert event.data.current_job_id == "job-9"
+    assert event.data.gpus == [gpu]
+    assert (event.data.engine_version, event.data.interval_s) == ("0.3.10", 2.0)
