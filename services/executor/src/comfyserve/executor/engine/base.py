@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -91,7 +91,7 @@ class ClientEngine:
 
     def run(
         self, prompt: Mapping[str, Any], job_id: str, deadline: float
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         return self._require_client().run(prompt, job_id, deadline)
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome:

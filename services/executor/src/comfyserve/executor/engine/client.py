@@ -4,7 +4,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -285,7 +285,7 @@ class ComfyClient:
 
     async def run(
         self, prompt: Mapping[str, Any], job_id: str, deadline: float
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         """Submit `prompt` and yield its events until a terminal one.
 
         `deadline` is a `time.monotonic()` instant; past it `EngineTimeout` is

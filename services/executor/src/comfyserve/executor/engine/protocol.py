@@ -1,4 +1,4 @@
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
 
 from comfyserve.executor.engine.events import CancelOutcome, EngineEvent, OutputRef
@@ -28,7 +28,7 @@ class Engine(Protocol):
 
     def run(
         self, prompt: Mapping[str, Any], job_id: str, deadline: float
-    ) -> AsyncIterator[EngineEvent]: ...
+    ) -> AsyncGenerator[EngineEvent, None]: ...
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome: ...
 
