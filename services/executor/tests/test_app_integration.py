@@ -7,6 +7,7 @@ import asyncio
 import io
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -227,9 +228,16 @@ async def commit_group_at_end(
         await consumer.stop()
 
 
+@dataclass
 class World:
-    def __init__(self, **parts: Any) -> None:
-        self.__dict__.update(parts)
+    app: ExecutorApp
+    events: Events
+    producer: AIOKafkaProducer
+    offsets: AIOKafkaConsumer
+    s3: Minio
+    bucket: str
+    workflow_service: FakeWorkflow
+    storage_service: FakeStorage
 
     async def submit(
         self,

@@ -8,7 +8,7 @@ import copy
 import hashlib
 import io
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -137,18 +137,6 @@ class _Ending:
 
     event: Event
     restart: str | None = None
-
-
-@contextlib.asynccontextmanager
-async def _closing(
-    events: AsyncIterator[EngineEvent],
-) -> AsyncIterator[AsyncIterator[EngineEvent]]:
-    """Like `aclosing`, for the engine's run typed as a plain async iterator."""
-    try:
-        yield events
-    finally:
-        if isinstance(events, AsyncGenerator):
-            await events.aclose()
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -420,7 +408,7 @@ class JobRunner:
         engine_deadline = (
             deadline + self._config.interrupt_grace_s + _ENGINE_DEADLINE_MARGIN_S
         )
-        async with _closing(
+        async with contextlib.aclosing(
             self._engine.run(prompt, state.job_id, engine_deadline)
         ) as events:
             async for event in events:
