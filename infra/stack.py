@@ -752,14 +752,14 @@ def create_topics() -> None:
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
-    from comfyserve.contracts.topics import ALL_TOPICS
+    from comfyserve.contracts.topics import ALL_TOPICS, dlq
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=f"{HOST}:{PORTS.kafka}")
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            new = [
+            wanted = [
                 NewTopic(
                     spec.name,
                     spec.partitions,
@@ -769,8 +769,8 @@ def create_topics() -> None:
                     else {},
                 )
                 for spec in ALL_TOPICS
-                if spec.name not in existing
-            ]
+            ] + [NewTopic(dlq(spec.name), 1, 1) for spec in ALL_TOPICS]
+            new = [topic for topic in wanted if topic.name not in existing]
             if new:
                 await admin.create_topics(new)
         finally:
