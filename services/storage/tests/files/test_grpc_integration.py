@@ -337,3 +337,22 @@ async def test_list_files_pages_newest_first(client, tenant) -> None:
         )
         == grpc.StatusCode.INVALID_ARGUMENT
     )
+
+
+async def test_many_outputs_in_a_row_all_register(client, tenant) -> None:
+    # Postgres moves a prepared statement to a generic plan after five runs; the
+    # upsert must still find the partial unique index then.
+    job = str(uuid.uuid4())
+    created = [
+        await create(
+            client,
+            tenant,
+            purpose=pb.FILE_PURPOSE_OUTPUT,
+            job_id=job,
+            node_id="9",
+            index=index,
+            filename=f"out_{index}.png",
+        )
+        for index in range(12)
+    ]
+    assert len({c.file.id for c in created}) == 12

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, tuple_
+from sqlalchemy import and_, delete, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -59,7 +59,9 @@ async def upsert_output(session: AsyncSession, row: StoredFile) -> StoredFile | 
         .values(values)
         .on_conflict_do_update(
             index_elements=["job_id", "node_id", "index"],
-            index_where=col(StoredFile.purpose) == FilePurpose.OUTPUT.value,
+            # A literal, as the index has it: with a bound parameter Postgres cannot
+            # match the partial index once it switches to a generic plan.
+            index_where=text(f"purpose = '{FilePurpose.OUTPUT.value}'"),
             set_={
                 name: values[name]
                 for name in (
