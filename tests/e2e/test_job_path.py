@@ -114,6 +114,20 @@ async def test_two_save_nodes_give_two_outputs(product: Product) -> None:
     assert close_to(pixels["3"], (245, 235, 225))
 
 
+async def test_identical_prompts_both_produce_their_output(product: Product) -> None:
+    # ComfyUI would answer the second from its cache, naming the first job's file.
+    graph = invert_graph((90, 91, 92), prefix="same")
+    async with product.client() as client:
+        first = await wait_final(client, (await submit(client, graph))["execution_id"])
+        second = await wait_final(client, (await submit(client, graph))["execution_id"])
+    for job in (first, second):
+        assert job["status"] == "completed", job
+        [output] = job["outputs"]
+        picture = await download_image(output["url"])
+        assert close_to(picture.getpixel((0, 0)), (165, 164, 163))
+    assert first["outputs"][0]["file_id"] != second["outputs"][0]["file_id"]
+
+
 async def test_events_stream_outputs_before_final_status(product: Product) -> None:
     async with product.client() as client:
         accepted = await submit(client, invert_graph((1, 2, 3)))

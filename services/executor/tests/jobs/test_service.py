@@ -45,7 +45,12 @@ from comfyserve.executor.engine import (
 )
 from comfyserve.executor.errors import InputUnavailable, StorageFailed
 from comfyserve.executor.jobs.models import Claim, NewOutput, Outcome
-from comfyserve.executor.jobs.service import JobRunner, RunnerConfig
+from comfyserve.executor.jobs.service import (
+    RUN_MARK_INPUT,
+    JobRunner,
+    RunnerConfig,
+    force_fresh_outputs,
+)
 
 WORKER = "worker-1"
 GRACE_S = 10.0
@@ -649,3 +654,18 @@ async def test_shutdown_leaves_no_final_event_and_cleans_up():
     assert h.engine.interrupts == [PROMPT]
     assert len(h.engine.cleaned) == 1
     assert h.runner.current_job_id is None
+
+
+def test_force_fresh_outputs_marks_only_sink_nodes() -> None:
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    force_fresh_outputs(prompt, "job:1")
+    marked = {
+        node_id for node_id, node in prompt.items() if RUN_MARK_INPUT in node["inputs"]
+    }
+    assert marked == {"3", "4"}
+    assert prompt["3"]["inputs"][RUN_MARK_INPUT] == "job:1"

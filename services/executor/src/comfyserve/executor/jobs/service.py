@@ -139,6 +139,28 @@ class _Ending:
     restart: str | None = None
 
 
+RUN_MARK_INPUT = "comfyserve_run"
+
+
+def force_fresh_outputs(prompt: dict[str, Any], token: str) -> None:
+    """Make every sink node of `prompt` run again, while its inputs stay cached.
+
+    ComfyUI answers a prompt it has seen from its cache, naming the files an earlier
+    job saved — and that job's clean-up deleted them. An extra input, unique per
+    attempt, on each node nothing links from changes only those nodes' cache keys;
+    ComfyUI passes a node only the inputs it declares, so the node never sees it.
+    """
+    linked = {
+        value[0]
+        for node in prompt.values()
+        for value in node.get("inputs", {}).values()
+        if isinstance(value, list) and len(value) == 2
+    }
+    for node_id, node in prompt.items():
+        if node_id not in linked and isinstance(node.get("inputs"), dict):
+            node["inputs"][RUN_MARK_INPUT] = token
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -363,6 +385,7 @@ class JobRunner:
     async def _work(self, state: _JobState, deadline: float) -> _Ending:
         try:
             prompt = await self._stage_inputs(state)
+            force_fresh_outputs(prompt, f"{state.job_id}:{state.attempt}")
             if state.stop is not None:
                 return self._stopped(state)
             return await self._run(state, prompt, deadline)
