@@ -43,6 +43,9 @@ async def wait_for_status(
     async with asyncio.timeout(limit_s):
         while True:
             response = await client.get(f"/workflows/{job_id}")
+            if response.status_code == 503:  # a service is restarting: poll on
+                await asyncio.sleep(0.5)
+                continue
             response.raise_for_status()
             job: dict[str, Any] = response.json()
             if job["status"] in statuses:
