@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ async def second_executor(product: Product) -> AsyncIterator[ServiceProcess]:
 
 async def started_events(
     bootstrap: str, job_ids: set[str]
-) -> AsyncIterator[JobStarted]:
+) -> AsyncGenerator[JobStarted, None]:
     consumer = AIOKafkaConsumer(
         topics.STARTED,
         bootstrap_servers=bootstrap,
