@@ -31,8 +31,11 @@ down: ## stop everything `up` started
 status: ## show which parts of the local stack answer
 	$(STACK) status
 
-run: up ## start the stack and the services; Ctrl-C stops what it started
-	$(PY) infra/runner.py
+run: install ## start the stack and the services; Ctrl-C stops what it started
+	@if $(STACK) status >/dev/null 2>&1; then started=0; else started=1; fi; \
+	  $(STACK) up || exit 1; \
+	  $(PY) infra/runner.py; rc=$$?; \
+	  if [ $$started = 1 ]; then $(STACK) down; fi; exit $$rc
 
 test: install ## start the stack, run every test but the gpu ones, stop the stack
 	@start=$$(date +%s); $(STACK) up || exit 1; \

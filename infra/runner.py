@@ -8,6 +8,7 @@ tests use the same class to start, kill and restart services one at a time.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -15,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
@@ -242,6 +245,39 @@ def supervise(services: ServiceSet, say: IO[str]) -> None:
         time.sleep(1)
 
 
+def wait_until_ready(
+    ports: Ports, key: str, services: ServiceSet, limit_s: float = 300
+) -> None:
+    """Ready when the gateway answers and a worker's node catalog validates a graph."""
+    probe = json.dumps(
+        {"workflow": {"1": {"class_type": "SaveImage", "inputs": {}}}}
+    ).encode()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        dead = [s.name for s in services.services.values() if not s.alive]
+        if dead:
+            raise RuntimeError(
+                f"{', '.join(dead)} exited during start-up; see the logs"
+            )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ports.gateway}/workflows/validate",
+            data=probe,
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5).close()
+        except urllib.error.HTTPError as answer:
+            if answer.code == 422:  # validated against a catalog: an executor is up
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the services did not become ready in time")
+
+
 def main() -> int:
     ports = Ports()
     key = dev_api_key()
@@ -253,9 +289,13 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # also when started in the background
     try:
         services.start()
         out = sys.stdout
+        out.write("run: services started; waiting until they answer...\n")
+        out.flush()
+        wait_until_ready(ports, key, services)
         out.write(
             "\nComfyUI Serverless API is running.\n"
             f"  API:      http://127.0.0.1:{ports.gateway}\n"

@@ -25,7 +25,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from infra.runner import Ports, ServiceSet, read_stack_env
-from tests.e2e.support import invert_graph, wait_http_ok
+from tests.e2e.support import invert_graph
 
 FINAL = {"completed", "failed", "cancelled"}
 

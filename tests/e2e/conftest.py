@@ -3,47 +3,18 @@
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from infra.runner import Ports, ServiceSet  # noqa: E402
-from tests.e2e.support import Product, invert_graph  # noqa: E402
-
-READY_TIMEOUT_S = 240
-
-
-def wait_ready(base_url: str, key: str, services: ServiceSet) -> None:
-    """Ready means the gateway answers and an executor has published its catalog."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    headers = {"Authorization": f"Bearer {key}"}
-    last = ""
-    while time.monotonic() < deadline:
-        dead = [s.name for s in services.services.values() if not s.alive]
-        if dead:
-            raise RuntimeError(f"services died during start-up: {dead}; see their logs")
-        try:
-            response = httpx.post(
-                f"{base_url}/workflows/validate",
-                json={"workflow": invert_graph((0, 0, 0))},
-                headers=headers,
-                timeout=5,
-            )
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as error:
-            last = repr(error)
-        time.sleep(0.5)
-    raise RuntimeError(f"the product did not become ready: {last}")
+from infra.runner import Ports, ServiceSet, wait_until_ready  # noqa: E402
+from tests.e2e.support import Product  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +48,7 @@ def product(
     services.start()
     base_url = f"http://127.0.0.1:{ports.gateway}"
     try:
-        wait_ready(base_url, key_a, services)
+        wait_until_ready(ports, key_a, services)
         yield Product(base_url, key_a, key_b, services, stack)
     finally:
         services.stop()
