@@ -24,7 +24,7 @@ import aiohttp
 import httpx
 from httpx_sse import aconnect_sse
 
-from infra.runner import Ports, ServiceSet, read_stack_env
+from infra.runner import Ports, ServiceSet, read_stack_env, wait_until_ready
 from tests.e2e.support import invert_graph
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -148,10 +148,7 @@ def main() -> int:
     base_url = f"http://127.0.0.1:{ports.gateway}"
     services.start()
     try:
-        asyncio.run(wait_http_ok(f"{base_url}/health/ready", limit_s=240))
-        asyncio.run(
-            wait_http_ok(f"http://127.0.0.1:{ports.executor_http}/health/ready")
-        )
+        wait_until_ready(ports, key, services)
         samples = asyncio.run(measure(base_url, key, stack["COMFYUI_URL"], jobs))
     finally:
         services.stop()
