@@ -139,12 +139,12 @@ def main() -> int:
             "workflow": {"WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}"},
             "executor": {
                 "EXECUTOR_CONSUMER_GROUP": f"executor-bench-{run_id}",
-                # Remote mode: both paths drive the one ComfyUI of the local stack.
-                "EXECUTOR_COMFYUI_PATH": "",
                 "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
             },
         },
     )
+    # Remote mode: both paths drive the one ComfyUI of the local stack.
+    services["executor"].env.pop("EXECUTOR_COMFYUI_PATH")
     base_url = f"http://127.0.0.1:{ports.gateway}"
     services.start()
     try:

@@ -58,7 +58,7 @@ class KafkaPublisher:
             client_id=client_id,
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
+            linger_ms=0,  # latency first; sends queued during a request still batch
         )
 
     async def start(self) -> None:
