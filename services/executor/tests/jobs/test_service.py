@@ -657,7 +657,7 @@ async def test_shutdown_leaves_no_final_event_and_cleans_up():
 
 
 def test_force_fresh_outputs_marks_only_sink_nodes() -> None:
-    prompt = {
+    prompt: dict[str, Any] = {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
         "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}},
