@@ -224,6 +224,18 @@ class ServiceSet:
         for service in reversed(list(self.services.values())):
             service.stop()
 
+    def drop_schemas(self) -> None:
+        """Remove the services' Postgres schemas: for throw-away copies only."""
+        names = [
+            env[key]
+            for env in (s.env for s in self.services.values())
+            for key in ("WORKFLOW_SCHEMA", "STORAGE_SCHEMA")
+            if key in env
+        ]
+        url = self.services["workflow"].env["WORKFLOW_DATABASE_URL"]
+        drop = f"DROP SCHEMA IF EXISTS {', '.join(names)} CASCADE"
+        subprocess.run(["psql", url, "-qc", drop], check=True)
+
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.services[name]
 

@@ -152,6 +152,7 @@ def main() -> int:
         samples = asyncio.run(measure(base_url, key, stack["COMFYUI_URL"], jobs))
     finally:
         services.stop()
+        services.drop_schemas()
     report(samples, sys.stdout)
     return 0
 

@@ -52,6 +52,7 @@ def product(
         yield Product(base_url, key_a, key_b, services, stack)
     finally:
         services.stop()
+        services.drop_schemas()
         for log in sorted(log_dir.glob("*.log")):
             sys.stderr.write(f"--- tail of {log.name} ---\n")
             sys.stderr.write(
