@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -207,14 +207,35 @@ class FakeEngine:
         self.cleaned.append(files)
 
 
+class DeliveryFailed(Exception):
+    pass
+
+
 class FakePublisher:
+    """Acknowledges queued events at once unless `held`, which keeps their
+    deliveries open for the test to settle."""
+
     def __init__(self, journal: list[str]) -> None:
         self.events: list[Event] = []
         self.journal = journal
+        self.held = False
+        self.open: list[asyncio.Future[object]] = []
+        self.queued = asyncio.Event()
 
     async def publish(self, event: Event) -> None:
         self.journal.append(f"publish:{event.type}")
         self.events.append(event)
+
+    async def enqueue(self, event: Event) -> Awaitable[object]:
+        self.journal.append(f"enqueue:{event.type}")
+        self.events.append(event)
+        delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if self.held:
+            self.open.append(delivery)
+        else:
+            delivery.set_result(None)
+        self.queued.set()
+        return delivery
 
     def of(self, cls: type[Event]) -> list[Any]:
         return [event for event in self.events if isinstance(event, cls)]
@@ -421,17 +442,17 @@ async def test_outputs_are_stored_and_published_as_each_node_finishes():
     await h.runner.handle(h.job())
 
     assert h.journal == [
-        "publish:executor.job.started",
+        "enqueue:executor.job.started",
         "engine:PromptQueued",
         "engine:NodeStarted",
-        "publish:executor.job.progressed",
+        "enqueue:executor.job.progressed",
         "engine:NodeExecuted",
         "store:3/0",
         "store:3/1",
-        "publish:executor.job.progressed",
+        "enqueue:executor.job.progressed",
         "engine:NodeExecuted",
         "store:4/0",
-        "publish:executor.job.progressed",
+        "enqueue:executor.job.progressed",
         "engine:ExecutionSucceeded",
         "publish:executor.job.completed",
     ]
@@ -513,6 +534,44 @@ async def test_rejected_prompt_fails_as_invalid_workflow_with_node_errors():
     assert failed.data.code == FailureCode.INVALID_WORKFLOW
     assert failed.data.retryable is False
     assert "node 1 (EmptyImage): Value too small: width -5" in failed.data.message
+
+
+async def test_the_final_event_waits_until_every_earlier_one_is_acknowledged():
+    h = Harness(
+        [PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), ExecutionSucceeded(PROMPT, {})]
+    )
+    h.publisher.held = True
+    task = asyncio.create_task(h.runner.handle(h.job()))
+    while len(h.publisher.open) < 2:
+        h.publisher.queued.clear()
+        await asyncio.wait_for(h.publisher.queued.wait(), 5)
+
+    assert h.publisher.of(JobCompleted) == []
+    for delivery in h.publisher.open:
+        delivery.set_result(None)
+    result = await asyncio.wait_for(task, 5)
+
+    assert result.outcome == Outcome.COMPLETED
+    assert h.journal[-1] == "publish:executor.job.completed"
+
+
+async def test_an_undelivered_event_fails_the_attempt_before_the_final_event():
+    h = Harness(
+        [PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), ExecutionSucceeded(PROMPT, {})]
+    )
+    h.publisher.held = True
+    task = asyncio.create_task(h.runner.handle(h.job()))
+    while len(h.publisher.open) < 2:
+        h.publisher.queued.clear()
+        await asyncio.wait_for(h.publisher.queued.wait(), 5)
+
+    h.publisher.open[0].set_result(None)
+    h.publisher.open[1].set_exception(DeliveryFailed("broker gone"))
+    with pytest.raises(DeliveryFailed):
+        await asyncio.wait_for(task, 5)
+
+    assert h.publisher.of(JobCompleted) == []
+    assert h.runner.current_job_id is None
 
 
 async def test_engine_crash_restarts_the_engine_and_allows_a_retry():

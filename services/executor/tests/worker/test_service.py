@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -56,6 +58,12 @@ class Publisher:
 
     async def publish(self, event: Event) -> None:
         self.events.append(event)
+
+    async def enqueue(self, event: Event) -> Awaitable[object]:
+        self.events.append(event)
+        delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)
+        return delivery
 
 
 def supervisor(engine: Engine, crashed: bool = False) -> tuple[Any, Publisher]:

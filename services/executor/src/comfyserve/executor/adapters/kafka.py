@@ -68,14 +68,21 @@ class KafkaPublisher:
         await self._producer.stop()
 
     async def publish(self, event: Event) -> None:
+        await (await self.enqueue(event))
+
+    async def enqueue(self, event: Event) -> Awaitable[object]:
+        # `send` returns once the record sits in its partition's batch queue, so
+        # records enqueued one after another keep their order; the idempotent
+        # producer keeps it through retries.
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        await self._producer.send_and_wait(
+        delivery: Awaitable[object] = await self._producer.send(
             topic_for(event),
             value=dump_event(event),
             key=event.subject.encode(),
             headers=event_headers(carrier),
         )
+        return delivery
 
     async def publish_raw(self, topic: str, message: Message) -> None:
         await self._producer.send_and_wait(

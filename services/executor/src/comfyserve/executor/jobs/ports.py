@@ -3,6 +3,7 @@ the engine's supervisor and time. Tests replace each with a hand-written fake.""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Protocol
 
@@ -13,6 +14,11 @@ from comfyserve.executor.jobs.models import Claim, NewOutput
 class Publisher(Protocol):
     async def publish(self, event: Event) -> None:
         """Returns once Kafka has acknowledged the event."""
+
+    async def enqueue(self, event: Event) -> Awaitable[object]:
+        """Queues the event behind every earlier one of this publisher and
+        returns at once; the result completes when Kafka acknowledged it, or
+        raises why it was not delivered."""
 
 
 class Claims(Protocol):

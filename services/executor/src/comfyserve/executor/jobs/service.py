@@ -105,6 +105,7 @@ class _JobState:
     step: int | None = None
     max: int | None = None
     last_progress: float | None = None
+    deliveries: list[asyncio.Future[object]] = field(default_factory=list)
 
     @property
     def job_id(self) -> str:
@@ -263,16 +264,22 @@ class JobRunner:
         state.attempt = claim.attempt
         state.started_at = self._clock.monotonic()
         bound.info("executor.job.started", attempt=claim.attempt)
-        await self._publisher.publish(
+        await self._send(
+            state,
             self._event(
                 JobStarted,
                 state,
                 JobStartedData(attempt=claim.attempt, worker_id=self._config.worker_id),
-            )
+            ),
         )
         ending = await self._attempt(state)
         if ending.restart is not None:
             await self._keeper.restart(ending.restart)
+        # The final event's acknowledgement, after which the offset is committed,
+        # must imply every earlier event of the job was delivered: an earlier
+        # failure raises here, so the record stays uncommitted and runs again.
+        for delivery in state.deliveries:
+            await delivery
         await self._publisher.publish(ending.event)
         duration_s = self._clock.monotonic() - state.started_at
         result = _result_of(ending.event, duration_s)
@@ -553,7 +560,16 @@ class JobRunner:
             nodes_total=total,
             outputs=outputs or [],
         )
-        await self._publisher.publish(self._event(JobProgressed, state, data))
+        await self._send(state, self._event(JobProgressed, state, data))
+
+    async def _send(self, state: _JobState, event: Event) -> None:
+        """Queues an intermediate event without waiting for Kafka, so the job
+        runs on meanwhile; `_handle` awaits every delivery before the final one."""
+        delivery = asyncio.ensure_future(await self._publisher.enqueue(event))
+        delivery.add_done_callback(
+            lambda done: _log_failed_delivery(done, state.job_id, event.type)
+        )
+        state.deliveries.append(delivery)
 
     def _completed(self, state: _JobState) -> _Ending:
         duration_ms = int((self._clock.monotonic() - state.started_at) * 1000)
@@ -627,6 +643,22 @@ class JobRunner:
                 "tenant_id": state.job.tenant_id,
                 "data": data,
             }
+        )
+
+
+def _log_failed_delivery(
+    delivery: asyncio.Future[object], job_id: str, event_type: str
+) -> None:
+    # Also retrieves the error of a delivery nobody awaits (the job was stopped).
+    if delivery.cancelled():
+        return
+    error = delivery.exception()
+    if error is not None:
+        log.error(
+            "executor.event.send_failed",
+            job_id=job_id,
+            event_type=event_type,
+            error=repr(error),
         )
 
 
