@@ -220,6 +220,48 @@ async def test_sha256_mismatch_is_refused_and_removed(
     assert await real_store.stat(created.file.key) is None
 
 
+async def test_an_output_of_another_size_than_declared_is_refused_and_removed(
+    client, http, tenant, real_store
+) -> None:
+    created = await create(
+        client,
+        tenant,
+        purpose=pb.FILE_PURPOSE_OUTPUT,
+        job_id=str(uuid.uuid4()),
+        node_id="9",
+        index=0,
+        sha256=hashlib.sha256(PNG).hexdigest(),
+    )
+    await put(http, created, PNG[:-1])
+    assert (
+        await status_of(
+            client.CompleteUpload(
+                pb.CompleteUploadRequest(tenant_id=tenant, file_id=created.file.id)
+            )
+        )
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert await real_store.stat(created.file.key) is None
+
+
+async def test_a_declared_output_keeps_its_sha256(client, http, tenant) -> None:
+    digest = hashlib.sha256(PNG).hexdigest()
+    created = await create(
+        client,
+        tenant,
+        purpose=pb.FILE_PURPOSE_OUTPUT,
+        job_id=str(uuid.uuid4()),
+        node_id="9",
+        index=0,
+        sha256=digest,
+    )
+    await put(http, created, PNG)
+    done = await client.CompleteUpload(
+        pb.CompleteUploadRequest(tenant_id=tenant, file_id=created.file.id)
+    )
+    assert (done.sha256, done.size) == (digest, len(PNG))
+
+
 async def test_output_re_registration_keeps_one_row_and_key(
     client, http, tenant
 ) -> None:

@@ -44,7 +44,7 @@ from comfyserve.storage.files.naming import (
     output_key,
     safe_filename,
 )
-from comfyserve.storage.objects import ObjectStore, ObjectStoreError
+from comfyserve.storage.objects import ObjectStat, ObjectStore, ObjectStoreError
 from comfyserve.storage.settings import MAX_DOWNLOAD_URL_TTL_SECONDS, Settings
 
 log = structlog.get_logger(__name__)
@@ -129,7 +129,7 @@ class FileService:
                     f"the upload has {found.size} bytes; the limit is "
                     f"{self._settings.max_upload_bytes}"
                 )
-            if known.sha256 and await self._store.sha256(known.key) != known.sha256:
+            if known.sha256 and not await self._content_matches(known, found):
                 await self._store.delete(known.key)
                 raise ContentMismatch("the uploaded bytes do not match sha256")
         async with self._sessions.begin() as session:
@@ -141,6 +141,15 @@ class FileService:
             )
         log.info("storage.upload.completed", file_id=file_id, size=found.size)
         return row
+
+    async def _content_matches(self, known: StoredFile, found: ObjectStat) -> bool:
+        # Client uploads are re-read and hashed. Outputs come only from the
+        # executor, which hashed the very bytes it uploaded; re-reading each one
+        # cost a full object read on every job's path, so their declared size
+        # is checked instead, which still catches a short or overlong upload.
+        if known.purpose == FilePurpose.OUTPUT.value:
+            return found.size == known.size
+        return await self._store.sha256(known.key) == known.sha256
 
     async def get_file(self, tenant_id: str, file_id: str) -> StoredFile:
         parsed = _file_id(file_id)
