@@ -412,8 +412,10 @@ class _Follower:
 
     async def _finished_outcome(self) -> Outcome:
         # Terminal messages are sent before the history entry is written
-        # (all of them on G2+, execution_error/interrupted on G1 as well).
-        delay = 0.02
+        # (all of them on G2+, execution_error/interrupted on G1 as well). The
+        # entry usually follows within a few milliseconds, and every job waits
+        # on this, so the first retries come quickly and then back off.
+        delay = 0.002
         while True:
             remaining = self._remaining()
             self._client._liveness()
