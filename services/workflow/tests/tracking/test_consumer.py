@@ -1,5 +1,6 @@
 """The consumer loop against hand-written Kafka and tracker fakes."""
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -80,8 +81,8 @@ def started_record(offset: int) -> Record:
 async def drive(consumer: EventConsumer, kafka: FakeKafkaConsumer, rounds: int) -> None:
     for _ in range(rounds):
         batch = await kafka.getmany(timeout_ms=0, max_records=10)
-        for partition, records in batch.items():
-            await consumer._process(partition, records)
+        await consumer.consume(batch)
+        await consumer.flush()
 
 
 async def test_a_database_outage_retries_without_committing():
@@ -115,3 +116,29 @@ async def test_unparseable_records_are_dead_lettered_and_committed():
     assert dict(headers)[DLQ_REASON_HEADER].startswith(b"unparseable")
     assert len(tracker.applied) == 1
     assert kafka.commits == [2]
+
+
+class SlowCommitKafkaConsumer(FakeKafkaConsumer):
+    def __init__(self, records: list[Record]) -> None:
+        super().__init__(records)
+        self.release = asyncio.Event()
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.release.wait()
+        await super().commit(offsets)
+
+
+async def test_a_batch_is_applied_before_its_commit_is_acknowledged():
+    kafka = SlowCommitKafkaConsumer([started_record(0)])
+    tracker = FlakyTracker(failures=0)
+    consumer = EventConsumer(
+        consumer=kafka, producer=FakeProducer(), tracker=tracker, metrics=Metrics()
+    )
+
+    assert await consumer.consume(await kafka.getmany(timeout_ms=0, max_records=10))
+    assert len(tracker.applied) == 1
+    assert kafka.commits == []
+
+    kafka.release.set()
+    await asyncio.wait_for(consumer.flush(), 5)
+    assert kafka.commits == [1]

@@ -1,6 +1,7 @@
 """Kafka transport for `EventTracker`: a consumer group over the executor topics.
 
-Offsets are committed by hand after the record's transaction committed. A
+Offsets are committed by hand after the records' transactions committed, once
+per fetched batch and without holding up the next batch. A
 database failure seeks back and retries the record (nothing is lost, nothing
 committed); a record that can never apply (unparseable, or rejected by the
 database as data) goes to its topic's DLQ and is committed.
@@ -60,22 +61,46 @@ class EventConsumer:
         self._producer = producer
         self._tracker = tracker
         self._metrics = metrics
+        self._committing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Consume until cancelled."""
-        while True:
-            batch: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
-                timeout_ms=1000, max_records=200
-            )
-            retry = False
-            for partition, records in batch.items():
-                done = await self._process(partition, records)
-                retry = retry or done < len(records)
-            if retry:
-                await asyncio.sleep(_RETRY_SECONDS)
+        try:
+            while True:
+                batch: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
+                    timeout_ms=1000, max_records=200
+                )
+                if not await self.consume(batch):
+                    await asyncio.sleep(_RETRY_SECONDS)
+        finally:
+            await self.flush()
+
+    async def consume(self, batch: dict[TopicPartition, list[Any]]) -> bool:
+        """Apply a fetched batch and start committing what was applied; False
+        when a record failed and was sought back for a retry."""
+        offsets: dict[TopicPartition, int] = {}
+        complete = True
+        for partition, records in batch.items():
+            handled = await self._process(partition, records)
+            if handled:
+                offsets[partition] = records[handled - 1].offset + 1
+            complete = complete and handled == len(records)
+        if offsets:
+            # One commit per batch, sent while the next batch is fetched and
+            # applied: each job's events no longer wait on a commit round trip
+            # each. The previous commit ends first, so offsets only move forward.
+            await self.flush()
+            self._committing = asyncio.create_task(self._commit(offsets))
+        return complete
+
+    async def flush(self) -> None:
+        """Waits for the commit in flight, if any."""
+        if self._committing is not None:
+            await asyncio.wait([self._committing])
+            self._committing = None
 
     async def _process(self, partition: TopicPartition, records: list[Any]) -> int:
-        """Handle records in order; the count handled (and committed)."""
+        """Handle records in order; the count handled."""
         handled = 0
         for record in records:
             try:
@@ -97,8 +122,6 @@ class EventConsumer:
                 self._consumer.seek(partition, record.offset)
                 break
             handled += 1
-        if handled:
-            await self._commit(partition, records[handled - 1].offset + 1)
         return handled
 
     async def _handle(self, record: Any) -> None:
@@ -135,10 +158,14 @@ class EventConsumer:
             reason=reason,
         )
 
-    async def _commit(self, partition: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit({partition: offset})
+            await self._consumer.commit(offsets)
         except CommitFailedError as error:
             # The partition moved to another instance during a rebalance; it
             # re-reads these records and de-duplicates them by event id.
             log.warning("workflow.consumer.commit_failed", error=str(error))
+        except KafkaError as error:
+            # The next batch's commit carries these offsets too; until then a
+            # restart only re-reads records, which apply once by event id.
+            log.warning("workflow.consumer.commit_failed", error=repr(error))
