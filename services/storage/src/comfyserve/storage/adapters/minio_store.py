@@ -59,7 +59,7 @@ class MinioObjectStore:
         await _call(ensure)
 
     async def presign_put(self, key: str, expires: timedelta) -> str:
-        return await _call(
+        return _sign(
             lambda: self._presigner.presigned_put_object(self._bucket, key, expires)
         )
 
@@ -70,7 +70,7 @@ class MinioObjectStore:
             "response-content-type": content_type,
             "response-content-disposition": disposition,
         }
-        return await _call(
+        return _sign(
             lambda: self._presigner.presigned_get_object(
                 self._bucket, key, expires, response_headers=headers
             )
@@ -106,6 +106,15 @@ class MinioObjectStore:
 
     async def delete(self, key: str) -> None:
         await _call(lambda: self._client.remove_object(self._bucket, key))
+
+
+def _sign(operation: Callable[[], str]) -> str:
+    # Presigning with the region set is a local HMAC, far cheaper than the
+    # hand-off to a worker thread that every output and download URL paid.
+    try:
+        return operation()
+    except (MinioException, OSError) as error:
+        raise ObjectStoreError(f"{type(error).__name__}: {error}") from error
 
 
 async def _call(operation: Callable[[], T]) -> T:
