@@ -118,24 +118,27 @@ class FileService:
         for field, value in (("width", width), ("height", height)):
             if value is not None and value <= 0:
                 raise InvalidArgument(field, "must be positive")
-        known = await self.get_file(tenant_id, file_id)
-        async with _store_errors():
-            found = await self._store.stat(known.key)
-            if found is None:
-                raise UploadMissing(f"nothing was uploaded for file {file_id!r}")
-            if found.size > self._settings.max_upload_bytes:
-                await self._store.delete(known.key)
-                raise TooLarge(
-                    f"the upload has {found.size} bytes; the limit is "
-                    f"{self._settings.max_upload_bytes}"
-                )
-            if known.sha256 and not await self._content_matches(known, found):
-                await self._store.delete(known.key)
-                raise ContentMismatch("the uploaded bytes do not match sha256")
+        parsed = _file_id(file_id)
+        # One transaction reads the row, checks the object and marks it ready:
+        # a second checkout and read of the same row cost every output a round
+        # trip. Only the final update writes, so a refusal leaves nothing behind.
         async with self._sessions.begin() as session:
-            row = await repository.get(session, known.tenant_id, known.id)
+            row = await repository.get(session, tenant_id, parsed)
             if row is None:
                 raise FileNotFound(file_id)
+            async with _store_errors():
+                found = await self._store.stat(row.key)
+                if found is None:
+                    raise UploadMissing(f"nothing was uploaded for file {file_id!r}")
+                if found.size > self._settings.max_upload_bytes:
+                    await self._store.delete(row.key)
+                    raise TooLarge(
+                        f"the upload has {found.size} bytes; the limit is "
+                        f"{self._settings.max_upload_bytes}"
+                    )
+                if row.sha256 and not await self._content_matches(row, found):
+                    await self._store.delete(row.key)
+                    raise ContentMismatch("the uploaded bytes do not match sha256")
             await repository.mark_ready(
                 session, row, size=found.size, width=width, height=height
             )
