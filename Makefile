@@ -11,7 +11,7 @@ PYTEST := $(CURDIR)/.venv/bin/pytest
         fmt lint typecheck gen check-gen migrate bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(CURDIR)/.local/bin/uv:
 	@mkdir -p .local/bin
