@@ -64,7 +64,7 @@ lint: install ## ruff lint and format check
 	$(UV) run --frozen ruff format --check .
 
 typecheck: install ## mypy --strict over every package
-	$(UV) run --frozen mypy -p comfyserve.contracts -p comfyserve.auth -p comfyserve.gateway \
+	$(UV) run --frozen mypy -p comfyserve.contracts -p comfyserve.runtime -p comfyserve.auth -p comfyserve.gateway \
 	  -p comfyserve.workflow -p comfyserve.executor -p comfyserve.storage -p comfyserve.notifier
 	$(UV) run --frozen mypy infra bench tools conftest.py tests services/*/tests libs/*/tests
 

@@ -749,9 +749,17 @@ def create_topics() -> None:
     """Create every contracts topic, so consumers never race auto-creation."""
     import asyncio
 
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+    from aiokafka.admin import (  # type: ignore[import-untyped]
+        AIOKafkaAdminClient,
+        NewTopic,
+    )
+    from aiokafka.admin.config_resource import (  # type: ignore[import-untyped]
+        ConfigResource,
+        ConfigResourceType,
+    )
 
     from comfyserve.contracts.topics import ALL_TOPICS, dlq
+    from comfyserve.runtime.kafka import topic_config
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=f"{HOST}:{PORTS.kafka}")
@@ -759,19 +767,27 @@ def create_topics() -> None:
         try:
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(
-                    spec.name,
-                    spec.partitions,
-                    1,
-                    topic_configs={"cleanup.policy": "compact"}
-                    if spec.compacted
-                    else {},
-                )
+                NewTopic(name, partitions, 1, topic_configs=dict(topic_config(spec)))
                 for spec in ALL_TOPICS
-            ] + [NewTopic(dlq(spec.name), 1, 1) for spec in ALL_TOPICS]
+                for name, partitions in (
+                    (spec.name, spec.partitions),
+                    (dlq(spec.name), 1),
+                )
+            ]
             new = [topic for topic in wanted if topic.name not in existing]
             if new:
                 await admin.create_topics(new)
+            # Topics made by an older version take the current limits too.
+            old = [topic for topic in wanted if topic.name in existing]
+            if old:
+                await admin.alter_configs(
+                    [
+                        ConfigResource(
+                            ConfigResourceType.TOPIC, topic.name, topic.topic_configs
+                        )
+                        for topic in old
+                    ]
+                )
         finally:
             await admin.close()
 

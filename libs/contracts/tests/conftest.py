@@ -5,8 +5,8 @@ import pytest
 from comfyserve.contracts.events import (
     Event,
     FailureCode,
+    FinalStatus,
     GpuInfo,
-    InputFile,
     JobCancelled,
     JobCancelledData,
     JobCancelRequested,
@@ -15,6 +15,8 @@ from comfyserve.contracts.events import (
     JobCompletedData,
     JobFailed,
     JobFailedData,
+    JobFinished,
+    JobFinishedData,
     JobProgressData,
     JobProgressed,
     JobStarted,
@@ -55,25 +57,11 @@ def make_submitted(priority: Priority = Priority.NORMAL) -> JobSubmitted:
         tenant_id="t1",
         time=NOW,
         data=JobSubmittedData(
-            workflow={"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}},
-            inputs=[
-                InputFile(
-                    file_id="f-in",
-                    node_id="1",
-                    input_name="image",
-                    filename="a.png",
-                    bucket="inputs",
-                    key="t1/a.png",
-                    content_type="image/png",
-                    size=10,
-                    sha256=None,
-                )
-            ],
+            pool="default",
             priority=priority,
+            attempt=1,
             timeout_seconds=600,
             deadline=NOW + timedelta(minutes=10),
-            webhook_url="https://example.com/hook",
-            metadata={"k": "v"},
         ),
     )
 
@@ -83,6 +71,17 @@ def make_all_events() -> list[Event]:
     worker = {"source": "executor/w1", "subject": "w1"}
     return [
         make_submitted(),
+        JobFinished(
+            source="workflow/0",
+            subject="job-1",
+            tenant_id="t1",
+            data=JobFinishedData(
+                status=FinalStatus.COMPLETED,
+                attempt=1,
+                output_file_ids=["f-out"],
+                webhook_url="https://example.com/hook",
+            ),
+        ),
         JobCancelRequested(
             source="workflow/0",
             subject="job-1",

@@ -1,10 +1,9 @@
 import pytest
 
-from comfyserve.contracts import topics
+from comfyserve.contracts import limits, topics
 from comfyserve.contracts.events import (
     EVENT_CLASSES,
     Event,
-    JobSubmitted,
     Priority,
     event_type_of,
 )
@@ -16,23 +15,17 @@ def test_every_event_type_has_a_topic(any_event: Event) -> None:
     topic = topics.topic_for(any_event)
 
     assert topic in {spec.name for spec in topics.ALL_TOPICS}
-    assert topic.endswith(".v1")
+    assert topic.endswith((".v1", ".v2"))
 
 
-@pytest.mark.parametrize(
-    ("priority", "topic"),
-    [
-        (Priority.HIGH, "workflow.jobs.submitted.high.v1"),
-        (Priority.NORMAL, "workflow.jobs.submitted.normal.v1"),
-        (Priority.LOW, "workflow.jobs.submitted.low.v1"),
-    ],
-)
-def test_submitted_topic_follows_priority(priority: Priority, topic: str) -> None:
-    assert topics.topic_for(make_submitted(priority)) == topic
+def test_submitted_is_one_topic_for_every_priority() -> None:
+    assert {topics.topic_for(make_submitted(p)) for p in Priority} == {
+        "workflow.jobs.submitted.v2"
+    }
 
 
-def test_topic_map_covers_every_other_event_type() -> None:
-    expected = {event_type_of(cls) for cls in EVENT_CLASSES if cls is not JobSubmitted}
+def test_topic_map_covers_every_event_type() -> None:
+    expected = {event_type_of(cls) for cls in EVENT_CLASSES}
 
     assert set(topics.TOPIC_FOR_EVENT_TYPE) == expected
 
@@ -40,6 +33,8 @@ def test_topic_map_covers_every_other_event_type() -> None:
 @pytest.mark.parametrize(
     ("event_type", "topic"),
     [
+        ("workflow.job.submitted.v2", "workflow.jobs.submitted.v2"),
+        ("workflow.job.finished", "workflow.jobs.finished.v1"),
         ("workflow.job.cancel-requested", "workflow.jobs.cancel-requested.v1"),
         ("executor.job.started", "executor.jobs.started.v1"),
         ("executor.job.progressed", "executor.jobs.progress.v1"),
@@ -52,14 +47,6 @@ def test_topic_map_covers_every_other_event_type() -> None:
 )
 def test_topic_names(event_type: str, topic: str) -> None:
     assert topics.TOPIC_FOR_EVENT_TYPE[event_type] == topic
-
-
-def test_drain_order_is_highest_first() -> None:
-    assert topics.SUBMITTED_IN_DRAIN_ORDER == tuple(
-        topics.SUBMITTED_BY_PRIORITY[p]
-        for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)
-    )
-    assert set(topics.SUBMITTED_BY_PRIORITY) == set(Priority)
 
 
 def test_job_event_topics() -> None:
@@ -80,7 +67,8 @@ def test_all_topics_specs() -> None:
     specs = {spec.name: spec for spec in topics.ALL_TOPICS}
 
     assert len(specs) == len(topics.ALL_TOPICS)
-    assert all(specs[t].partitions == 6 for t in topics.SUBMITTED_IN_DRAIN_ORDER)
+    assert specs[topics.SUBMITTED].partitions == 6
+    assert specs[topics.FINISHED].partitions == 6
     assert all(specs[t].partitions == 6 for t in topics.JOB_EVENT_TOPICS)
     assert specs[topics.CANCEL_REQUESTED].partitions == 1
     assert specs[topics.HEARTBEAT].partitions == 3
@@ -88,3 +76,12 @@ def test_all_topics_specs() -> None:
     assert specs[topics.NODE_CATALOG].partitions == 1
     assert [s.name for s in topics.ALL_TOPICS if s.compacted] == [topics.NODE_CATALOG]
     assert set(topics.TOPIC_FOR_EVENT_TYPE.values()) <= set(specs)
+
+
+def test_size_limits_follow_the_topic() -> None:
+    assert topics.max_message_bytes(topics.COMPLETED) == limits.EVENT_MAX_BYTES
+    assert topics.max_message_bytes(topics.NODE_CATALOG) == limits.CATALOG_MAX_BYTES
+    assert topics.max_message_bytes(topics.dlq(topics.NODE_CATALOG)) == (
+        limits.CATALOG_MAX_BYTES
+    )
+    assert topics.max_message_bytes("unknown.topic") == limits.EVENT_MAX_BYTES

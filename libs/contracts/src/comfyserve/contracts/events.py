@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "DEFAULT_POOL",
     "EVENT_CLASSES",
     "TERMINAL_EVENT_TYPES",
     "AnyEvent",
@@ -25,6 +26,9 @@ __all__ = [
     "FailureCode",
     "GpuInfo",
     "InputFile",
+    "JobFinished",
+    "JobFinishedData",
+    "FinalStatus",
     "JobCancelRequested",
     "JobCancelRequestedData",
     "JobCancelled",
@@ -80,6 +84,16 @@ class FailureCode(StrEnum):
     STORAGE_ERROR = "storage_error"
     INPUT_UNAVAILABLE = "input_unavailable"
     INTERNAL_ERROR = "internal_error"
+    OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
+
+
+class FinalStatus(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+DEFAULT_POOL = "default"
 
 
 def _now() -> datetime:
@@ -133,21 +147,32 @@ class GpuInfo(Payload):
 
 
 class JobSubmittedData(Payload):
-    """A job to run, as accepted by the workflow service."""
+    """A job waiting for its next attempt. The graph is not carried: the
+    executor that claims the job gets it, with its inputs, from the claim."""
 
-    workflow: dict[str, Any] = Field(
-        description=(
-            "API-format graph; asset references are already replaced by the "
-            "plain filenames of `inputs`."
-        )
+    pool: str = Field(
+        description="The executor pool (image) whose node catalog runs the job."
     )
-    inputs: list[InputFile] = Field(default_factory=list)
     priority: Priority
-    attempt: int = Field(default=1, ge=1)
+    attempt: int = Field(ge=1, description="The attempt the next claim starts.")
     timeout_seconds: int = Field(gt=0)
     deadline: AwareDatetime
+
+
+class JobFinishedData(Payload):
+    """How a job ended, as the workflow service decided it."""
+
+    status: FinalStatus
+    attempt: int = Field(
+        ge=0, description="The attempt that ended it; 0 when it never started."
+    )
+    output_file_ids: list[str] = Field(
+        default_factory=list,
+        description="The job's outputs: those of `attempt`, the only one that "
+        "owns outputs.",
+    )
+    error_code: str | None = None
     webhook_url: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class JobCancelRequestedData(Payload):
@@ -220,6 +245,7 @@ class WorkerHeartbeatData(Payload):
     """A worker's liveness, GPUs and current job."""
 
     worker_id: str
+    pool: str = DEFAULT_POOL
     current_job_id: str | None = None
     gpus: list[GpuInfo] = Field(default_factory=list)
     loaded_models: list[str] = Field(default_factory=list)
@@ -231,6 +257,10 @@ class NodeCatalogData(Payload):
     """The node types and models a worker's engine offers."""
 
     worker_id: str
+    pool: str = Field(
+        default=DEFAULT_POOL,
+        description="The pool the worker belongs to; the catalog stands for it.",
+    )
     catalog_hash: str
     object_info: dict[str, Any] = Field(description="ComfyUI's /object_info.")
     models: dict[str, list[str]] = Field(
@@ -249,7 +279,9 @@ class Event(BaseModel):
     time: AwareDatetime = Field(default_factory=_now)
     subject: str = Field(
         min_length=1,
-        description="Job id (worker id for worker events); also the Kafka key.",
+        description=(
+            "Job id (worker id for heartbeats, pool for catalogs); also the Kafka key."
+        ),
     )
     tenant_id: str | None = None
     data: Payload
@@ -257,10 +289,20 @@ class Event(BaseModel):
 
 class JobSubmitted(Event):
     """Emitted by the workflow service (via its outbox) once a job is accepted,
-    and again with `attempt + 1` when a job is re-queued."""
+    and again with `attempt + 1` when a job is re-queued. Version 2: executors
+    are dispatched by claim, so the graph no longer rides on the event."""
 
-    type: Literal["workflow.job.submitted"] = "workflow.job.submitted"
+    type: Literal["workflow.job.submitted.v2"] = "workflow.job.submitted.v2"
     data: JobSubmittedData
+
+
+class JobFinished(Event):
+    """Emitted by the workflow service (via its outbox) in the transaction that
+    gives a job its final state, whatever ended it: an executor's event, a
+    cancel, the sweeper. Exactly once per job."""
+
+    type: Literal["workflow.job.finished"] = "workflow.job.finished"
+    data: JobFinishedData
 
 
 class JobCancelRequested(Event):
@@ -320,7 +362,8 @@ class WorkerHeartbeat(Event):
 
 class NodeCatalogPublished(Event):
     """Emitted by an executor at start-up and whenever its engine's node
-    catalog changes; subject (the compaction key) is the worker id."""
+    catalog changes; subject (the compaction key) is the pool, so the topic
+    keeps one catalog per pool."""
 
     type: Literal["executor.nodes.catalog-published"] = (
         "executor.nodes.catalog-published"
@@ -330,6 +373,7 @@ class NodeCatalogPublished(Event):
 
 AnyEvent = Annotated[
     JobSubmitted
+    | JobFinished
     | JobCancelRequested
     | JobStarted
     | JobProgressed
@@ -348,6 +392,7 @@ JobEvent = Annotated[
 
 EVENT_CLASSES: tuple[type[Event], ...] = (
     JobSubmitted,
+    JobFinished,
     JobCancelRequested,
     JobStarted,
     JobProgressed,

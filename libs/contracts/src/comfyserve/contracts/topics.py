@@ -1,10 +1,10 @@
 """Kafka topic names, versioned and named by their owning service.
 
-Priorities use three `submitted` topics, one per priority, rather than one topic
-with partitions per priority: an executor drains them in
-`SUBMITTED_IN_DRAIN_ORDER`, pausing lower ones while a higher one has records,
-and each keeps its own consumer lag, so queue depth per priority is a plain
-Kafka metric and autoscaling can key on it.
+Executors are dispatched by claim (`WorkflowService.AcquireJob`), not by
+consuming `submitted`: the topic records each acceptance and re-queue for any
+consumer, and one topic serves every priority because priority decides the
+order of claims, not of records. Version 1 (three priority topics carrying the
+graph) is retired; see docs/adr/0003-dispatch-by-claim.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from comfyserve.contracts.events import Event, JobSubmitted, Priority
+from comfyserve.contracts.events import Event
+from comfyserve.contracts.limits import CATALOG_MAX_BYTES, EVENT_MAX_BYTES
 
 __all__ = [
     "ALL_TOPICS",
@@ -22,25 +23,22 @@ __all__ = [
     "COMPLETED",
     "DLQ_SUFFIX",
     "FAILED",
+    "FINISHED",
     "HEARTBEAT",
     "JOB_EVENT_TOPICS",
     "NODE_CATALOG",
     "PROGRESS",
     "STARTED",
-    "SUBMITTED_BY_PRIORITY",
-    "SUBMITTED_HIGH",
-    "SUBMITTED_IN_DRAIN_ORDER",
-    "SUBMITTED_LOW",
-    "SUBMITTED_NORMAL",
+    "SUBMITTED",
     "TOPIC_FOR_EVENT_TYPE",
     "TopicSpec",
     "dlq",
+    "max_message_bytes",
     "topic_for",
 ]
 
-SUBMITTED_HIGH = "workflow.jobs.submitted.high.v1"
-SUBMITTED_NORMAL = "workflow.jobs.submitted.normal.v1"
-SUBMITTED_LOW = "workflow.jobs.submitted.low.v1"
+SUBMITTED = "workflow.jobs.submitted.v2"
+FINISHED = "workflow.jobs.finished.v1"
 CANCEL_REQUESTED = "workflow.jobs.cancel-requested.v1"
 
 STARTED = "executor.jobs.started.v1"
@@ -53,25 +51,12 @@ NODE_CATALOG = "executor.nodes.catalog.v1"
 
 DLQ_SUFFIX = ".dlq"
 
-SUBMITTED_BY_PRIORITY: Mapping[Priority, str] = MappingProxyType(
-    {
-        Priority.HIGH: SUBMITTED_HIGH,
-        Priority.NORMAL: SUBMITTED_NORMAL,
-        Priority.LOW: SUBMITTED_LOW,
-    }
-)
-SUBMITTED_IN_DRAIN_ORDER: tuple[str, ...] = (
-    SUBMITTED_HIGH,
-    SUBMITTED_NORMAL,
-    SUBMITTED_LOW,
-)
-
 JOB_EVENT_TOPICS: tuple[str, ...] = (STARTED, PROGRESS, COMPLETED, FAILED, CANCELLED)
 
-# `workflow.job.submitted` is absent: its topic depends on the priority, see
-# `topic_for`.
 TOPIC_FOR_EVENT_TYPE: Mapping[str, str] = MappingProxyType(
     {
+        "workflow.job.submitted.v2": SUBMITTED,
+        "workflow.job.finished": FINISHED,
         "workflow.job.cancel-requested": CANCEL_REQUESTED,
         "executor.job.started": STARTED,
         "executor.job.progressed": PROGRESS,
@@ -86,8 +71,6 @@ TOPIC_FOR_EVENT_TYPE: Mapping[str, str] = MappingProxyType(
 
 def topic_for(event: Event) -> str:
     """The topic an event is published to."""
-    if isinstance(event, JobSubmitted):
-        return SUBMITTED_BY_PRIORITY[event.data.priority]
     try:
         return TOPIC_FOR_EVENT_TYPE[event.type]
     except KeyError:
@@ -106,13 +89,25 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    max_message_bytes: int = EVENT_MAX_BYTES
 
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    *(TopicSpec(name, 6) for name in SUBMITTED_IN_DRAIN_ORDER),
+    TopicSpec(SUBMITTED, 6),
+    TopicSpec(FINISHED, 6),
     TopicSpec(CANCEL_REQUESTED, 1),
     *(TopicSpec(name, 6) for name in JOB_EVENT_TOPICS),
     TopicSpec(HEARTBEAT, 3),
-    TopicSpec(NODE_CATALOG, 1, compacted=True),
+    TopicSpec(NODE_CATALOG, 1, compacted=True, max_message_bytes=CATALOG_MAX_BYTES),
 )
-"""Every topic of the product; DLQs are not listed, see `dlq`."""
+"""Every topic of the product; a DLQ takes its topic's `max_message_bytes`."""
+
+_LIMITS: Mapping[str, int] = MappingProxyType(
+    {spec.name: spec.max_message_bytes for spec in ALL_TOPICS}
+)
+
+
+def max_message_bytes(topic: str) -> int:
+    """The largest record `topic` (or its DLQ) accepts."""
+    base = topic.removesuffix(DLQ_SUFFIX)
+    return _LIMITS.get(base, EVENT_MAX_BYTES)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 
@@ -11,8 +10,8 @@ import structlog
 from pydantic import ValidationError
 
 from comfyserve.executor.app import ExecutorApp
-from comfyserve.executor.logging import configure_logging
 from comfyserve.executor.settings import Settings
+from comfyserve.runtime.logging import configure_logging
 
 
 async def _serve(settings: Settings) -> None:
@@ -35,7 +34,7 @@ def main(argv: list[str]) -> int:
             "executor.settings.invalid", error=str(exc)
         )
         return 2
-    configure_logging(logging.getLevelNamesMapping()[settings.log_level.upper()])
+    configure_logging(settings.log_level)
     asyncio.run(_serve(settings))
     return 0
 

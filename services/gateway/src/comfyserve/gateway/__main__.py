@@ -7,8 +7,8 @@ import sys
 import uvicorn
 
 from comfyserve.gateway.app import create_app
-from comfyserve.gateway.logging import configure_logging
 from comfyserve.gateway.settings import Settings
+from comfyserve.runtime.logging import configure_logging
 
 
 def main(argv: list[str]) -> int:

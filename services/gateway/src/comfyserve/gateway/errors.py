@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import grpc
+import structlog
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,7 +18,8 @@ from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from comfyserve.gateway.logging import get_logger
+log = structlog.get_logger(__name__)
+
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
@@ -177,14 +179,14 @@ def rpc_error_response(error: grpc.aio.AioRpcError) -> JSONResponse:
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return error_response(409, "conflict", detail or "Conflict")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        get_logger().warning("gateway.upstream.unavailable", grpc_code=code.name)
+        log.warning("gateway.upstream.unavailable", grpc_code=code.name)
         return error_response(
             503,
             "service_unavailable",
             "A backing service is unavailable; retry later",
             headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
         )
-    get_logger().error("gateway.upstream.failed", grpc_code=code.name)
+    log.error("gateway.upstream.failed", grpc_code=code.name)
     return error_response(500, "internal_error", "Internal server error")
 
 

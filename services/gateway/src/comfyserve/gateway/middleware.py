@@ -13,7 +13,6 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfyserve.gateway.errors import error_body
-from comfyserve.gateway.logging import get_logger
 from comfyserve.gateway.metrics import HttpMetrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -37,6 +36,8 @@ DOCS_CSP = (
     "connect-src 'self'; worker-src blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+log = structlog.get_logger(__name__)
 
 
 async def send_json(send: Send, status: int, body: dict[str, object]) -> None:
@@ -101,7 +102,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            get_logger().exception("gateway.request.failed", path=path)
+            log.exception("gateway.request.failed", path=path)
             if started:
                 raise
             await send_json(
@@ -113,7 +114,6 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - begun
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe(scope["method"], route, status, elapsed)
-            log = get_logger()
             emit = log.debug if path.startswith(_QUIET_PATHS) else log.info
             emit(
                 "gateway.request.finished",

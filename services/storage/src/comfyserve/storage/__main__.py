@@ -8,9 +8,9 @@ import signal
 
 import structlog
 
+from comfyserve.runtime.logging import configure_logging
 from comfyserve.storage.app import running
 from comfyserve.storage.db import create_engine, migrate
-from comfyserve.storage.logging import configure_logging
 from comfyserve.storage.settings import Settings
 
 log = structlog.get_logger("comfyserve.storage")

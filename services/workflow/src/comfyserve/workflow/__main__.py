@@ -8,8 +8,8 @@ import signal
 
 import structlog
 
+from comfyserve.runtime.logging import configure_logging
 from comfyserve.workflow.app import run_app
-from comfyserve.workflow.logging import configure_logging
 from comfyserve.workflow.migrate import upgrade, upgrade_async
 from comfyserve.workflow.settings import Settings
 

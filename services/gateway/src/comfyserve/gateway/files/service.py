@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 import httpx
+import structlog
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
@@ -25,7 +26,6 @@ from comfyserve.gateway.errors import (
 )
 from comfyserve.gateway.files.models import FileLinks, FileMetadata
 from comfyserve.gateway.links import Links
-from comfyserve.gateway.logging import get_logger
 from comfyserve.gateway.protos import optional_int, optional_time
 
 CHUNK_BYTES = 1024 * 1024
@@ -33,6 +33,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _MEDIA_TYPE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
 )
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,7 @@ class FilesService:
             completion.width = inspected.width
             completion.height = inspected.height
         info = await self._storage.complete_upload(completion)
-        get_logger().info("gateway.file.uploaded", file_id=info.id, size=info.size)
+        log.info("gateway.file.uploaded", file_id=info.id, size=info.size)
         return self._metadata(info)
 
     async def _put(
@@ -174,14 +176,14 @@ class FilesService:
                 created.upload_url, content=_chunks(upload), headers=headers
             )
         except httpx.HTTPError as error:
-            get_logger().warning(
+            log.warning(
                 "gateway.file.put_failed",
                 file_id=created.file.id,
                 error=type(error).__name__,
             )
             raise UploadFailedError("The object store could not be reached") from None
         if response.status_code >= 300:
-            get_logger().warning(
+            log.warning(
                 "gateway.file.put_refused",
                 file_id=created.file.id,
                 status=response.status_code,

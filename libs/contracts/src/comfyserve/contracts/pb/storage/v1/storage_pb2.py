@@ -26,7 +26,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0comfyserve/contracts/pb/storage/v1/storage.proto\x12\x15\x63omfyserve.storage.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x03\n\x08\x46ileInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x33\n\x07purpose\x18\x03 \x01(\x0e\x32\".comfyserve.storage.v1.FilePurpose\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x03\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x08 \x01(\t\x12\x0b\n\x03key\x18\t \x01(\t\x12\x13\n\x06job_id\x18\n \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07node_id\x18\x0b \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05index\x18\x0c \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05width\x18\r \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x06height\x18\x0e \x01(\x05H\x04\x88\x01\x01\x12/\n\x05state\x18\x0f \x01(\x0e\x32 .comfyserve.storage.v1.FileState\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_job_idB\n\n\x08_node_idB\x08\n\x06_indexB\x08\n\x06_widthB\t\n\x07_height\"\xbd\x02\n\x13\x43reateUploadRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x33\n\x07purpose\x18\x02 \x01(\x0e\x32\".comfyserve.storage.v1.FilePurpose\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x13\n\x06job_id\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07node_id\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05index\x18\x08 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x06sha256\x18\t \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0bttl_seconds\x18\n \x01(\x03H\x04\x88\x01\x01\x42\t\n\x07_job_idB\n\n\x08_node_idB\x08\n\x06_indexB\t\n\x07_sha256B\x0e\n\x0c_ttl_seconds\"\x9b\x02\n\x14\x43reateUploadResponse\x12-\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x1f.comfyserve.storage.v1.FileInfo\x12\x12\n\nupload_url\x18\x02 \x01(\t\x12\x32\n\x0eurl_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12V\n\x0eupload_headers\x18\x04 \x03(\x0b\x32>.comfyserve.storage.v1.CreateUploadResponse.UploadHeadersEntry\x1a\x34\n\x12UploadHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x15\x43ompleteUploadRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\x12\x12\n\x05width\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06height\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x08\n\x06_widthB\t\n\x07_height\"s\n\x15GetDownloadUrlRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\x12\x1f\n\x12\x65xpires_in_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x15\n\x13_expires_in_seconds\"[\n\x0b\x44ownloadUrl\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x16GetDownloadUrlsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_ids\x18\x02 \x03(\t\x12\x1f\n\x12\x65xpires_in_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x15\n\x13_expires_in_seconds\"K\n\x17GetDownloadUrlsResponse\x12\x30\n\x04urls\x18\x01 \x03(\x0b\x32\".comfyserve.storage.v1.DownloadUrl\"4\n\x0eGetFileRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\"7\n\x11\x44\x65leteFileRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\"h\n\x10ListFilesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x06job_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\tB\t\n\x07_job_id\"X\n\x11ListFilesResponse\x12.\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1f.comfyserve.storage.v1.FileInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t*\\\n\x0b\x46ilePurpose\x12\x1c\n\x18\x46ILE_PURPOSE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_PURPOSE_INPUT\x10\x01\x12\x17\n\x13\x46ILE_PURPOSE_OUTPUT\x10\x02*U\n\tFileState\x12\x1a\n\x16\x46ILE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_STATE_PENDING\x10\x01\x12\x14\n\x10\x46ILE_STATE_READY\x10\x02\x32\xb3\x05\n\x0eStorageService\x12g\n\x0c\x43reateUpload\x12*.comfyserve.storage.v1.CreateUploadRequest\x1a+.comfyserve.storage.v1.CreateUploadResponse\x12_\n\x0e\x43ompleteUpload\x12,.comfyserve.storage.v1.CompleteUploadRequest\x1a\x1f.comfyserve.storage.v1.FileInfo\x12\x62\n\x0eGetDownloadUrl\x12,.comfyserve.storage.v1.GetDownloadUrlRequest\x1a\".comfyserve.storage.v1.DownloadUrl\x12p\n\x0fGetDownloadUrls\x12-.comfyserve.storage.v1.GetDownloadUrlsRequest\x1a..comfyserve.storage.v1.GetDownloadUrlsResponse\x12Q\n\x07GetFile\x12%.comfyserve.storage.v1.GetFileRequest\x1a\x1f.comfyserve.storage.v1.FileInfo\x12N\n\nDeleteFile\x12(.comfyserve.storage.v1.DeleteFileRequest\x1a\x16.google.protobuf.Empty\x12^\n\tListFiles\x12\'.comfyserve.storage.v1.ListFilesRequest\x1a(.comfyserve.storage.v1.ListFilesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0comfyserve/contracts/pb/storage/v1/storage.proto\x12\x15\x63omfyserve.storage.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x04\n\x08\x46ileInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x33\n\x07purpose\x18\x03 \x01(\x0e\x32\".comfyserve.storage.v1.FilePurpose\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x03\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x08 \x01(\t\x12\x0b\n\x03key\x18\t \x01(\t\x12\x13\n\x06job_id\x18\n \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07node_id\x18\x0b \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05index\x18\x0c \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05width\x18\r \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x06height\x18\x0e \x01(\x05H\x04\x88\x01\x01\x12/\n\x05state\x18\x0f \x01(\x0e\x32 .comfyserve.storage.v1.FileState\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07\x61ttempt\x18\x12 \x01(\x05H\x05\x88\x01\x01\x42\t\n\x07_job_idB\n\n\x08_node_idB\x08\n\x06_indexB\x08\n\x06_widthB\t\n\x07_heightB\n\n\x08_attempt\"\xdf\x02\n\x13\x43reateUploadRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x33\n\x07purpose\x18\x02 \x01(\x0e\x32\".comfyserve.storage.v1.FilePurpose\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x13\n\x06job_id\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07node_id\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05index\x18\x08 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x06sha256\x18\t \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0bttl_seconds\x18\n \x01(\x03H\x04\x88\x01\x01\x12\x14\n\x07\x61ttempt\x18\x0b \x01(\x05H\x05\x88\x01\x01\x42\t\n\x07_job_idB\n\n\x08_node_idB\x08\n\x06_indexB\t\n\x07_sha256B\x0e\n\x0c_ttl_secondsB\n\n\x08_attempt\"\x9b\x02\n\x14\x43reateUploadResponse\x12-\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x1f.comfyserve.storage.v1.FileInfo\x12\x12\n\nupload_url\x18\x02 \x01(\t\x12\x32\n\x0eurl_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12V\n\x0eupload_headers\x18\x04 \x03(\x0b\x32>.comfyserve.storage.v1.CreateUploadResponse.UploadHeadersEntry\x1a\x34\n\x12UploadHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x15\x43ompleteUploadRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\x12\x12\n\x05width\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06height\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x08\n\x06_widthB\t\n\x07_height\"s\n\x15GetDownloadUrlRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\x12\x1f\n\x12\x65xpires_in_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x15\n\x13_expires_in_seconds\"[\n\x0b\x44ownloadUrl\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x16GetDownloadUrlsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_ids\x18\x02 \x03(\t\x12\x1f\n\x12\x65xpires_in_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x15\n\x13_expires_in_seconds\"K\n\x17GetDownloadUrlsResponse\x12\x30\n\x04urls\x18\x01 \x03(\x0b\x32\".comfyserve.storage.v1.DownloadUrl\"4\n\x0eGetFileRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\"7\n\x11\x44\x65leteFileRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\"h\n\x10ListFilesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x06job_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\tB\t\n\x07_job_id\"X\n\x11ListFilesResponse\x12.\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1f.comfyserve.storage.v1.FileInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t*\\\n\x0b\x46ilePurpose\x12\x1c\n\x18\x46ILE_PURPOSE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_PURPOSE_INPUT\x10\x01\x12\x17\n\x13\x46ILE_PURPOSE_OUTPUT\x10\x02*U\n\tFileState\x12\x1a\n\x16\x46ILE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_STATE_PENDING\x10\x01\x12\x14\n\x10\x46ILE_STATE_READY\x10\x02\x32\xb3\x05\n\x0eStorageService\x12g\n\x0c\x43reateUpload\x12*.comfyserve.storage.v1.CreateUploadRequest\x1a+.comfyserve.storage.v1.CreateUploadResponse\x12_\n\x0e\x43ompleteUpload\x12,.comfyserve.storage.v1.CompleteUploadRequest\x1a\x1f.comfyserve.storage.v1.FileInfo\x12\x62\n\x0eGetDownloadUrl\x12,.comfyserve.storage.v1.GetDownloadUrlRequest\x1a\".comfyserve.storage.v1.DownloadUrl\x12p\n\x0fGetDownloadUrls\x12-.comfyserve.storage.v1.GetDownloadUrlsRequest\x1a..comfyserve.storage.v1.GetDownloadUrlsResponse\x12Q\n\x07GetFile\x12%.comfyserve.storage.v1.GetFileRequest\x1a\x1f.comfyserve.storage.v1.FileInfo\x12N\n\nDeleteFile\x12(.comfyserve.storage.v1.DeleteFileRequest\x1a\x16.google.protobuf.Empty\x12^\n\tListFiles\x12\'.comfyserve.storage.v1.ListFilesRequest\x1a(.comfyserve.storage.v1.ListFilesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEUPLOADRESPONSE_UPLOADHEADERSENTRY']._loaded_options = None
   _globals['_CREATEUPLOADRESPONSE_UPLOADHEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_FILEPURPOSE']._serialized_start=2078
-  _globals['_FILEPURPOSE']._serialized_end=2170
-  _globals['_FILESTATE']._serialized_start=2172
-  _globals['_FILESTATE']._serialized_end=2257
+  _globals['_FILEPURPOSE']._serialized_start=2146
+  _globals['_FILEPURPOSE']._serialized_end=2238
+  _globals['_FILESTATE']._serialized_start=2240
+  _globals['_FILESTATE']._serialized_end=2325
   _globals['_FILEINFO']._serialized_start=138
-  _globals['_FILEINFO']._serialized_end=634
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=637
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=954
-  _globals['_CREATEUPLOADRESPONSE']._serialized_start=957
-  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1240
-  _globals['_CREATEUPLOADRESPONSE_UPLOADHEADERSENTRY']._serialized_start=1188
-  _globals['_CREATEUPLOADRESPONSE_UPLOADHEADERSENTRY']._serialized_end=1240
-  _globals['_COMPLETEUPLOADREQUEST']._serialized_start=1242
-  _globals['_COMPLETEUPLOADREQUEST']._serialized_end=1363
-  _globals['_GETDOWNLOADURLREQUEST']._serialized_start=1365
-  _globals['_GETDOWNLOADURLREQUEST']._serialized_end=1480
-  _globals['_DOWNLOADURL']._serialized_start=1482
-  _globals['_DOWNLOADURL']._serialized_end=1573
-  _globals['_GETDOWNLOADURLSREQUEST']._serialized_start=1575
-  _globals['_GETDOWNLOADURLSREQUEST']._serialized_end=1692
-  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_start=1694
-  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_end=1769
-  _globals['_GETFILEREQUEST']._serialized_start=1771
-  _globals['_GETFILEREQUEST']._serialized_end=1823
-  _globals['_DELETEFILEREQUEST']._serialized_start=1825
-  _globals['_DELETEFILEREQUEST']._serialized_end=1880
-  _globals['_LISTFILESREQUEST']._serialized_start=1882
-  _globals['_LISTFILESREQUEST']._serialized_end=1986
-  _globals['_LISTFILESRESPONSE']._serialized_start=1988
-  _globals['_LISTFILESRESPONSE']._serialized_end=2076
-  _globals['_STORAGESERVICE']._serialized_start=2260
-  _globals['_STORAGESERVICE']._serialized_end=2951
+  _globals['_FILEINFO']._serialized_end=668
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=671
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1022
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1025
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1308
+  _globals['_CREATEUPLOADRESPONSE_UPLOADHEADERSENTRY']._serialized_start=1256
+  _globals['_CREATEUPLOADRESPONSE_UPLOADHEADERSENTRY']._serialized_end=1308
+  _globals['_COMPLETEUPLOADREQUEST']._serialized_start=1310
+  _globals['_COMPLETEUPLOADREQUEST']._serialized_end=1431
+  _globals['_GETDOWNLOADURLREQUEST']._serialized_start=1433
+  _globals['_GETDOWNLOADURLREQUEST']._serialized_end=1548
+  _globals['_DOWNLOADURL']._serialized_start=1550
+  _globals['_DOWNLOADURL']._serialized_end=1641
+  _globals['_GETDOWNLOADURLSREQUEST']._serialized_start=1643
+  _globals['_GETDOWNLOADURLSREQUEST']._serialized_end=1760
+  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_start=1762
+  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_end=1837
+  _globals['_GETFILEREQUEST']._serialized_start=1839
+  _globals['_GETFILEREQUEST']._serialized_end=1891
+  _globals['_DELETEFILEREQUEST']._serialized_start=1893
+  _globals['_DELETEFILEREQUEST']._serialized_end=1948
+  _globals['_LISTFILESREQUEST']._serialized_start=1950
+  _globals['_LISTFILESREQUEST']._serialized_end=2054
+  _globals['_LISTFILESRESPONSE']._serialized_start=2056
+  _globals['_LISTFILESRESPONSE']._serialized_end=2144
+  _globals['_STORAGESERVICE']._serialized_start=2328
+  _globals['_STORAGESERVICE']._serialized_end=3019
 # @@protoc_insertion_point(module_scope)

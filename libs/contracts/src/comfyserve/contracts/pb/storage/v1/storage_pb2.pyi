@@ -84,6 +84,7 @@ class FileInfo(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     purpose: Global___FilePurpose.ValueType
@@ -100,6 +101,8 @@ class FileInfo(_message.Message):
     width: _builtins.int
     height: _builtins.int
     state: Global___FileState.ValueType
+    attempt: _builtins.int
+    """The job attempt that produced an OUTPUT file."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -126,11 +129,14 @@ class FileInfo(_message.Message):
         state: Global___FileState.ValueType = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "created_at", b"created_at", "expires_at", b"expires_at", "height", b"height", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "width", b"width"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "attempt", b"attempt", "created_at", b"created_at", "expires_at", b"expires_at", "height", b"height", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "width", b"width"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "bucket", b"bucket", "content_type", b"content_type", "created_at", b"created_at", "expires_at", b"expires_at", "filename", b"filename", "height", b"height", "id", b"id", "index", b"index", "job_id", b"job_id", "key", b"key", "node_id", b"node_id", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "state", b"state", "tenant_id", b"tenant_id", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "attempt", b"attempt", "bucket", b"bucket", "content_type", b"content_type", "created_at", b"created_at", "expires_at", b"expires_at", "filename", b"filename", "height", b"height", "id", b"id", "index", b"index", "job_id", b"job_id", "key", b"key", "node_id", b"node_id", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "state", b"state", "tenant_id", b"tenant_id", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
     _WhichOneofReturnType__height: _TypeAlias = _typing.Literal["height"]  # noqa: Y015
     _WhichOneofArgType__height: _TypeAlias = _typing.Literal["_height", b"_height"]  # noqa: Y015
     _WhichOneofReturnType__index: _TypeAlias = _typing.Literal["index"]  # noqa: Y015
@@ -141,6 +147,8 @@ class FileInfo(_message.Message):
     _WhichOneofArgType__node_id: _TypeAlias = _typing.Literal["_node_id", b"_node_id"]  # noqa: Y015
     _WhichOneofReturnType__width: _TypeAlias = _typing.Literal["width"]  # noqa: Y015
     _WhichOneofArgType__width: _TypeAlias = _typing.Literal["_width", b"_width"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__height) -> _WhichOneofReturnType__height | None: ...
     @_typing.overload
@@ -168,6 +176,7 @@ class CreateUploadRequest(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     purpose: Global___FilePurpose.ValueType
     filename: _builtins.str
@@ -181,6 +190,11 @@ class CreateUploadRequest(_message.Message):
     sha256: _builtins.str
     ttl_seconds: _builtins.int
     """Retention of the file; unset applies the server default."""
+    attempt: _builtins.int
+    """The job attempt producing an OUTPUT file. Each attempt writes its own
+    objects; only the attempt that ends the job keeps them. Refused with
+    FAILED_PRECONDITION once the job has ended.
+    """
     def __init__(
         self,
         *,
@@ -194,11 +208,14 @@ class CreateUploadRequest(_message.Message):
         index: _builtins.int | None = ...,
         sha256: _builtins.str | None = ...,
         ttl_seconds: _builtins.int | None = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "sha256", b"sha256", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "sha256", b"sha256", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "content_type", b"content_type", "filename", b"filename", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "content_type", b"content_type", "filename", b"filename", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
     _WhichOneofReturnType__index: _TypeAlias = _typing.Literal["index"]  # noqa: Y015
     _WhichOneofArgType__index: _TypeAlias = _typing.Literal["_index", b"_index"]  # noqa: Y015
     _WhichOneofReturnType__job_id: _TypeAlias = _typing.Literal["job_id"]  # noqa: Y015
@@ -209,6 +226,8 @@ class CreateUploadRequest(_message.Message):
     _WhichOneofArgType__sha256: _TypeAlias = _typing.Literal["_sha256", b"_sha256"]  # noqa: Y015
     _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
     _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__index) -> _WhichOneofReturnType__index | None: ...
     @_typing.overload

@@ -115,6 +115,39 @@ UPDATE_KIND_PROGRESS: UpdateKind.ValueType  # 2
 UPDATE_KIND_OUTPUT: UpdateKind.ValueType  # 3
 Global___UpdateKind: _TypeAlias = UpdateKind  # noqa: Y015
 
+class _LeaseState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LeaseStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LeaseState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEASE_STATE_UNSPECIFIED: _LeaseState.ValueType  # 0
+    LEASE_STATE_HELD: _LeaseState.ValueType  # 1
+    """Renewed: keep running."""
+    LEASE_STATE_CANCEL_REQUESTED: _LeaseState.ValueType  # 2
+    """Renewed, and a client asked to cancel: stop and report `cancelled`."""
+    LEASE_STATE_LOST: _LeaseState.ValueType  # 3
+    """The attempt is no longer this worker's (re-queued or taken over): stop
+    without reporting.
+    """
+    LEASE_STATE_ENDED: _LeaseState.ValueType  # 4
+    """The job has its final state: nothing to renew any more."""
+
+class LeaseState(_LeaseState, metaclass=_LeaseStateEnumTypeWrapper): ...
+
+LEASE_STATE_UNSPECIFIED: LeaseState.ValueType  # 0
+LEASE_STATE_HELD: LeaseState.ValueType  # 1
+"""Renewed: keep running."""
+LEASE_STATE_CANCEL_REQUESTED: LeaseState.ValueType  # 2
+"""Renewed, and a client asked to cancel: stop and report `cancelled`."""
+LEASE_STATE_LOST: LeaseState.ValueType  # 3
+"""The attempt is no longer this worker's (re-queued or taken over): stop
+without reporting.
+"""
+LEASE_STATE_ENDED: LeaseState.ValueType  # 4
+"""The job has its final state: nothing to renew any more."""
+Global___LeaseState: _TypeAlias = LeaseState  # noqa: Y015
+
 @_typing.final
 class SubmitJobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -325,7 +358,9 @@ class ListJobsResponse(_message.Message):
     next_cursor: _builtins.str
     """Empty on the last page."""
     @_builtins.property
-    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]: ...
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
+        """`workflow_json` is left empty in listed jobs: GetJob has it."""
+
     def __init__(
         self,
         *,
@@ -394,7 +429,7 @@ class JobUpdate(_message.Message):
     kind: Global___UpdateKind.ValueType
     @_builtins.property
     def job(self) -> Global___Job:
-        """The job as of this update."""
+        """The job as of this update; `workflow_json` is left empty."""
 
     @_builtins.property
     def new_outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputFile]:
@@ -459,6 +494,7 @@ class Job(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     WORKFLOW_JSON_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     status: Global___JobStatus.ValueType
@@ -476,6 +512,10 @@ class Job(_message.Message):
     """The submitted API-format graph as JSON text, asset references unresolved."""
     worker_id: _builtins.str
     """Worker running (or that last ran) the job; empty before the first start."""
+    pool: _builtins.str
+    """The executor pool (image) the job runs on, chosen at submit by which
+    pools' node catalogs validate the graph.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Timestamps are unset when not known (yet)."""
@@ -519,10 +559,11 @@ class Job(_message.Message):
         cancel_requested: _builtins.bool = ...,
         workflow_json: _builtins.str = ...,
         worker_id: _builtins.str = ...,
+        pool: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "outputs", b"outputs", "pool", b"pool", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__duration_seconds: _TypeAlias = _typing.Literal["duration_seconds"]  # noqa: Y015
     _WhichOneofArgType__duration_seconds: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds"]  # noqa: Y015
@@ -572,6 +613,7 @@ class ClaimJobResponse(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
     attempt: _builtins.int
     """The attempt the worker runs when granted."""
@@ -579,6 +621,10 @@ class ClaimJobResponse(_message.Message):
     """Why the claim was refused; empty when granted."""
     @_builtins.property
     def job(self) -> Global___Job: ...
+    @_builtins.property
+    def assignment(self) -> Global___Assignment:
+        """What to run; set when granted."""
+
     def __init__(
         self,
         *,
@@ -586,14 +632,278 @@ class ClaimJobResponse(_message.Message):
         attempt: _builtins.int = ...,
         reason: _builtins.str = ...,
         job: Global___Job | None = ...,
+        assignment: Global___Assignment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "granted", b"granted", "job", b"job", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "attempt", b"attempt", "granted", b"granted", "job", b"job", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClaimJobResponse: _TypeAlias = ClaimJobResponse  # noqa: Y015
+
+@_typing.final
+class AcquireJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    pool: _builtins.str
+    """Empty means "default"."""
+    wait_seconds: _builtins.float
+    """How long to wait for a job; 0 answers at once. The server caps the wait."""
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        pool: _builtins.str = ...,
+        wait_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pool", b"pool", "wait_seconds", b"wait_seconds", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireJobRequest: _TypeAlias = AcquireJobRequest  # noqa: Y015
+
+@_typing.final
+class AcquireJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignment(self) -> Global___Assignment:
+        """Unset when no job came within the wait."""
+
+    def __init__(
+        self,
+        *,
+        assignment: Global___Assignment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireJobResponse: _TypeAlias = AcquireJobResponse  # noqa: Y015
+
+@_typing.final
+class Assignment(_message.Message):
+    """A granted attempt: everything an executor needs to run it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    WORKFLOW_JSON_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    FILE_INPUTS_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    workflow_json: _builtins.str
+    """The graph to run, as JSON text: asset references replaced by the names
+    of the staged `inputs`.
+    """
+    lease_seconds: _builtins.float
+    """The lease lapses this long after the grant or the last renewal."""
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The job as claimed; `workflow_json` is the submitted graph."""
+
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___InputFile]:
+        """Files to fetch from the object store and stage for the engine."""
+
+    @_builtins.property
+    def file_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___InputRef]:
+        """Node inputs that name an input file: the executor resolves each inside
+        the job's own input folder, never a shared one.
+        """
+
+    def __init__(
+        self,
+        *,
+        job: Global___Job | None = ...,
+        attempt: _builtins.int = ...,
+        workflow_json: _builtins.str = ...,
+        inputs: _abc.Iterable[Global___InputFile] | None = ...,
+        file_inputs: _abc.Iterable[Global___InputRef] | None = ...,
+        lease_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "file_inputs", b"file_inputs", "inputs", b"inputs", "job", b"job", "lease_seconds", b"lease_seconds", "workflow_json", b"workflow_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Assignment: _TypeAlias = Assignment  # noqa: Y015
+
+@_typing.final
+class InputFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    INPUT_NAME_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    node_id: _builtins.str
+    input_name: _builtins.str
+    filename: _builtins.str
+    """The name the engine sees, unique within the job."""
+    bucket: _builtins.str
+    key: _builtins.str
+    content_type: _builtins.str
+    size: _builtins.int
+    sha256: _builtins.str
+    """Hex SHA-256; empty when unknown."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        input_name: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "content_type", b"content_type", "file_id", b"file_id", "filename", b"filename", "input_name", b"input_name", "key", b"key", "node_id", b"node_id", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InputFile: _TypeAlias = InputFile  # noqa: Y015
+
+@_typing.final
+class InputRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    INPUT_NAME_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    input_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        input_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_name", b"input_name", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InputRef: _TypeAlias = InputRef  # noqa: Y015
+
+@_typing.final
+class RenewLeasesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lease]: ...
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        leases: _abc.Iterable[Global___Lease] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewLeasesRequest: _TypeAlias = RenewLeasesRequest  # noqa: Y015
+
+@_typing.final
+class Lease(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lease: _TypeAlias = Lease  # noqa: Y015
+
+@_typing.final
+class LeaseStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt: _builtins.int
+    state: Global___LeaseState.ValueType
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        state: Global___LeaseState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job_id", b"job_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseStatus: _TypeAlias = LeaseStatus  # noqa: Y015
+
+@_typing.final
+class RenewLeasesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASES_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    lease_seconds: _builtins.float
+    """How long each renewed lease now lasts."""
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseStatus]:
+        """One per requested lease, in request order."""
+
+    def __init__(
+        self,
+        *,
+        leases: _abc.Iterable[Global___LeaseStatus] | None = ...,
+        lease_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "leases", b"leases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewLeasesResponse: _TypeAlias = RenewLeasesResponse  # noqa: Y015
 
 @_typing.final
 class Progress(_message.Message):

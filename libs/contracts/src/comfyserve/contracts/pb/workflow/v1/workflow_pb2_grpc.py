@@ -71,6 +71,16 @@ class WorkflowServiceStub:
                 request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobRequest.SerializeToString,
                 response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobResponse.FromString,
                 _registered_method=True)
+        self.AcquireJob = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/AcquireJob',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.AcquireJobRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.AcquireJobResponse.FromString,
+                _registered_method=True)
+        self.RenewLeases = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/RenewLeases',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -126,11 +136,31 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClaimJob(self, request, context):
-        """For executors: asks to run a job taken from Kafka. Granted when the job is
-        PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
-        it to RUNNING on `worker_id` with the next attempt number. Refused when the
-        job has ended, runs on a live worker, or has used all its attempts (the job
-        then fails with code "worker_lost").
+        """For executors: asks to run one named job. Granted when the job is PENDING,
+        or RUNNING under a lease that expired; the grant moves it to RUNNING on
+        `worker_id` with the next attempt number and a lease. Refused when the job
+        has ended, runs under a live lease, or has used all its attempts (the job
+        then fails with code "worker_lost"). Executors of this product use
+        AcquireJob; ClaimJob serves callers that dispatch from their own queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireJob(self, request, context):
+        """For executors: waits up to `wait_seconds` for a pending job of `pool` and
+        claims it (highest priority first, then oldest), exactly like ClaimJob.
+        Each job is granted to one caller per attempt. Answers without an
+        assignment when no job came within the wait.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLeases(self, request, context):
+        """For executors: renews the leases of the attempts a worker holds, and says
+        for each whether the worker still holds it. A worker stops an attempt whose
+        lease is LOST; an attempt not renewed within the lease is re-queued.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,6 +203,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ClaimJob,
                     request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobRequest.FromString,
                     response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobResponse.SerializeToString,
+            ),
+            'AcquireJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireJob,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.AcquireJobRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.AcquireJobResponse.SerializeToString,
+            ),
+            'RenewLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLeases,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +406,60 @@ class WorkflowService:
             '/comfyserve.workflow.v1.WorkflowService/ClaimJob',
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobRequest.SerializeToString,
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.ClaimJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/AcquireJob',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.AcquireJobRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.AcquireJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/RenewLeases',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,11 +59,23 @@ class WorkflowServiceStub:
     STATUS); the stream ends after the update that carries a final status.
     """
     ClaimJob: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.ClaimJobRequest, _workflow_pb2.ClaimJobResponse]
-    """For executors: asks to run a job taken from Kafka. Granted when the job is
-    PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
-    it to RUNNING on `worker_id` with the next attempt number. Refused when the
-    job has ended, runs on a live worker, or has used all its attempts (the job
-    then fails with code "worker_lost").
+    """For executors: asks to run one named job. Granted when the job is PENDING,
+    or RUNNING under a lease that expired; the grant moves it to RUNNING on
+    `worker_id` with the next attempt number and a lease. Refused when the job
+    has ended, runs under a live lease, or has used all its attempts (the job
+    then fails with code "worker_lost"). Executors of this product use
+    AcquireJob; ClaimJob serves callers that dispatch from their own queue.
+    """
+    AcquireJob: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.AcquireJobRequest, _workflow_pb2.AcquireJobResponse]
+    """For executors: waits up to `wait_seconds` for a pending job of `pool` and
+    claims it (highest priority first, then oldest), exactly like ClaimJob.
+    Each job is granted to one caller per attempt. Answers without an
+    assignment when no job came within the wait.
+    """
+    RenewLeases: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.RenewLeasesRequest, _workflow_pb2.RenewLeasesResponse]
+    """For executors: renews the leases of the attempts a worker holds, and says
+    for each whether the worker still holds it. A worker stops an attempt whose
+    lease is LOST; an attempt not renewed within the lease is re-queued.
     """
 
 @_typing.type_check_only
@@ -94,11 +106,23 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     STATUS); the stream ends after the update that carries a final status.
     """
     ClaimJob: _aio.UnaryUnaryMultiCallable[_workflow_pb2.ClaimJobRequest, _workflow_pb2.ClaimJobResponse]  # type: ignore[assignment]
-    """For executors: asks to run a job taken from Kafka. Granted when the job is
-    PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
-    it to RUNNING on `worker_id` with the next attempt number. Refused when the
-    job has ended, runs on a live worker, or has used all its attempts (the job
-    then fails with code "worker_lost").
+    """For executors: asks to run one named job. Granted when the job is PENDING,
+    or RUNNING under a lease that expired; the grant moves it to RUNNING on
+    `worker_id` with the next attempt number and a lease. Refused when the job
+    has ended, runs under a live lease, or has used all its attempts (the job
+    then fails with code "worker_lost"). Executors of this product use
+    AcquireJob; ClaimJob serves callers that dispatch from their own queue.
+    """
+    AcquireJob: _aio.UnaryUnaryMultiCallable[_workflow_pb2.AcquireJobRequest, _workflow_pb2.AcquireJobResponse]  # type: ignore[assignment]
+    """For executors: waits up to `wait_seconds` for a pending job of `pool` and
+    claims it (highest priority first, then oldest), exactly like ClaimJob.
+    Each job is granted to one caller per attempt. Answers without an
+    assignment when no job came within the wait.
+    """
+    RenewLeases: _aio.UnaryUnaryMultiCallable[_workflow_pb2.RenewLeasesRequest, _workflow_pb2.RenewLeasesResponse]  # type: ignore[assignment]
+    """For executors: renews the leases of the attempts a worker holds, and says
+    for each whether the worker still holds it. A worker stops an attempt whose
+    lease is LOST; an attempt not renewed within the lease is re-queued.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -168,11 +192,35 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflow_pb2.ClaimJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_pb2.ClaimJobResponse, _abc.Awaitable[_workflow_pb2.ClaimJobResponse]]:
-        """For executors: asks to run a job taken from Kafka. Granted when the job is
-        PENDING, or RUNNING on a worker that stopped heartbeating; the grant moves
-        it to RUNNING on `worker_id` with the next attempt number. Refused when the
-        job has ended, runs on a live worker, or has used all its attempts (the job
-        then fails with code "worker_lost").
+        """For executors: asks to run one named job. Granted when the job is PENDING,
+        or RUNNING under a lease that expired; the grant moves it to RUNNING on
+        `worker_id` with the next attempt number and a lease. Refused when the job
+        has ended, runs under a live lease, or has used all its attempts (the job
+        then fails with code "worker_lost"). Executors of this product use
+        AcquireJob; ClaimJob serves callers that dispatch from their own queue.
+        """
+
+    @_abc_1.abstractmethod
+    def AcquireJob(
+        self,
+        request: _workflow_pb2.AcquireJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.AcquireJobResponse, _abc.Awaitable[_workflow_pb2.AcquireJobResponse]]:
+        """For executors: waits up to `wait_seconds` for a pending job of `pool` and
+        claims it (highest priority first, then oldest), exactly like ClaimJob.
+        Each job is granted to one caller per attempt. Answers without an
+        assignment when no job came within the wait.
+        """
+
+    @_abc_1.abstractmethod
+    def RenewLeases(
+        self,
+        request: _workflow_pb2.RenewLeasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.RenewLeasesResponse, _abc.Awaitable[_workflow_pb2.RenewLeasesResponse]]:
+        """For executors: renews the leases of the attempts a worker holds, and says
+        for each whether the worker still holds it. A worker stops an attempt whose
+        lease is LOST; an attempt not renewed within the lease is re-queued.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

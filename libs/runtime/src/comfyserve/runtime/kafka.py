@@ -1,0 +1,73 @@
+"""Kafka settings derived from the contracts' size limits, so producers, topics
+and consumers agree on the largest record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from comfyserve.contracts.events import Event, dump_event
+from comfyserve.contracts.limits import CATALOG_MAX_BYTES
+from comfyserve.contracts.topics import TopicSpec, max_message_bytes, topic_for
+
+__all__ = [
+    "BATCH_OVERHEAD_BYTES",
+    "EventTooLargeError",
+    "FETCH_MAX_BYTES",
+    "PRODUCER_MAX_REQUEST_BYTES",
+    "check_size",
+    "encode_event",
+    "topic_config",
+]
+
+BATCH_OVERHEAD_BYTES = 16 * 1024
+"""Room for record and batch headers above a record's payload: topics accept
+`max_message_bytes + BATCH_OVERHEAD_BYTES`, so any record that passes
+`check_size` is one the broker takes."""
+
+PRODUCER_MAX_REQUEST_BYTES = CATALOG_MAX_BYTES + BATCH_OVERHEAD_BYTES
+"""`max_request_size` of every producer: the largest topic's limit."""
+
+FETCH_MAX_BYTES = CATALOG_MAX_BYTES + BATCH_OVERHEAD_BYTES
+"""`max_partition_fetch_bytes` of every consumer, so no record is unfetchable."""
+
+
+class EventTooLargeError(ValueError):
+    """A record is larger than its topic accepts: sending it can never succeed."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"a record of {size} bytes is larger than topic {topic} accepts "
+            f"({limit} bytes)"
+        )
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+
+
+def check_size(
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    headers: Iterable[tuple[str, bytes]] = (),
+) -> None:
+    """Raise `EventTooLargeError` unless the record fits its topic."""
+    size = len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
+    limit = max_message_bytes(topic)
+    if size > limit:
+        raise EventTooLargeError(topic, size, limit)
+
+
+def encode_event(event: Event) -> tuple[str, bytes]:
+    """The topic and value of `event`, refused here when it cannot fit."""
+    topic = topic_for(event)
+    value = dump_event(event)
+    check_size(topic, value, event.subject.encode())
+    return topic, value
+
+
+def topic_config(spec: TopicSpec) -> Mapping[str, str]:
+    """The broker-side configuration of a topic (and of its DLQ)."""
+    config = {"max.message.bytes": str(spec.max_message_bytes + BATCH_OVERHEAD_BYTES)}
+    if spec.compacted:
+        config["cleanup.policy"] = "compact"
+    return config

@@ -1,0 +1,98 @@
+"""structlog set-up shared by every service: JSON lines when stdout is not a
+terminal, readable lines otherwise, and no secret in any line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "parse_level", "redact"]
+
+# Libraries that log request URLs (presigned, with their signature) at INFO.
+_CHATTY_LIBRARIES = ("httpx", "httpcore", "urllib3")
+
+_SECRETS = (
+    # Presigned S3 URLs: the signature and credential let anyone fetch the object.
+    (
+        re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+"),
+        r"\1***",
+    ),
+    (re.compile(r"((?:Signature|AWSAccessKeyId)=)[^&\s\"']+"), r"\1***"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    # API keys keep their recognisable prefix only.
+    (re.compile(r"\b(csk_)[A-Za-z0-9_-]+"), r"\1***"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with presigned signatures, bearer tokens and API keys masked."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
+    return value
+
+
+def _redact_processor(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        event[key] = _redact_value(value)
+    return event
+
+
+def parse_level(level: str | int) -> int:
+    """A logging level from a name such as "info" or a number; INFO if unknown."""
+    if isinstance(level, int):
+        return level
+    numeric = logging.getLevelNamesMapping().get(level.strip().upper())
+    return logging.INFO if numeric is None else numeric
+
+
+def configure_logging(level: str | int = "info") -> None:
+    numeric = parse_level(level)
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer()
+        if sys.stdout.isatty()
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    # Standard-library loggers (uvicorn, aiokafka, grpc) go through the same
+    # redaction, so a library never prints a secret either.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

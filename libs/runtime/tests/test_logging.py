@@ -1,0 +1,60 @@
+import json
+import logging
+
+import pytest
+import structlog
+
+from comfyserve.runtime.logging import configure_logging, parse_level, redact
+
+PRESIGNED = (
+    "http://127.0.0.1:17070/comfyserve/outputs/t/j/1/3/0-a.png"
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=comfyserve%2F20261201"
+    "&X-Amz-Date=20261201T000000Z&X-Amz-SignedHeaders=host"
+    "&X-Amz-Signature=0123456789abcdef"
+)
+
+
+def test_presigned_url_keeps_its_path_and_loses_its_signature() -> None:
+    text = redact(f"HTTP Request: PUT {PRESIGNED} 200")
+
+    assert "0123456789abcdef" not in text
+    assert "comfyserve%2F20261201" not in text
+    assert "X-Amz-Signature=***" in text
+    assert "/comfyserve/outputs/t/j/1/3/0-a.png" in text
+
+
+@pytest.mark.parametrize(
+    ("secret", "kept"),
+    [
+        ("Authorization: Bearer abc.def.ghi", "Bearer ***"),
+        ("key csk_dev_2f9Qx-aa", "csk_***"),
+    ],
+)
+def test_tokens_and_keys_are_masked(secret: str, kept: str) -> None:
+    assert redact(secret).endswith(kept)
+
+
+def test_level_names_parse_whatever_their_case() -> None:
+    assert parse_level("debug") == logging.DEBUG
+    assert parse_level("WARNING") == logging.WARNING
+    assert parse_level("nonsense") == logging.INFO
+    assert parse_level(logging.ERROR) == logging.ERROR
+
+
+def test_structlog_and_library_lines_are_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info")
+    structlog.get_logger("t").info("t.upload", url=PRESIGNED, nested={"u": PRESIGNED})
+    logging.getLogger("aiokafka").warning("sending %s", PRESIGNED)
+    logging.getLogger("httpx").info("HTTP Request: PUT %s", PRESIGNED)
+
+    lines = capsys.readouterr().out.splitlines()
+
+    assert all("0123456789abcdef" not in line for line in lines), lines
+    record = json.loads(lines[0])
+    assert record["event"] == "t.upload"
+    assert record["nested"]["u"].endswith("X-Amz-Signature=***")
+    assert any(line.startswith("WARNING aiokafka sending") for line in lines)
+    # httpx's request log names every presigned URL: it is silenced.
+    assert not any("HTTP Request" in line for line in lines)
