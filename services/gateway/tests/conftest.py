@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -316,6 +318,23 @@ class FakeProbe:
 
     async def check(self, timeout_seconds: float) -> bool:
         return self.healthy
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """structlog and the root logger as a fresh process has them, for every test.
+
+    A test elsewhere in the session that runs `configure_logging` under capsys
+    leaves loggers bound to its closed capture file (structlog caches them on
+    first use); every request here logs, so each test starts from defaults.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
