@@ -9,6 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as wf_grpc
+from comfyserve.gateway.adapters.workflow import WORKFLOW_SERVICE
 
 JOB_ID = "11111111-1111-4111-8111-111111111111"
 
@@ -65,10 +66,11 @@ async def grpc_target():
     wf_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(WORKFLOW_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    yield f"127.0.0.1:{port}", servicer
+    yield f"127.0.0.1:{port}", servicer, health_servicer
     await server.stop(grace=None)
 
 
@@ -76,7 +78,7 @@ async def grpc_target():
 async def real_client(grpc_target, settings, serve_app):
     from comfyserve.gateway.app import create_app
 
-    target, _ = grpc_target
+    target, _, _ = grpc_target
     app = create_app(
         settings.model_copy(
             update={
@@ -94,7 +96,7 @@ async def real_client(grpc_target, settings, serve_app):
 async def test_calls_carry_the_tenant_and_answers_are_translated(
     real_client, grpc_target, auth_a, tenant_a
 ):
-    _, servicer = grpc_target
+    _, servicer, _ = grpc_target
 
     found = await real_client.get(f"/workflows/{JOB_ID}", headers=auth_a)
     missing = await real_client.get(
@@ -146,3 +148,22 @@ async def test_readiness_checks_grpc_health_and_redis(real_client):
         "redis": "failed",
     }
     assert response.json()["failed"] == ["redis"]
+
+
+async def test_readiness_fails_while_the_workflow_service_cannot_take_jobs(
+    real_client, grpc_target
+):
+    # The process is up ("" serves) but no node catalog exists yet.
+    _, _, health_servicer = grpc_target
+    await health_servicer.set(
+        WORKFLOW_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+
+    response = await real_client.get("/health/ready")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "not_ready"
+    assert body["failed"] == ["workflow", "redis"]
+    assert body["checks"]["storage"] == "ok"
+    assert "workflow" in body["detail"]

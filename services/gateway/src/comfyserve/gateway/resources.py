@@ -14,7 +14,11 @@ from redis.asyncio import Redis
 
 from comfyserve.gateway.adapters.probes import GrpcHealthProbe, Probe, RedisProbe
 from comfyserve.gateway.adapters.storage import GrpcStorageClient, StorageClient
-from comfyserve.gateway.adapters.workflow import GrpcWorkflowClient, WorkflowClient
+from comfyserve.gateway.adapters.workflow import (
+    WORKFLOW_SERVICE,
+    GrpcWorkflowClient,
+    WorkflowClient,
+)
 from comfyserve.gateway.auth.principal import Authenticator, StaticKeyAuthenticator
 from comfyserve.gateway.settings import Settings
 
@@ -51,7 +55,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             storage=GrpcStorageClient(storage_channel, settings.grpc_timeout_seconds),
             http=http,
             probes=(
-                GrpcHealthProbe("workflow", workflow_channel),
+                # Ready means a job can be accepted: the workflow service serves
+                # its service name only once an executor's node catalog exists.
+                GrpcHealthProbe("workflow", workflow_channel, WORKFLOW_SERVICE),
                 GrpcHealthProbe("storage", storage_channel),
                 RedisProbe(redis),
             ),

@@ -22,10 +22,16 @@ class Probe(Protocol):
 
 
 class GrpcHealthProbe:
-    """Asks the standard gRPC health service for the server's overall status."""
+    """Asks the standard gRPC health service for one service's status.
 
-    def __init__(self, name: str, channel: grpc.aio.Channel) -> None:
+    `service` "" is the server's overall status: up. A service name is what the
+    server reports for that service, which may be NOT_SERVING while the process
+    is up (the workflow service, until it can accept jobs).
+    """
+
+    def __init__(self, name: str, channel: grpc.aio.Channel, service: str = "") -> None:
         self.name = name
+        self._service = service
         # Called by path: grpc_health ships no typed stub for its service.
         self._check = channel.unary_unary(
             _HEALTH_CHECK,
@@ -36,7 +42,8 @@ class GrpcHealthProbe:
     async def check(self, timeout_seconds: float) -> bool:
         try:
             response = await self._check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_seconds
+                health_pb2.HealthCheckRequest(service=self._service),
+                timeout=timeout_seconds,
             )
         except grpc.aio.AioRpcError:
             return False

@@ -14,6 +14,9 @@ import grpc
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as wf_grpc
 
+# The gRPC name of the service, as its health service reports it.
+WORKFLOW_SERVICE: str = wf.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+
 
 class WorkflowClient(Protocol):
     async def submit_job(
