@@ -1,7 +1,9 @@
+import json
 from typing import Any
 
 import pytest
 
+from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 from comfyserve.workflow.validation import (
     ErrorType,
     InvalidWorkflowError,
@@ -212,3 +214,59 @@ def test_default_limits() -> None:
     assert limits.max_string_length == 20_000
     with pytest.raises(InvalidWorkflowError):
         normalise_workflow({str(i): node() for i in range(501)})
+
+
+def compact_size(graph: dict[str, Any]) -> int:
+    return len(json.dumps(graph, separators=(",", ":")))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        API_GRAPH,
+        {"1": node()},
+        {"1": node(text='quote " backslash \\ tab \t nul \x00 del \x7f')},
+        {"1": node(text="é ü 日本 🎨")},
+        {"1": node(a=-0.0, b=1e-7, c=1.5e300, d=-12, e=10**30, f=True, g=None)},
+        {"1": node(v=[[], {}, [1, [2, {"k": "v"}]], {"a": [], "b": {}}])},
+        {"1": {"class_type": "X", "inputs": {}, "_meta": {"title": "T", "n": [1]}}},
+        {"nodes": {"1": {"class_type": "X", "inputs": [seed_input("a", "INT", 1)]}}},
+    ],
+)
+def test_graph_size_is_counted_as_compact_json(raw: dict[str, Any]) -> None:
+    size = compact_size(normalise_workflow(raw))
+
+    assert normalise_workflow(raw, ValidationLimits(max_graph_bytes=size))
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw, ValidationLimits(max_graph_bytes=size - 1))
+    assert caught.value.error.extra_info["value"] == size
+
+
+def test_graph_over_the_byte_limit_names_its_largest_node() -> None:
+    # 6 nodes of 18 strings of 20,000 characters: every other limit is kept.
+    text = "x" * 20_000
+    raw = {
+        str(i): node(**{f"s{j}": text for j in range(18 + (i == 4))}) for i in range(6)
+    }
+
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw)
+
+    error = caught.value.error
+    size = compact_size(raw)
+    assert size > MAX_WORKFLOW_BYTES
+    assert error.type is ErrorType.PROMPT_LIMIT_EXCEEDED
+    assert error.details == "max_graph_bytes"
+    assert error.extra_info == {
+        "limit": "max_graph_bytes",
+        "value": size,
+        "limit_bytes": MAX_WORKFLOW_BYTES,
+        "node_id": "4",
+    }
+    assert f"{size} bytes" in error.message
+    assert "'4'" in error.message
+    assert caught.value.to_comfy()["node_errors"] == {}
+
+
+def test_default_graph_byte_limit_is_the_contracts_one() -> None:
+    assert ValidationLimits().max_graph_bytes == MAX_WORKFLOW_BYTES == 2 * 1024**2

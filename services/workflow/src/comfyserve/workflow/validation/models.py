@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
+
 __all__ = [
     "ErrorType",
     "InvalidWorkflowError",
@@ -117,6 +119,9 @@ class ValidationLimits:
     max_inputs_per_node: int = 256
     max_string_length: int = 20_000
     max_value_depth: int = 16
+    max_graph_bytes: int = MAX_WORKFLOW_BYTES
+    """Size of the normalised graph as compact (ASCII-escaped) JSON, the form
+    every message that carries a job holds it in."""
 
 
 class InvalidWorkflowError(ValueError):

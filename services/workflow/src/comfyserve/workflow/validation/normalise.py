@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -72,6 +73,7 @@ def normalise_workflow(
     for node_id, node in source.items():
         checked_id = _node_id(node_id)
         graph[checked_id] = _normalise_node(checked_id, node, limits)
+    _check_graph_size(graph, limits)
     return graph
 
 
@@ -267,6 +269,33 @@ def _copy_value(
     )
 
 
+def _check_graph_size(graph: dict[str, Any], limits: ValidationLimits) -> None:
+    # One serialisation, node by node: the C encoder outruns counting in Python
+    # while copying, and the per-node sizes name the node to shrink.
+    node_sizes = {
+        node_id: len(json.dumps(node_id)) + 1 + len(_compact_json(node))
+        for node_id, node in graph.items()
+    }
+    size = 2 + sum(node_sizes.values()) + len(node_sizes) - 1
+    if size <= limits.max_graph_bytes:
+        return
+    largest = max(node_sizes, key=node_sizes.__getitem__)
+    raise _limit(
+        f"Workflow is {size} bytes as compact JSON; at most "
+        f"{limits.max_graph_bytes} are allowed (the largest node, '{largest}', "
+        f"is {node_sizes[largest]} bytes)",
+        limit="max_graph_bytes",
+        value=size,
+        node_id=largest,
+        limit_bytes=limits.max_graph_bytes,
+    )
+
+
+def _compact_json(value: Any) -> str:
+    """As the gateway and every message carrying a job encode the graph."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _check_string(
     value: str, node_id: str, field: str, limits: ValidationLimits
 ) -> None:
@@ -319,8 +348,9 @@ def _limit(
     value: int,
     node_id: Any = None,
     field: str | None = None,
+    **more: Any,
 ) -> InvalidWorkflowError:
-    extra: dict[str, Any] = {"limit": limit, "value": value}
+    extra: dict[str, Any] = {"limit": limit, "value": value, **more}
     if node_id is not None:
         extra["node_id"] = str(node_id)
     if field is not None:
