@@ -1,4 +1,5 @@
 import json
+import math
 from typing import Any
 
 import pytest
@@ -270,3 +271,84 @@ def test_graph_over_the_byte_limit_names_its_largest_node() -> None:
 
 def test_default_graph_byte_limit_is_the_contracts_one() -> None:
     assert ValidationLimits().max_graph_bytes == MAX_WORKFLOW_BYTES == 2 * 1024**2
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("where", ["value", "in_list", "in_object"])
+def test_non_finite_numbers_are_refused_naming_node_and_input(
+    value: float, where: str
+) -> None:
+    cfg = {
+        "value": value,
+        "in_list": [1.0, [value]],
+        "in_object": {"__value__": {"x": value}},
+    }[where]
+    raw = {"1": node(), "7": {"class_type": "KSampler", "inputs": {"cfg": cfg}}}
+    field = "inputs.cfg"
+
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw)
+
+    literal = json.dumps(value)
+    assert caught.value.to_comfy() == {
+        "error": {
+            "type": "invalid_prompt",
+            "message": f"Node '7' input 'cfg' holds {literal}; numbers must be finite",
+            "details": f"{field}: {literal}",
+            "extra_info": {"node_id": "7", "field": field},
+        },
+        "node_errors": {
+            "7": {
+                "errors": [
+                    {
+                        "type": "invalid_input_type",
+                        "message": "Node 7 input 'cfg' is not a finite number",
+                        "details": f"cfg, {literal}, numbers must be finite",
+                        "extra_info": {
+                            "input_name": "cfg",
+                            "node_id": "7",
+                            "exception_message": f"{literal} is not a finite number",
+                        },
+                    }
+                ],
+                "dependent_outputs": [],
+                "class_type": "KSampler",
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"1": {"class_type": "X", "inputs": {"v": 1e400}}}',
+        '{"1": {"class_type": "X", "inputs": {"v": -1e400}}}',
+        '{"1": {"class_type": "X", "inputs": {"v": NaN}}}',
+        '{"1": {"class_type": "X", "inputs": {"v": [Infinity]}}}',
+        '{"nodes": {"1": {"class_type": "X", '
+        '"inputs": [{"name": "v", "type": "FLOAT", "value": 1e999}]}}}',
+    ],
+)
+def test_non_finite_numbers_as_json_parses_them(text: str) -> None:
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(json.loads(text))
+
+    assert caught.value.error.extra_info == {"node_id": "1", "field": "inputs.v"}
+    assert caught.value.node_errors["1"].errors[0].extra_info["input_name"] == "v"
+
+
+def test_non_finite_number_in_meta_is_refused() -> None:
+    raw = {"1": {"class_type": "X", "inputs": {}, "_meta": {"w": math.inf}}}
+
+    with pytest.raises(InvalidWorkflowError) as caught:
+        normalise_workflow(raw)
+
+    assert caught.value.error.extra_info == {"node_id": "1", "field": "_meta"}
+    assert "'1'" in caught.value.error.message
+    assert caught.value.to_comfy()["node_errors"] == {}
+
+
+def test_large_finite_numbers_pass() -> None:
+    raw = {"1": node(a=1.7976931348623157e308, b=-5e-324, c=10**300)}
+
+    assert normalise_workflow(raw) == raw

@@ -125,14 +125,25 @@ class ValidationLimits:
 
 
 class InvalidWorkflowError(ValueError):
-    """The submitted workflow is not a usable graph at all."""
+    """The submitted workflow is not a usable graph at all.
 
-    def __init__(self, error: PromptError) -> None:
+    `node_errors` names the node at fault when one of its input values is the
+    problem; no catalog has been consulted yet, so no outputs are known to
+    depend on it.
+    """
+
+    def __init__(
+        self, error: PromptError, node_errors: dict[str, NodeError] | None = None
+    ) -> None:
         super().__init__(f"{error.message}: {error.details}")
         self.error = error
+        self.node_errors = node_errors or {}
 
     def to_comfy(self) -> dict[str, Any]:
-        return {"error": self.error.to_comfy(), "node_errors": {}}
+        return {
+            "error": self.error.to_comfy(),
+            "node_errors": _node_errors_to_comfy(self.node_errors),
+        }
 
 
 class WorkflowFormatUiError(InvalidWorkflowError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from comfyserve.workflow.validation.models import (
     ErrorType,
     InvalidWorkflowError,
+    NodeError,
+    NodeErrorItem,
     PromptError,
     ValidationLimits,
     WorkflowFormatUiError,
@@ -193,15 +196,15 @@ def _normalise_node(
         )
     if len(inputs) > limits.max_inputs_per_node:
         raise _too_many_inputs(node_id, len(inputs), limits)
-    normalised: dict[str, Any] = {
-        "class_type": class_type,
-        "inputs": {
-            _input_name(node_id, name, limits): _copy_value(
-                value, node_id, f"inputs.{name}", limits, depth=0
+    normalised: dict[str, Any] = {"class_type": class_type, "inputs": {}}
+    for name, value in inputs.items():
+        field = f"inputs.{_input_name(node_id, name, limits)}"
+        try:
+            normalised["inputs"][name] = _copy_value(
+                value, node_id, field, limits, depth=0
             )
-            for name, value in inputs.items()
-        },
-    }
+        except _NonFiniteNumberError as error:
+            raise _non_finite(node_id, field, error.value, class_type, name) from None
     meta = node.get("_meta")
     if meta is not None:
         if not isinstance(meta, Mapping):
@@ -211,7 +214,10 @@ def _normalise_node(
                 node_id=node_id,
                 field="_meta",
             )
-        normalised["_meta"] = _copy_value(meta, node_id, "_meta", limits, depth=0)
+        try:
+            normalised["_meta"] = _copy_value(meta, node_id, "_meta", limits, depth=0)
+        except _NonFiniteNumberError as error:
+            raise _non_finite(node_id, "_meta", error.value) from None
     return normalised
 
 
@@ -230,6 +236,8 @@ def _input_name(node_id: str, name: Any, limits: ValidationLimits) -> str:
 def _copy_value(
     value: Any, node_id: str, field: str, limits: ValidationLimits, *, depth: int
 ) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _NonFiniteNumberError(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -267,6 +275,47 @@ def _copy_value(
         node_id=node_id,
         field=field,
     )
+
+
+class _NonFiniteNumberError(ValueError):
+    """Raised deep in a value; the node level turns it into the refusal."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+def _non_finite(
+    node_id: str,
+    field: str,
+    value: float,
+    class_type: str | None = None,
+    input_name: str | None = None,
+) -> InvalidWorkflowError:
+    # 1e400 parses to inf, and Python's json module lets NaN and Infinity
+    # through; neither is JSON that any other service or the engine can read.
+    literal = json.dumps(value)
+    where = f"input '{input_name}'" if input_name is not None else f"'{field}'"
+    error = _invalid(
+        f"Node '{node_id}' {where} holds {literal}; numbers must be finite",
+        f"{field}: {literal}",
+        node_id=node_id,
+        field=field,
+    )
+    if class_type is None or input_name is None:
+        return error
+    item = NodeErrorItem(
+        type=ErrorType.INVALID_INPUT_TYPE,
+        message=f"Node {node_id} input '{input_name}' is not a finite number",
+        details=f"{input_name}, {literal}, numbers must be finite",
+        extra_info={
+            "input_name": input_name,
+            "node_id": node_id,
+            "exception_message": f"{literal} is not a finite number",
+        },
+    )
+    entry = NodeError(errors=[item], dependent_outputs=[], class_type=class_type)
+    return InvalidWorkflowError(error.error, {node_id: entry})
 
 
 def _check_graph_size(graph: dict[str, Any], limits: ValidationLimits) -> None:
