@@ -1,3 +1,7 @@
+import pytest
+from pydantic import ValidationError
+
+from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES, MAX_WORKFLOW_BYTES
 from comfyserve.gateway.settings import Settings
 
 
@@ -8,7 +12,8 @@ def test_defaults(monkeypatch):
     settings = Settings()
 
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.max_body_bytes == 10 * 1024 * 1024
+    # The largest graph and its envelope (metadata, priority, webhook URL).
+    assert settings.max_body_bytes == MAX_WORKFLOW_BYTES + 64 * 1024
     assert settings.max_upload_bytes == 50 * 1024 * 1024
     assert settings.sse_keepalive_seconds == 10
     assert settings.cors_origins == []
@@ -24,3 +29,8 @@ def test_keys_and_origins_are_comma_separated(monkeypatch):
     assert [key.get_secret_value() for key in settings.api_keys] == ["first", "second"]
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert "first" not in repr(settings)
+
+
+def test_the_body_limit_stays_within_one_grpc_message():
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        Settings(max_body_bytes=GRPC_MAX_MESSAGE_BYTES)

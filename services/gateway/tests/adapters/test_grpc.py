@@ -6,10 +6,14 @@ import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as wf_grpc
 from comfyserve.gateway.adapters.workflow import WORKFLOW_SERVICE
+from comfyserve.gateway.app import create_app
+from comfyserve.gateway.settings import Settings
+from comfyserve.runtime.grpc import create_server
 
 JOB_ID = "11111111-1111-4111-8111-111111111111"
 
@@ -17,6 +21,7 @@ JOB_ID = "11111111-1111-4111-8111-111111111111"
 class Workflow(wf_grpc.WorkflowServiceServicer):
     def __init__(self):
         self.tenants = []
+        self.workflow_sizes = []
 
     async def GetJob(self, request, context):
         self.tenants.append(request.tenant_id)
@@ -27,6 +32,15 @@ class Workflow(wf_grpc.WorkflowServiceServicer):
         )
 
     async def SubmitJob(self, request, context):
+        if not request.HasField("webhook_url"):
+            self.workflow_sizes.append(len(request.workflow_json))
+            # The job comes back whole, graph included, as the service sends it.
+            job = wf.Job(
+                id=JOB_ID,
+                status=wf.JOB_STATUS_PENDING,
+                workflow_json=request.workflow_json,
+            )
+            return wf.SubmitJobResponse(job=job)
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
@@ -61,7 +75,8 @@ class Workflow(wf_grpc.WorkflowServiceServicer):
 
 @pytest.fixture
 async def grpc_target():
-    server = grpc.aio.server()
+    # Sized like the product's servers, so only the gateway's limits apply.
+    server = create_server()
     servicer = Workflow()
     wf_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -75,21 +90,21 @@ async def grpc_target():
 
 
 @pytest.fixture
-async def real_client(grpc_target, settings, serve_app):
-    from comfyserve.gateway.app import create_app
-
+def real_settings(grpc_target, settings):
     target, _, _ = grpc_target
-    app = create_app(
-        settings.model_copy(
-            update={
-                "workflow_grpc_target": target,
-                "storage_grpc_target": target,
-                # Nothing listens on port 1: Redis is down.
-                "redis_url": "redis://127.0.0.1:1/0",
-            }
-        )
+    return settings.model_copy(
+        update={
+            "workflow_grpc_target": target,
+            "storage_grpc_target": target,
+            # Nothing listens on port 1: Redis is down.
+            "redis_url": "redis://127.0.0.1:1/0",
+        }
     )
-    async with serve_app(app) as client:
+
+
+@pytest.fixture
+async def real_client(real_settings, serve_app):
+    async with serve_app(create_app(real_settings)) as client:
         yield client
 
 
@@ -114,7 +129,10 @@ async def test_field_violations_travel_in_the_status_details(real_client, auth_a
     response = await real_client.post(
         "/workflows/execute",
         headers=auth_a,
-        json={"workflow": {"1": {"class_type": "X", "inputs": {}}}},
+        json={
+            "workflow": {"1": {"class_type": "X", "inputs": {}}},
+            "webhook_url": "http://10.0.0.1/hook",
+        },
     )
 
     assert response.status_code == 422
@@ -167,3 +185,62 @@ async def test_readiness_fails_while_the_workflow_service_cannot_take_jobs(
     assert body["failed"] == ["workflow", "redis"]
     assert body["checks"]["storage"] == "ok"
     assert "workflow" in body["detail"]
+
+
+def _execute_body(size):
+    """A JSON body to /workflows/execute of exactly `size` bytes."""
+
+    def body(text):
+        graph = {"1": {"class_type": "X", "inputs": {"t": text}}}
+        return json.dumps({"workflow": graph}).encode()
+
+    return body("x" * (size - len(body(""))))
+
+
+async def test_a_body_over_grpcs_default_size_reaches_the_service(
+    real_settings, serve_app, grpc_target, auth_a
+):
+    # gRPC receives 4 MiB by default; the product's channels take larger
+    # messages both ways, here the job that echoes the graph.
+    raised = real_settings.model_copy(update={"max_body_bytes": 6 * 1024 * 1024})
+    body = _execute_body(5 * 1024 * 1024)
+
+    async with serve_app(create_app(raised)) as client:
+        response = await client.post(
+            "/workflows/execute",
+            headers={**auth_a, "Content-Type": "application/json"},
+            content=body,
+        )
+
+    assert response.status_code == 202, response.text
+    assert grpc_target[1].workflow_sizes[0] > 4 * 1024 * 1024
+
+
+async def test_by_default_the_gateway_refuses_a_large_body_before_grpc(
+    grpc_target, serve_app, auth_a
+):
+    target, servicer, _ = grpc_target
+    defaults = Settings(
+        api_keys=[SecretStr(auth_a["Authorization"].removeprefix("Bearer "))],
+        workflow_grpc_target=target,
+        storage_grpc_target=target,
+    )
+    body = _execute_body(defaults.max_body_bytes + 1)
+
+    async with serve_app(create_app(defaults)) as client:
+        response = await client.post(
+            "/workflows/execute",
+            headers={**auth_a, "Content-Type": "application/json"},
+            content=body,
+        )
+
+    assert response.status_code == 413
+    assert response.json()["limit_bytes"] == defaults.max_body_bytes
+    assert servicer.workflow_sizes == []
+    async with serve_app(create_app(defaults)) as client:
+        just_fits = await client.post(
+            "/workflows/execute",
+            headers={**auth_a, "Content-Type": "application/json"},
+            content=_execute_body(defaults.max_body_bytes),
+        )
+    assert just_fits.status_code == 202

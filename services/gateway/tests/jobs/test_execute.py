@@ -3,7 +3,11 @@ import json
 import grpc
 import pytest
 
+from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES, MAX_WORKFLOW_BYTES
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
+
+# What grpc.aio says when a message is over its limit: never for a client's eyes.
+GRPC_TOO_LARGE = "Sent message larger than max (5000000 vs. 4194304)"
 
 
 async def test_execute_answers_202_with_absolute_links(
@@ -301,7 +305,6 @@ async def test_a_chunked_body_under_the_limit_is_accepted(client, auth_a, api_wo
         (grpc.StatusCode.DEADLINE_EXCEEDED, 503, "service_unavailable"),
         (grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_argument"),
         (grpc.StatusCode.FAILED_PRECONDITION, 409, "conflict"),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "payload_too_large"),
         (grpc.StatusCode.INTERNAL, 500, "internal_error"),
         (grpc.StatusCode.PERMISSION_DENIED, 500, "internal_error"),
     ],
@@ -358,3 +361,62 @@ async def test_validate_answers_valid_or_422(client, workflow, auth_a, api_workf
     assert invalid.status_code == 422
     assert invalid.json()["error"] == "invalid_workflow"
     assert list(invalid.json()["node_errors"]) == ["1"]
+
+
+async def test_the_graph_travels_as_compact_utf8_no_larger_than_the_body(
+    client, workflow, auth_a
+):
+    text = "日本語のプロンプト" * 50
+    body = json.dumps(
+        {"workflow": {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": text}}}},
+        ensure_ascii=False,
+    ).encode()
+
+    response = await client.post(
+        "/workflows/execute",
+        headers={**auth_a, "Content-Type": "application/json"},
+        content=body,
+    )
+
+    assert response.status_code == 202
+    [request] = workflow.requests
+    assert text in request.workflow_json
+    assert len(request.workflow_json.encode()) < len(body)
+
+
+@pytest.mark.parametrize("route", ["/workflows/execute", "/workflows/validate"])
+async def test_a_graph_refused_for_its_size_is_413_with_the_graph_limit(
+    client, workflow, auth_a, api_workflow, rpc_error, route
+):
+    workflow.fail_with = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, GRPC_TOO_LARGE)
+
+    response = await client.post(route, headers=auth_a, json={"workflow": api_workflow})
+
+    assert response.status_code == 413
+    body = response.json()
+    assert body["error"] == "payload_too_large"
+    assert body["limit_bytes"] == MAX_WORKFLOW_BYTES
+    assert "larger than max" not in response.text
+
+
+async def test_any_other_exhausted_call_is_413_without_grpcs_text(
+    client, workflow, auth_a, rpc_error
+):
+    workflow.fail_with = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, GRPC_TOO_LARGE)
+
+    response = await client.get(
+        "/workflows/00000000-0000-4000-8000-000000000000", headers=auth_a
+    )
+
+    assert response.status_code == 413
+    assert response.json()["limit_bytes"] == GRPC_MAX_MESSAGE_BYTES
+    assert "larger than max" not in response.text
+
+
+async def test_the_limits_are_in_the_openapi_description(client, settings):
+    schema = (await client.get("/openapi.json")).json()
+
+    assert str(settings.max_body_bytes) in schema["info"]["description"]
+    assert str(MAX_WORKFLOW_BYTES) in schema["info"]["description"]
+    execute = schema["paths"]["/workflows/execute"]["post"]
+    assert "GATEWAY_MAX_BODY_BYTES" in execute["responses"]["413"]["description"]

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
+from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 from comfyserve.gateway.errors import exception_handlers
 from comfyserve.gateway.files.endpoints import router as files_router
 from comfyserve.gateway.jobs.endpoints import router as jobs_router
@@ -38,6 +39,16 @@ def _body_limit(settings: Settings) -> Callable[[Scope], int]:
     return limit_for
 
 
+def _description(settings: Settings) -> str:
+    return (
+        "Limits: a JSON body carries at most "
+        f"{settings.max_body_bytes} bytes, and its workflow graph at most "
+        f"{MAX_WORKFLOW_BYTES} bytes as compact JSON; an uploaded file at most "
+        f"{settings.max_upload_bytes} bytes. A request over a limit answers 413 "
+        "`payload_too_large` with the limit in `limit_bytes`."
+    )
+
+
 def create_app(
     settings: Settings, resources: ResourcesFactory = open_resources
 ) -> FastAPI:
@@ -52,6 +63,7 @@ def create_app(
     app = FastAPI(
         title="ComfyUI Serverless API",
         summary="Run ComfyUI workflows over HTTP.",
+        description=_description(settings),
         version="1.0.0",
         lifespan=lifespan,
         exception_handlers=exception_handlers(),

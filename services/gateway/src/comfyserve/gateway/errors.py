@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
+
 log = structlog.get_logger(__name__)
 
 
@@ -88,9 +90,9 @@ class PayloadTooLargeError(GatewayError):
     status_code = 413
     code = "payload_too_large"
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, detail: str | None = None) -> None:
         super().__init__(
-            f"The request body is larger than {limit_bytes} bytes",
+            detail or f"The request body is larger than {limit_bytes} bytes",
             extra={"limit_bytes": limit_bytes},
         )
 
@@ -175,7 +177,16 @@ def rpc_error_response(error: grpc.aio.AioRpcError) -> JSONResponse:
             detail or "The Idempotency-Key was used with a different request",
         )
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return error_response(413, "payload_too_large", detail or "Too large")
+        # The services name their own limits where a route knows them (the
+        # graph, an upload); what is left is a message over the transport's
+        # limit, whose text is gRPC's internals.
+        log.warning("gateway.upstream.too_large", grpc_detail=detail)
+        return error_response(
+            413,
+            "payload_too_large",
+            "The request is larger than a backing service accepts",
+            limit_bytes=GRPC_MAX_MESSAGE_BYTES,
+        )
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return error_response(409, "conflict", detail or "Conflict")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):

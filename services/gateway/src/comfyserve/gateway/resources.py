@@ -7,7 +7,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, cast
 
-import grpc
 import httpx
 from fastapi import Depends, Request
 from redis.asyncio import Redis
@@ -21,6 +20,7 @@ from comfyserve.gateway.adapters.workflow import (
 )
 from comfyserve.gateway.auth.principal import Authenticator, StaticKeyAuthenticator
 from comfyserve.gateway.settings import Settings
+from comfyserve.runtime.grpc import insecure_channel
 
 # Presigned PUTs of large files may take a while; connecting must not.
 _UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -42,8 +42,8 @@ ResourcesFactory = Callable[[Settings], AbstractAsyncContextManager[Resources]]
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     """The production wiring: gRPC channels, Redis and an HTTP client."""
-    workflow_channel = grpc.aio.insecure_channel(settings.workflow_grpc_target)
-    storage_channel = grpc.aio.insecure_channel(settings.storage_grpc_target)
+    workflow_channel = insecure_channel(settings.workflow_grpc_target)
+    storage_channel = insecure_channel(settings.storage_grpc_target)
     redis = Redis.from_url(settings.redis_url)
     http = httpx.AsyncClient(timeout=_UPLOAD_TIMEOUT, follow_redirects=False)
     try:

@@ -7,7 +7,13 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES, MAX_WORKFLOW_BYTES
+
 MIB = 1024 * 1024
+# Room in a JSON body for what travels around the graph: metadata, priority,
+# webhook URL, timeout.
+ENVELOPE_BYTES = 64 * 1024
+DEFAULT_MAX_BODY_BYTES = MAX_WORKFLOW_BYTES + ENVELOPE_BYTES
 
 
 def _split_commas(value: object) -> object:
@@ -26,7 +32,13 @@ class Settings(BaseSettings):
     workflow_grpc_target: str = "127.0.0.1:50051"
     storage_grpc_target: str = "127.0.0.1:50052"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    max_body_bytes: int = Field(default=10 * MIB, ge=1)
+    # A body within the limit always fits one gRPC message, so the gateway's
+    # 413 is the only refusal a large request can get for its size.
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        le=GRPC_MAX_MESSAGE_BYTES - ENVELOPE_BYTES,
+    )
     max_upload_bytes: int = Field(default=50 * MIB, ge=1)
     sse_keepalive_seconds: float = Field(default=10, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

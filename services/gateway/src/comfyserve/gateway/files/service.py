@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import anyio.to_thread
+import grpc
 import httpx
 import structlog
 from PIL import Image, UnidentifiedImageError
@@ -154,9 +155,18 @@ class FilesService:
         if inspected.width is not None and inspected.height is not None:
             completion.width = inspected.width
             completion.height = inspected.height
-        info = await self._storage.complete_upload(completion)
+        info = await self._complete(completion)
         log.info("gateway.file.uploaded", file_id=info.id, size=info.size)
         return self._metadata(info)
+
+    async def _complete(self, completion: st.CompleteUploadRequest) -> st.FileInfo:
+        try:
+            return await self._storage.complete_upload(completion)
+        except grpc.aio.AioRpcError as error:
+            # Storage checks the stored object against its own upload limit.
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            raise PayloadTooLargeError(self._max_upload_bytes) from None
 
     async def _put(
         self,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 from comfyserve.gateway.auth import Principal, Scope, require_scope
 from comfyserve.gateway.errors import InvalidIdempotencyKeyError
 from comfyserve.gateway.jobs.models import (
@@ -22,7 +23,7 @@ from comfyserve.gateway.jobs.models import (
 from comfyserve.gateway.jobs.service import JobEvent, JobsService
 from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.settings import Settings
+from comfyserve.gateway.settings import DEFAULT_MAX_BODY_BYTES, Settings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -34,6 +35,17 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     404: {"description": "No such execution (or another tenant's)"},
     422: {"description": "Invalid request or workflow"},
     503: {"description": "A backing service is unavailable"},
+}
+_BODY_RESPONSES: dict[int | str, dict[str, object]] = {
+    **_ERROR_RESPONSES,
+    413: {
+        "description": (
+            "The JSON body is over `GATEWAY_MAX_BODY_BYTES` (by default "
+            f"{DEFAULT_MAX_BODY_BYTES} bytes), or the graph over "
+            f"{MAX_WORKFLOW_BYTES} bytes as compact JSON; `limit_bytes` is the "
+            "limit that was passed"
+        )
+    },
 }
 
 
@@ -78,7 +90,7 @@ def _idempotency_key(
     "/execute",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=_ERROR_RESPONSES,
+    responses=_BODY_RESPONSES,
 )
 async def execute_workflow(
     body: ExecuteRequest,
@@ -93,7 +105,7 @@ async def execute_workflow(
     return submitted.job
 
 
-@router.post("/validate", response_model=ValidationResult, responses=_ERROR_RESPONSES)
+@router.post("/validate", response_model=ValidationResult, responses=_BODY_RESPONSES)
 async def validate_workflow(body: ValidateRequest, jobs: WriteJobs) -> ValidationResult:
     await jobs.validate(body.workflow)
     return ValidationResult(valid=True)
