@@ -6,6 +6,7 @@ import pytest
 from comfyserve.workflow.validation import (
     ErrorType,
     NodeCatalog,
+    ValidationLimits,
     ValidationResult,
     normalise_workflow,
     validate,
@@ -772,3 +773,186 @@ def test_combo_options_form(extended_catalog: NodeCatalog) -> None:
         "COMBO",
         {"options": ["fast", "slow"], "default": "fast"},
     ]
+
+
+# --- inputs the class does not declare ---------------------------------------
+
+
+def save_with(**extra: Any) -> dict[str, Any]:
+    node = save("1")
+    node["inputs"].update(extra)
+    return node
+
+
+@pytest.mark.parametrize(
+    "value", ["a note", "", 3, -2.5, True, None, "x" * 1024, "../not/a/path"]
+)
+def test_undeclared_scalar_inputs_pass(catalog: NodeCatalog, value: Any) -> None:
+    graph = {"1": empty_image(), "2": save_with(note=value)}
+
+    assert check(graph, catalog).ok
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ([["a"], 1], "an array"),
+        (["1", 0], "an array"),
+        ([], "an array"),
+        ({"a": 1}, "an object"),
+        ({"__value__": [1, 2]}, "an object"),
+    ],
+)
+def test_undeclared_input_holding_a_link_or_structure_is_refused(
+    catalog: NodeCatalog, value: Any, kind: str
+) -> None:
+    graph = {"1": empty_image(), "2": save_with(note=value)}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    problem = (
+        "an input the class does not declare may hold only a string, number, "
+        f"boolean or null, not {kind}"
+    )
+    assert only_error(result, "2") == {
+        "type": "invalid_input_type",
+        "message": "Node 2 input 'note' is not declared by SaveImage, "
+        "so it cannot take a link or a structured value",
+        "details": f"note, {problem}",
+        "extra_info": {
+            "input_name": "note",
+            "node_id": "2",
+            "exception_message": problem,
+        },
+    }
+    assert result.node_errors["2"].dependent_outputs == ["2"]
+
+
+def test_hidden_inputs_count_as_undeclared(catalog: NodeCatalog) -> None:
+    # SaveImage's hidden `prompt` is filled by the engine, which still reads
+    # a list there as a link first.
+    graph = {"1": empty_image(), "2": save_with(prompt=["1", 0])}
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["extra_info"]["input_name"] == "prompt"
+
+
+def test_undeclared_string_over_the_limit(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save_with(note="x" * 1025)}
+
+    assert only_error(check(graph, catalog), "2") == {
+        "type": "prompt_limit_exceeded",
+        "message": "Node 2 input 'note' is not declared by SaveImage and holds "
+        "1025 characters; at most 1024 are allowed",
+        "details": "note",
+        "extra_info": {
+            "input_name": "note",
+            "node_id": "2",
+            "limit": "max_unknown_string_length",
+            "value": 1025,
+        },
+    }
+
+
+def test_declared_strings_are_not_held_to_the_undeclared_limit(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {"1": empty_image(), "2": save("1", prefix="x" * 190)}
+    limits = ValidationLimits(max_unknown_string_length=10)
+
+    assert validate(normalise_workflow(graph), catalog, limits=limits).ok
+
+
+def test_at_most_sixteen_undeclared_inputs(catalog: NodeCatalog) -> None:
+    sixteen = {f"n{i}": i for i in range(16)}
+    ok = {"1": empty_image(), "2": save_with(**sixteen)}
+    too_many = {"1": empty_image(), "2": save_with(**sixteen, n16=16, n17=17)}
+
+    assert check(ok, catalog).ok
+    assert only_error(check(too_many, catalog), "2") == {
+        "type": "prompt_limit_exceeded",
+        "message": "Node 2 has 18 inputs that SaveImage does not declare; at most "
+        "16 are allowed, the first one too many is 'n16'",
+        "details": "n16",
+        "extra_info": {
+            "input_name": "n16",
+            "node_id": "2",
+            "limit": "max_unknown_inputs_per_node",
+            "value": 18,
+        },
+    }
+
+
+def test_the_review_graph_of_long_undeclared_strings_is_refused(
+    catalog: NodeCatalog,
+) -> None:
+    # 1.6 MB: under the graph limit, so only the undeclared-input rules stop it.
+    extra = {f"pad{i}": "x" * 20_000 for i in range(80)}
+    graph = {"1": empty_image(), "2": save_with(**extra)}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    errors = result.node_errors["2"].errors
+    assert len(errors) == 81
+    assert {e.extra_info["limit"] for e in errors} == {
+        "max_unknown_string_length",
+        "max_unknown_inputs_per_node",
+    }
+    assert [e.extra_info["input_name"] for e in errors[:80]] == list(extra)
+
+
+@pytest.mark.parametrize("value", ["run-1", 1, None])
+def test_the_executors_reserved_input_is_refused(
+    catalog: NodeCatalog, value: Any
+) -> None:
+    graph = {"1": empty_image(), "2": save_with(comfyserve_run=value)}
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["message"] == "Node 2 input 'comfyserve_run' is reserved"
+    assert error["extra_info"]["input_name"] == "comfyserve_run"
+    assert error["extra_info"]["node_id"] == "2"
+
+
+def test_undeclared_errors_follow_declared_ones(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(width=-5), "2": save("1"), "3": empty_image()}
+    graph["1"]["inputs"]["note"] = ["3", 0]
+
+    result = check(graph, catalog)
+
+    assert [e.type for e in result.node_errors["1"].errors] == [
+        ErrorType.VALUE_SMALLER_THAN_MIN,
+        ErrorType.INVALID_INPUT_TYPE,
+    ]
+
+
+def test_an_error_comfyui_would_miss_refuses_the_whole_prompt(
+    catalog: NodeCatalog,
+) -> None:
+    # The engine gets the whole graph and runs every output it finds valid,
+    # so output 3 would run there even though it is dropped here.
+    graph = {"1": empty_image(), "2": save("1"), "3": save_with(note=[["a"], 1])}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert result.output_nodes == []
+    assert result.error is not None
+    assert result.error.type is ErrorType.PROMPT_OUTPUTS_FAILED_VALIDATION
+    assert list(result.node_errors) == ["3"]
+    assert result.node_errors["3"].dependent_outputs == ["3"]
+
+
+def test_undeclared_inputs_of_nodes_no_output_needs_are_not_checked(
+    catalog: NodeCatalog,
+) -> None:
+    stray = empty_image()
+    stray["inputs"]["note"] = [["a"], 1]
+    graph = {"1": empty_image(), "2": save("1"), "9": stray}
+
+    assert check(graph, catalog).ok

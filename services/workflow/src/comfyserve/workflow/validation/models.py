@@ -38,12 +38,12 @@ class ErrorType(StrEnum):
     MISSING_NODE_TYPE = "missing_node_type"
     NODE_NOT_ALLOWED = "node_not_allowed"
     DEPENDENCY_CYCLE = "dependency_cycle"
+    PROMPT_LIMIT_EXCEEDED = "prompt_limit_exceeded"
     # Top-level only.
     PROMPT_NO_OUTPUTS = "prompt_no_outputs"
     PROMPT_OUTPUTS_FAILED_VALIDATION = "prompt_outputs_failed_validation"
     INVALID_PROMPT = "invalid_prompt"
     WORKFLOW_FORMAT_UI = "workflow_format_ui"
-    PROMPT_LIMIT_EXCEEDED = "prompt_limit_exceeded"
 
 
 class _ErrorBody(BaseModel):
@@ -92,7 +92,9 @@ class ValidationResult(BaseModel):
 
     As in ComfyUI, a prompt is accepted (`ok`) when at least one output node
     validates; `node_errors` may then still list the nodes whose outputs are
-    dropped, and `output_nodes` names the outputs that will run.
+    dropped, and `output_nodes` names the outputs that validated. An error
+    ComfyUI would not raise itself refuses the whole prompt instead (see the
+    validator's module docstring).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -122,6 +124,9 @@ class ValidationLimits:
     max_graph_bytes: int = MAX_WORKFLOW_BYTES
     """Size of the normalised graph as compact (ASCII-escaped) JSON, the form
     every message that carries a job holds it in."""
+    max_unknown_inputs_per_node: int = 16
+    """Inputs a node's class does not declare; ComfyUI never passes them on."""
+    max_unknown_string_length: int = 1024
 
 
 class InvalidWorkflowError(ValueError):

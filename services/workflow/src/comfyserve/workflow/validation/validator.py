@@ -8,6 +8,18 @@ booleans are not numbers, non-finite floats are refused, upload inputs are
 checked for a safe file name instead of against the engine's input folder,
 and unknown classes, disallowed classes and cycles are refused anywhere in the
 graph.
+
+Inputs a class does not declare (hidden ones included) are checked too, after
+the declared ones: ComfyUI drops their plain values, but reads any list there
+as a link (crashing on a malformed one) and hands a linked value to the node
+as an unexpected keyword. They may hold only a scalar, are bounded in number
+and length (`prompt_limit_exceeded`, per node), and `comfyserve_run` is
+refused as the executor's own.
+
+A node error ComfyUI would not raise itself (the undeclared-input checks)
+refuses the whole prompt, even when another output validates: the service
+hands the engine the whole graph, and the engine runs every output it finds
+valid, so an output dropped here would still run there.
 """
 
 from __future__ import annotations
@@ -32,10 +44,14 @@ from comfyserve.workflow.validation.models import (
     NodeError,
     NodeErrorItem,
     PromptError,
+    ValidationLimits,
     ValidationResult,
 )
 
-__all__ = ["validate"]
+__all__ = ["RESERVED_INPUT", "validate"]
+
+RESERVED_INPUT = "comfyserve_run"
+"""The input the executor adds to sink nodes to force fresh outputs."""
 
 _MAX_LISTED_CHOICES = 20
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
@@ -45,7 +61,11 @@ Graph = Mapping[str, Mapping[str, Any]]
 
 
 def validate(
-    graph: Graph, catalog: NodeCatalog, allowlist: frozenset[str] | None = None
+    graph: Graph,
+    catalog: NodeCatalog,
+    allowlist: frozenset[str] | None = None,
+    *,
+    limits: ValidationLimits | None = None,
 ) -> ValidationResult:
     """Validate an API-format graph (as `normalise_workflow` returns it).
 
@@ -82,18 +102,23 @@ def validate(
             ),
             {},
         )
-    return _Validation(graph, specs).run(outputs)
+    return _Validation(graph, specs, limits or ValidationLimits()).run(outputs)
 
 
 class _Validation:
     """Deep validation from the output nodes, as ComfyUI walks the graph."""
 
-    def __init__(self, graph: Graph, specs: Mapping[str, NodeSpec]) -> None:
+    def __init__(
+        self, graph: Graph, specs: Mapping[str, NodeSpec], limits: ValidationLimits
+    ) -> None:
         self._graph = graph
         self._specs = specs
+        self._limits = limits
         self._errors: dict[str, list[NodeErrorItem]] = {}
         self._followed: dict[str, list[str]] = {}
         self._valid: dict[str, bool] = {}
+        # Nodes with an error the engine would not raise itself.
+        self._unsafe: set[str] = set()
 
     def run(self, outputs: list[str]) -> ValidationResult:
         good: list[str] = []
@@ -114,7 +139,7 @@ class _Validation:
             for node_id in self._graph
             if node_id in dependents
         }
-        if good:
+        if good and not self._unsafe:
             return ValidationResult(ok=True, node_errors=node_errors, output_nodes=good)
         return _rejected(
             PromptError(
@@ -158,7 +183,8 @@ class _Validation:
         inputs: Mapping[str, Any] = self._graph[node_id]["inputs"]
         errors: list[NodeErrorItem] = []
         followed: list[str] = []
-        for spec in self._specs[node_id].validated_inputs():
+        node_spec = self._specs[node_id]
+        for spec in node_spec.validated_inputs():
             if spec.name not in inputs:
                 if spec.category is InputCategory.REQUIRED:
                     errors.append(_required_missing(spec))
@@ -172,7 +198,10 @@ class _Validation:
                 error = _check_widget(spec, value)
             if error is not None:
                 errors.append(error)
-        self._errors[node_id] = errors
+        undeclared = _undeclared_errors(node_id, node_spec, inputs, self._limits)
+        if undeclared:
+            self._unsafe.add(node_id)
+        self._errors[node_id] = errors + undeclared
         self._followed[node_id] = followed
 
     def _check_link(
@@ -225,6 +254,89 @@ class _Validation:
                 linked_node=link,
             ), None
         return None, target
+
+
+def _undeclared_errors(
+    node_id: str,
+    node_spec: NodeSpec,
+    inputs: Mapping[str, Any],
+    limits: ValidationLimits,
+) -> list[NodeErrorItem]:
+    declared = {spec.name for spec in node_spec.validated_inputs()}
+    undeclared = [name for name in inputs if name not in declared]
+    errors: list[NodeErrorItem] = []
+    for name, value in inputs.items():
+        if name == RESERVED_INPUT:
+            errors.append(_reserved_input(node_id, name))
+        elif name not in declared:
+            error = _check_undeclared(node_id, node_spec, name, value, limits)
+            if error is not None:
+                errors.append(error)
+    most = limits.max_unknown_inputs_per_node
+    if len(undeclared) > most:
+        errors.append(
+            _item(
+                ErrorType.PROMPT_LIMIT_EXCEEDED,
+                f"Node {node_id} has {len(undeclared)} inputs that "
+                f"{node_spec.class_type} does not declare; at most {most} are "
+                f"allowed, the first one too many is '{undeclared[most]}'",
+                undeclared[most],
+                input_name=undeclared[most],
+                node_id=node_id,
+                limit="max_unknown_inputs_per_node",
+                value=len(undeclared),
+            )
+        )
+    return errors
+
+
+def _check_undeclared(
+    node_id: str,
+    node_spec: NodeSpec,
+    name: str,
+    value: Any,
+    limits: ValidationLimits,
+) -> NodeErrorItem | None:
+    if isinstance(value, list | Mapping):
+        problem = (
+            "an input the class does not declare may hold only a string, "
+            f"number, boolean or null, not {_json_name(value)}"
+        )
+        return _item(
+            ErrorType.INVALID_INPUT_TYPE,
+            f"Node {node_id} input '{name}' is not declared by "
+            f"{node_spec.class_type}, so it cannot take a link or a structured value",
+            f"{name}, {problem}",
+            input_name=name,
+            node_id=node_id,
+            exception_message=problem,
+        )
+    most = limits.max_unknown_string_length
+    if isinstance(value, str) and len(value) > most:
+        return _item(
+            ErrorType.PROMPT_LIMIT_EXCEEDED,
+            f"Node {node_id} input '{name}' is not declared by "
+            f"{node_spec.class_type} and holds {len(value)} characters; at most "
+            f"{most} are allowed",
+            name,
+            input_name=name,
+            node_id=node_id,
+            limit="max_unknown_string_length",
+            value=len(value),
+        )
+    return None
+
+
+def _reserved_input(node_id: str, name: str) -> NodeErrorItem:
+    problem = f"the input name '{name}' is reserved for the executor"
+    return _item(
+        ErrorType.INVALID_INPUT_TYPE,
+        f"Node {node_id} input '{name}' is reserved",
+        f"{name}, {problem}",
+        input_name=name,
+        node_id=node_id,
+        exception_message=problem,
+    )
 
 
 def _check_widget(spec: InputSpec, value: Any) -> NodeErrorItem | None:
