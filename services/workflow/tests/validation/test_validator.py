@@ -67,7 +67,7 @@ def test_load_scale_invert_save_is_valid_with_a_file_not_in_the_catalog(
     catalog: NodeCatalog,
 ) -> None:
     graph = {
-        "1": load_image("uploads/photo 1.png [input]"),
+        "1": load_image("photo 1 [final].png"),
         "2": {
             "class_type": "ImageScale",
             "inputs": {
@@ -438,17 +438,87 @@ def test_value_not_in_a_long_list_omits_input_config(catalog: NodeCatalog) -> No
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["../secret.png", "a/../../b.png", "/etc/passwd", "C:/x.png", "a\\b.png", "", " "],
+    ("name", "problem"),
+    [
+        ("../secret.png", "subfolders are not allowed in file names"),
+        ("a/../../b.png", "subfolders are not allowed in file names"),
+        ("uploads/photo.png", "subfolders are not allowed in file names"),
+        ("/etc/passwd", "absolute paths are not allowed"),
+        ("C:/x.png", "absolute paths are not allowed"),
+        ("a\\b.png", "backslashes are not allowed in file names"),
+        ("a\x7fb.png", "control characters are not allowed in file names"),
+        ("..", "'..' is not a file name"),
+        ("", "expected a non-empty file name"),
+        (" ", "expected a non-empty file name"),
+        *(
+            (name, "folder annotations ([input], [output], [temp]) are not allowed")
+            for name in [
+                "other.png [output]",
+                "other.png[output]",
+                "other.png [input]",
+                "other.png [temp]",
+                "other.png [OUTPUT]",
+                "other.png [Temp] ",
+                "other.png [ output ]",
+                "[output]",
+            ]
+        ),
+    ],
 )
-def test_unsafe_upload_names_are_refused(catalog: NodeCatalog, name: str) -> None:
+def test_unsafe_upload_names_are_refused(
+    catalog: NodeCatalog, name: str, problem: str
+) -> None:
     graph = {"1": load_image(name), "2": save("1")}
 
     error = only_error(check(graph, catalog), "1")
 
     assert error["type"] == "invalid_input_type"
+    assert error["message"] == "Invalid file name for upload input 'image' of node 1"
+    assert error["details"] == f"image, {name}, {problem}"
     assert error["extra_info"]["input_name"] == "image"
+    assert error["extra_info"]["node_id"] == "1"
     assert error["extra_info"]["received_value"] == name
+    assert error["extra_info"]["exception_message"] == problem
+
+
+@pytest.mark.parametrize(
+    "name", ["photo [1].png", "my [output] shot.png", "output.png", "x.png [outputs]"]
+)
+def test_brackets_that_are_not_an_annotation_pass(
+    catalog: NodeCatalog, name: str
+) -> None:
+    graph = {"1": load_image(name), "2": save("1")}
+
+    assert check(graph, catalog).ok
+
+
+def test_a_wrapped_upload_value_is_refused(catalog: NodeCatalog) -> None:
+    # Newer engines unwrap it into a name the executor could not see.
+    graph = {"1": load_image({"__value__": "photo.png"}), "2": save("1")}
+
+    error = only_error(check(graph, catalog), "1")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["extra_info"]["exception_message"] == (
+        "a file name must be a plain string, not a wrapped value"
+    )
+
+
+def test_an_unsafe_upload_name_refuses_the_whole_prompt(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {
+        "1": empty_image(),
+        "2": save("1"),
+        "3": load_image("other.png [output]"),
+        "4": save("3"),
+    }
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert list(result.node_errors) == ["3"]
+    assert result.node_errors["3"].dependent_outputs == ["4"]
 
 
 def test_upload_name_must_be_a_string(catalog: NodeCatalog) -> None:

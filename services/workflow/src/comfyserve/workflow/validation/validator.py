@@ -5,9 +5,9 @@ The checks, their order and the error shapes follow ComfyUI's
 would give. Departures, all stricter or clearer: a link to a missing node or
 output is reported by name instead of as a raw `KeyError`/`IndexError`,
 booleans are not numbers, non-finite floats are refused, upload inputs are
-checked for a safe file name instead of against the engine's input folder,
-and unknown classes, disallowed classes and cycles are refused anywhere in the
-graph.
+checked for a plain file name (no subfolder, no `[output]`-style folder
+annotation) instead of against the engine's input folder, and unknown
+classes, disallowed classes and cycles are refused anywhere in the graph.
 
 Inputs a class does not declare (hidden ones included) are checked too, after
 the declared ones: ComfyUI drops their plain values, but reads any list there
@@ -16,10 +16,10 @@ as an unexpected keyword. They may hold only a scalar, are bounded in number
 and length (`prompt_limit_exceeded`, per node), and `comfyserve_run` is
 refused as the executor's own.
 
-A node error ComfyUI would not raise itself (the undeclared-input checks)
-refuses the whole prompt, even when another output validates: the service
-hands the engine the whole graph, and the engine runs every output it finds
-valid, so an output dropped here would still run there.
+A node error ComfyUI would not raise itself (upload file names, the
+undeclared-input checks) refuses the whole prompt, even when another output
+validates: the service hands the engine the whole graph, and the engine runs
+every output it finds valid, so an output dropped here would still run there.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ RESERVED_INPUT = "comfyserve_run"
 
 _MAX_LISTED_CHOICES = 20
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
+# ComfyUI reads "name.png [output]" from its output folder (see
+# `folder_paths.annotated_filepath`); refused in any spelling.
+_FOLDER_ANNOTATION = re.compile(r"\[\s*(?:input|output|temp)\s*\]\s*$", re.IGNORECASE)
 _BAD_LINK_MESSAGE = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
 
 Graph = Mapping[str, Mapping[str, Any]]
@@ -196,6 +199,10 @@ class _Validation:
                     followed.append(target)
             else:
                 error = _check_widget(spec, value)
+                if error is None:
+                    error = _check_file_value(node_id, spec, value)
+                    if error is not None:
+                        self._unsafe.add(node_id)
             if error is not None:
                 errors.append(error)
         undeclared = _undeclared_errors(node_id, node_spec, inputs, self._limits)
@@ -343,7 +350,7 @@ def _check_widget(spec: InputSpec, value: Any) -> NodeErrorItem | None:
     # Newer frontends wrap list-valued widgets so they are not read as links.
     if isinstance(value, Mapping) and "__value__" in value:
         value = value["__value__"]
-    if isinstance(value, Mapping) and value.get("__type") == ASSET_TYPE:
+    if _is_asset_ref(value):
         return _check_asset_ref(spec, value)
     converter = _CONVERTERS.get(spec.type_name)
     if converter is not None:
@@ -355,10 +362,19 @@ def _check_widget(spec: InputSpec, value: Any) -> NodeErrorItem | None:
         error = _check_range(spec, value)
         if error is not None:
             return error
-    if spec.is_upload:
-        return _check_upload_name(spec, value)
-    if spec.options is not None:
+    # An upload's choices are the engine's input folder, filled at run time;
+    # `_check_file_value` checks its name instead.
+    if spec.options is not None and not spec.is_upload:
         return _check_choice(spec, value)
+    return None
+
+
+def _check_file_value(
+    node_id: str, spec: InputSpec, value: Any
+) -> NodeErrorItem | None:
+    """What ComfyUI lets through but would reach other tenants' files."""
+    if spec.is_upload and not _is_asset_ref(value):
+        return _check_upload_name(node_id, spec, value)
     return None
 
 
@@ -406,34 +422,54 @@ def _check_choice(spec: InputSpec, value: Any) -> NodeErrorItem | None:
     )
 
 
-def _check_upload_name(spec: InputSpec, value: Any) -> NodeErrorItem | None:
+def _check_upload_name(
+    node_id: str, spec: InputSpec, value: Any
+) -> NodeErrorItem | None:
     problem = _upload_name_problem(value)
     if problem is None:
         return None
     many = spec.options is not None and len(spec.options) > _MAX_LISTED_CHOICES
     return _item(
         ErrorType.INVALID_INPUT_TYPE,
-        "Invalid file name for an upload input",
+        f"Invalid file name for upload input '{spec.name}' of node {node_id}",
         f"{spec.name}, {value}, {problem}",
         input_name=spec.name,
         input_config=None if many else spec.raw,
         received_value=value,
         exception_message=problem,
+        node_id=node_id,
     )
 
 
 def _upload_name_problem(value: Any) -> str | None:
+    # The executor puts each job's files in a folder of its own; a subpath or
+    # ComfyUI's " [output]"-style suffix would reach the shared folders that
+    # hold other tenants' files.
+    if isinstance(value, Mapping) and "__value__" in value:
+        return "a file name must be a plain string, not a wrapped value"
     if not isinstance(value, str) or not value.strip():
         return "expected a non-empty file name"
     if "\\" in value:
         return "backslashes are not allowed in file names"
-    if any(ord(char) < 32 for char in value):
+    if _has_control_characters(value):
         return "control characters are not allowed in file names"
     if value.startswith("/") or _WINDOWS_DRIVE.match(value):
         return "absolute paths are not allowed"
-    if ".." in value.split("/"):
-        return "'..' is not allowed in file names"
+    if "/" in value:
+        return "subfolders are not allowed in file names"
+    if value in (".", ".."):
+        return f"'{value}' is not a file name"
+    if _FOLDER_ANNOTATION.search(value):
+        return "folder annotations ([input], [output], [temp]) are not allowed"
     return None
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in value)
+
+
+def _is_asset_ref(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("__type") == ASSET_TYPE
 
 
 def _check_asset_ref(spec: InputSpec, ref: Mapping[str, Any]) -> NodeErrorItem | None:
