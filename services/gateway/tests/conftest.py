@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -15,6 +16,7 @@ import grpc
 import httpx
 import pytest
 import structlog
+import uvicorn
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -426,6 +428,29 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def serve_app() -> Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]:
     return serve
+
+
+@asynccontextmanager
+async def serve_uvicorn(config: uvicorn.Config) -> AsyncIterator[int]:
+    """A real uvicorn server in this event loop; yields its port."""
+    # A socket listening before the server starts queues the client's connection
+    # until uvicorn accepts it: no need to wait for start-up.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+def uvicorn_server() -> Callable[[uvicorn.Config], AbstractAsyncContextManager[int]]:
+    return serve_uvicorn
 
 
 @pytest.fixture

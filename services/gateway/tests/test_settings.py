@@ -15,6 +15,7 @@ def test_defaults(monkeypatch):
     # The largest graph and its envelope (metadata, priority, webhook URL).
     assert settings.max_body_bytes == MAX_WORKFLOW_BYTES + 64 * 1024
     assert settings.max_upload_bytes == 50 * 1024 * 1024
+    assert settings.max_header_bytes == 64 * 1024
     assert settings.sse_keepalive_seconds == 10
     assert settings.cors_origins == []
     assert settings.public_base_url is None

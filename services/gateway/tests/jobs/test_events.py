@@ -1,11 +1,10 @@
 import asyncio
 import json
-import socket
 
 import httpx
-import uvicorn
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
+from comfyserve.gateway.server import server_config
 
 
 def parse_sse(text):
@@ -118,28 +117,8 @@ async def test_an_unknown_job_is_404_before_streaming(client, auth_a):
     assert response.json()["error"] == "not_found"
 
 
-async def _serve(app):
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        ws="none",
-        http="h11",
-        lifespan="on",
-    )
-    # A socket listening before the server starts queues the client's connection
-    # until uvicorn accepts it: no need to wait for start-up.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    return server, task, f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 async def test_a_quiet_stream_sends_keepalive_comments(
-    make_app, settings, workflow, auth_a, tenant_a
+    make_app, settings, workflow, auth_a, tenant_a, uvicorn_server
 ):
     job = workflow.add_job(tenant_a)
     completed = wf.Job(id=job.id, status=wf.JOB_STATUS_COMPLETED)
@@ -149,24 +128,18 @@ async def test_a_quiet_stream_sends_keepalive_comments(
     ]
     # The job stays quiet until the client has seen a keep-alive.
     workflow.watch_gate = asyncio.Event()
-    app = make_app(settings.model_copy(update={"sse_keepalive_seconds": 0.05}))
-    server, task, base_url = await _serve(app)
+    quick = settings.model_copy(update={"sse_keepalive_seconds": 0.05})
     lines = []
-    try:
-        async with (
-            httpx.AsyncClient(base_url=base_url) as http,
-            http.stream(
-                "GET", f"/workflows/{job.id}/events", headers=auth_a
-            ) as response,
-        ):
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                lines.append(line)
-                if line.startswith(": ping"):
-                    workflow.watch_gate.set()
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        uvicorn_server(server_config(make_app(quick), quick)) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        http.stream("GET", f"/workflows/{job.id}/events", headers=auth_a) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if line.startswith(": ping"):
+                workflow.watch_gate.set()
 
     events = parse_sse("\n".join(lines))
     assert [data["status"] for _, data in events] == ["pending", "completed"]

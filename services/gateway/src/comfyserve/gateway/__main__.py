@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from comfyserve.gateway.app import create_app
+from comfyserve.gateway.server import server_config
 from comfyserve.gateway.settings import Settings
 from comfyserve.runtime.logging import configure_logging
 
@@ -16,20 +17,13 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m comfyserve.gateway [serve]\n")
         return 2
     settings = Settings()
+    # Before the app exists, so no line (httpx's presigned URLs included) is
+    # ever written unredacted.
     configure_logging(settings.log_level)
-    # uvicorn stops taking connections on SIGTERM, then lets requests (and
-    # SSE streams, which sse-starlette drains) finish within the grace period.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
-    return 0
+    server = uvicorn.Server(server_config(create_app(settings), settings))
+    server.run()
+    # As uvicorn.run: a lifespan that failed to start is exit status 3.
+    return 0 if server.started else 3
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         le=GRPC_MAX_MESSAGE_BYTES - ENVELOPE_BYTES,
     )
     max_upload_bytes: int = Field(default=50 * MIB, ge=1)
+    # The request line and headers together; a larger head is refused while
+    # it is read, so a client cannot make the gateway buffer megabytes.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     sse_keepalive_seconds: float = Field(default=10, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Base of the absolute links in responses when the gateway sits behind a
