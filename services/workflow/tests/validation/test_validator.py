@@ -1026,3 +1026,108 @@ def test_undeclared_inputs_of_nodes_no_output_needs_are_not_checked(
     graph = {"1": empty_image(), "2": save("1"), "9": stray}
 
     assert check(graph, catalog).ok
+
+
+# --- filename_prefix -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "problem"),
+    [
+        ("../../../../tmp/evil", "'..' is not allowed in a prefix"),
+        ("renders/../../evil", "'..' is not allowed in a prefix"),
+        ("..", "'..' is not allowed in a prefix"),
+        ("/tmp/evil", "absolute paths are not allowed"),
+        ("C:/evil", "absolute paths are not allowed"),
+        ("c:evil", "absolute paths are not allowed"),
+        ("renders\\..\\evil", "backslashes are not allowed in a prefix"),
+        ("out\x00.png", "control characters are not allowed in a prefix"),
+        ("out\nx", "control characters are not allowed in a prefix"),
+        ("", "expected a non-empty prefix"),
+        ("  ", "expected a non-empty prefix"),
+        ("x" * 201, "at most 200 characters are allowed, got 201"),
+    ],
+)
+def test_unsafe_filename_prefixes_are_refused(
+    catalog: NodeCatalog, prefix: str, problem: str
+) -> None:
+    graph = {"1": empty_image(), "2": save("1", prefix=prefix)}
+
+    assert only_error(check(graph, catalog), "2") == {
+        "type": "invalid_input_type",
+        "message": "Invalid filename_prefix for node 2",
+        "details": f"filename_prefix, {prefix}, {problem}",
+        "extra_info": {
+            "input_name": "filename_prefix",
+            "input_config": ["STRING", {"default": "ComfyUI"}],
+            "received_value": prefix,
+            "exception_message": problem,
+            "node_id": "2",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "prefix", ["ComfyUI", "renders/cat", "a/b/c_", "..x", "x..", "x" * 200, "%date%"]
+)
+def test_relative_filename_prefixes_pass(catalog: NodeCatalog, prefix: str) -> None:
+    graph = {"1": empty_image(), "2": save("1", prefix=prefix)}
+
+    assert check(graph, catalog).ok
+
+
+def test_every_save_node_has_its_prefix_checked(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": {"class_type": "EmptyLatentImage", "inputs": {}},
+        "2": {
+            "class_type": "SaveLatent",
+            "inputs": {"samples": ["1", 0], "filename_prefix": "/abs/latent"},
+        },
+    }
+    graph["1"]["inputs"] = {"width": 64, "height": 64, "batch_size": 1}
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error["extra_info"]["exception_message"] == "absolute paths are not allowed"
+
+
+def test_a_wrapped_filename_prefix_is_checked(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save_with()}
+    graph["2"]["inputs"]["filename_prefix"] = {"__value__": "../evil"}
+
+    error = only_error(check(graph, catalog), "2")
+
+    assert error["extra_info"]["received_value"] == "../evil"
+
+
+def test_an_undeclared_filename_prefix_is_checked_too(catalog: NodeCatalog) -> None:
+    image = empty_image()
+    image["inputs"]["filename_prefix"] = "../evil"
+    graph = {"1": image, "2": save("1")}
+
+    error = only_error(check(graph, catalog), "1")
+
+    assert error["type"] == "invalid_input_type"
+    assert error["extra_info"] == {
+        "input_name": "filename_prefix",
+        "received_value": "../evil",
+        "exception_message": "'..' is not allowed in a prefix",
+        "node_id": "1",
+    }
+
+
+def test_an_unsafe_prefix_refuses_the_whole_prompt(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save("1"), "3": save("1", prefix="/tmp/x")}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert list(result.node_errors) == ["3"]
+
+
+def test_the_prefix_length_limit_is_configurable(catalog: NodeCatalog) -> None:
+    graph = normalise_workflow({"1": empty_image(), "2": save("1", prefix="abcd")})
+
+    limits = ValidationLimits(max_filename_prefix_length=3)
+
+    assert not validate(graph, catalog, limits=limits).ok

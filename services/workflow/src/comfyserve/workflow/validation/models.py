@@ -127,6 +127,7 @@ class ValidationLimits:
     max_unknown_inputs_per_node: int = 16
     """Inputs a node's class does not declare; ComfyUI never passes them on."""
     max_unknown_string_length: int = 1024
+    max_filename_prefix_length: int = 200
 
 
 class InvalidWorkflowError(ValueError):

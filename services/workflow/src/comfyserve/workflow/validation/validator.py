@@ -6,8 +6,10 @@ would give. Departures, all stricter or clearer: a link to a missing node or
 output is reported by name instead of as a raw `KeyError`/`IndexError`,
 booleans are not numbers, non-finite floats are refused, upload inputs are
 checked for a plain file name (no subfolder, no `[output]`-style folder
-annotation) instead of against the engine's input folder, and unknown
-classes, disallowed classes and cycles are refused anywhere in the graph.
+annotation) instead of against the engine's input folder, any string input
+named `filename_prefix` (declared or not) must stay a relative path inside
+the output folder, and unknown classes, disallowed classes and cycles are
+refused anywhere in the graph.
 
 Inputs a class does not declare (hidden ones included) are checked too, after
 the declared ones: ComfyUI drops their plain values, but reads any list there
@@ -16,10 +18,11 @@ as an unexpected keyword. They may hold only a scalar, are bounded in number
 and length (`prompt_limit_exceeded`, per node), and `comfyserve_run` is
 refused as the executor's own.
 
-A node error ComfyUI would not raise itself (upload file names, the
-undeclared-input checks) refuses the whole prompt, even when another output
-validates: the service hands the engine the whole graph, and the engine runs
-every output it finds valid, so an output dropped here would still run there.
+A node error ComfyUI would not raise itself (upload file names,
+`filename_prefix`, the undeclared-input checks) refuses the whole prompt,
+even when another output validates: the service hands the engine the whole
+graph, and the engine runs every output it finds valid, so an output dropped
+here would still run there.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ from comfyserve.workflow.validation.models import (
     ValidationResult,
 )
 
-__all__ = ["RESERVED_INPUT", "validate"]
+__all__ = ["FILENAME_PREFIX", "RESERVED_INPUT", "validate"]
 
 RESERVED_INPUT = "comfyserve_run"
 """The input the executor adds to sink nodes to force fresh outputs."""
+FILENAME_PREFIX = "filename_prefix"
+"""The input every ComfyUI save node names its output path by."""
 
 _MAX_LISTED_CHOICES = 20
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
@@ -200,7 +205,7 @@ class _Validation:
             else:
                 error = _check_widget(spec, value)
                 if error is None:
-                    error = _check_file_value(node_id, spec, value)
+                    error = _check_file_value(node_id, spec, value, self._limits)
                     if error is not None:
                         self._unsafe.add(node_id)
             if error is not None:
@@ -331,6 +336,8 @@ def _check_undeclared(
             limit="max_unknown_string_length",
             value=len(value),
         )
+    if name == FILENAME_PREFIX:
+        return _check_filename_prefix(node_id, name, value, limits)
     return None
 
 
@@ -347,9 +354,7 @@ def _reserved_input(node_id: str, name: str) -> NodeErrorItem:
 
 
 def _check_widget(spec: InputSpec, value: Any) -> NodeErrorItem | None:
-    # Newer frontends wrap list-valued widgets so they are not read as links.
-    if isinstance(value, Mapping) and "__value__" in value:
-        value = value["__value__"]
+    value = _unwrapped(value)
     if _is_asset_ref(value):
         return _check_asset_ref(spec, value)
     converter = _CONVERTERS.get(spec.type_name)
@@ -370,11 +375,54 @@ def _check_widget(spec: InputSpec, value: Any) -> NodeErrorItem | None:
 
 
 def _check_file_value(
-    node_id: str, spec: InputSpec, value: Any
+    node_id: str, spec: InputSpec, value: Any, limits: ValidationLimits
 ) -> NodeErrorItem | None:
     """What ComfyUI lets through but would reach other tenants' files."""
     if spec.is_upload and not _is_asset_ref(value):
         return _check_upload_name(node_id, spec, value)
+    if spec.name == FILENAME_PREFIX:
+        return _check_filename_prefix(
+            node_id, spec.name, _unwrapped(value), limits, input_config=spec.raw
+        )
+    return None
+
+
+def _check_filename_prefix(
+    node_id: str, name: str, value: Any, limits: ValidationLimits, **extra: Any
+) -> NodeErrorItem | None:
+    # Numbers convert to harmless strings; only a string can hold a path.
+    if not isinstance(value, str):
+        return None
+    problem = _prefix_problem(value, limits.max_filename_prefix_length)
+    if problem is None:
+        return None
+    return _item(
+        ErrorType.INVALID_INPUT_TYPE,
+        f"Invalid {name} for node {node_id}",
+        f"{name}, {value}, {problem}",
+        input_name=name,
+        **extra,
+        received_value=value,
+        exception_message=problem,
+        node_id=node_id,
+    )
+
+
+def _prefix_problem(value: str, most: int) -> str | None:
+    # ComfyUI joins the prefix to its output folder, which every job shares;
+    # a relative subfolder ("renders/cat") is fine, a way out of it is not.
+    if not value.strip():
+        return "expected a non-empty prefix"
+    if len(value) > most:
+        return f"at most {most} characters are allowed, got {len(value)}"
+    if "\\" in value:
+        return "backslashes are not allowed in a prefix"
+    if _has_control_characters(value):
+        return "control characters are not allowed in a prefix"
+    if value.startswith("/") or _WINDOWS_DRIVE.match(value):
+        return "absolute paths are not allowed"
+    if ".." in value.split("/"):
+        return "'..' is not allowed in a prefix"
     return None
 
 
@@ -466,6 +514,13 @@ def _upload_name_problem(value: Any) -> str | None:
 
 def _has_control_characters(value: str) -> bool:
     return any(ord(char) < 32 or ord(char) == 127 for char in value)
+
+
+def _unwrapped(value: Any) -> Any:
+    # Newer frontends wrap list-valued widgets so they are not read as links.
+    if isinstance(value, Mapping) and "__value__" in value:
+        return value["__value__"]
+    return value
 
 
 def _is_asset_ref(value: Any) -> bool:
