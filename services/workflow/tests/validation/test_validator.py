@@ -5,6 +5,7 @@ import pytest
 
 from comfyserve.workflow.validation import (
     ErrorType,
+    FileInput,
     NodeCatalog,
     ValidationLimits,
     ValidationResult,
@@ -1131,3 +1132,95 @@ def test_the_prefix_length_limit_is_configurable(catalog: NodeCatalog) -> None:
     limits = ValidationLimits(max_filename_prefix_length=3)
 
     assert not validate(graph, catalog, limits=limits).ok
+
+
+# --- file inputs ---------------------------------------------------------------
+
+
+def test_upload_inputs_holding_a_name_are_listed(catalog: NodeCatalog) -> None:
+    graph = {
+        "1": load_image("a.png"),
+        "2": {"class_type": "LoadImageMask", "inputs": {}},
+        "3": {"class_type": "ImageCompositeMasked", "inputs": {}},
+        "4": save("3"),
+    }
+    graph["2"]["inputs"] = {"image": "m.png", "channel": "alpha"}
+    graph["3"]["inputs"] = {
+        "destination": ["1", 0],
+        "source": ["1", 0],
+        "x": 0,
+        "y": 0,
+        "resize_source": False,
+        "mask": ["2", 0],
+    }
+
+    result = check(graph, catalog)
+
+    assert result.ok, result.to_comfy()
+    assert result.file_inputs == [
+        FileInput(node_id="1", input_name="image"),
+        FileInput(node_id="2", input_name="image"),
+    ]
+    assert "file_inputs" not in result.to_comfy()
+
+
+def test_graphs_without_uploads_list_no_file_inputs(catalog: NodeCatalog) -> None:
+    graph = {"1": empty_image(), "2": save("1")}
+
+    assert check(graph, catalog).file_inputs == []
+
+
+def test_nodes_no_output_needs_are_not_listed(catalog: NodeCatalog) -> None:
+    graph = {"1": load_image("a.png"), "2": save("1"), "9": load_image("b.png")}
+
+    assert check(graph, catalog).file_inputs == [
+        FileInput(node_id="1", input_name="image")
+    ]
+
+
+def test_inputs_of_outputs_that_failed_are_listed(catalog: NodeCatalog) -> None:
+    # ComfyUI reads True as 1 and would run output 5, which is dropped here.
+    graph = {
+        "1": empty_image(),
+        "2": save("1"),
+        "3": load_image("a.png"),
+        "4": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["3", 0], "blur_radius": True, "sigma": 1.0},
+        },
+        "5": save("4"),
+    }
+
+    result = check(graph, catalog)
+
+    assert result.ok
+    assert result.output_nodes == ["2"]
+    assert list(result.node_errors) == ["4"]
+    assert result.file_inputs == [FileInput(node_id="3", input_name="image")]
+
+
+def test_links_and_unreplaced_asset_references_are_not_listed(
+    extended_catalog: NodeCatalog,
+) -> None:
+    ref = {"__type": "core/ASSET", "info": {"id": "asset-1"}}
+    graph = {
+        "1": {"class_type": "PickMode", "inputs": {"mode": "fast"}},
+        "2": load_image(ref),
+        "3": save("2"),
+        "4": load_image(["1", 0]),
+        "5": save("4"),
+    }
+
+    result = check(graph, extended_catalog)
+
+    assert result.ok, result.to_comfy()
+    assert result.file_inputs == []
+
+
+def test_a_refused_prompt_lists_no_file_inputs(catalog: NodeCatalog) -> None:
+    graph = {"1": load_image("a.png"), "2": save("1", prefix="/x")}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert result.file_inputs == []

@@ -11,6 +11,7 @@ from comfyserve.workflow.validation.catalog import (
 )
 from comfyserve.workflow.validation.models import (
     ErrorType,
+    FileInput,
     InvalidWorkflowError,
     NodeError,
     NodeErrorItem,
@@ -24,6 +25,7 @@ from comfyserve.workflow.validation.validator import validate
 
 __all__ = [
     "ErrorType",
+    "FileInput",
     "InputCategory",
     "InputSpec",
     "InvalidCatalogError",

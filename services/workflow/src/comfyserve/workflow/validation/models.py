@@ -12,6 +12,7 @@ from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 
 __all__ = [
     "ErrorType",
+    "FileInput",
     "InvalidWorkflowError",
     "NodeError",
     "NodeErrorItem",
@@ -87,6 +88,15 @@ def _node_errors_to_comfy(node_errors: dict[str, NodeError]) -> dict[str, Any]:
     return {node_id: entry.to_comfy() for node_id, entry in node_errors.items()}
 
 
+class FileInput(BaseModel):
+    """An upload input (`LoadImage.image`, ...) that names its file by value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node_id: str
+    input_name: str
+
+
 class ValidationResult(BaseModel):
     """Outcome of validating a graph.
 
@@ -95,6 +105,12 @@ class ValidationResult(BaseModel):
     dropped, and `output_nodes` names the outputs that validated. An error
     ComfyUI would not raise itself refuses the whole prompt instead (see the
     validator's module docstring).
+
+    `file_inputs`, for an accepted prompt, lists every upload input holding a
+    plain file name (not a link) in the nodes that any output node depends
+    on, including outputs that failed validation here, since the engine
+    validates again and may still run them; nodes no output needs never run
+    and are left out. The executor keeps these files in the job's own folder.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -103,6 +119,7 @@ class ValidationResult(BaseModel):
     error: PromptError | None = None
     node_errors: dict[str, NodeError] = Field(default_factory=dict)
     output_nodes: list[str] = Field(default_factory=list)
+    file_inputs: list[FileInput] = Field(default_factory=list)
 
     def to_comfy(self) -> dict[str, Any]:
         """`{"error": ..., "node_errors": ...}`; no `error` key when accepted."""

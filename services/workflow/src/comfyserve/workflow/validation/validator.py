@@ -44,6 +44,7 @@ from comfyserve.workflow.validation.catalog import (
 )
 from comfyserve.workflow.validation.models import (
     ErrorType,
+    FileInput,
     NodeError,
     NodeErrorItem,
     PromptError,
@@ -148,7 +149,12 @@ class _Validation:
             if node_id in dependents
         }
         if good and not self._unsafe:
-            return ValidationResult(ok=True, node_errors=node_errors, output_nodes=good)
+            return ValidationResult(
+                ok=True,
+                node_errors=node_errors,
+                output_nodes=good,
+                file_inputs=self._file_inputs(),
+            )
         return _rejected(
             PromptError(
                 type=ErrorType.PROMPT_OUTPUTS_FAILED_VALIDATION,
@@ -157,6 +163,16 @@ class _Validation:
             ),
             node_errors,
         )
+
+    def _file_inputs(self) -> list[FileInput]:
+        # Every node an output depends on has been checked by now.
+        return [
+            FileInput(node_id=node_id, input_name=spec.name)
+            for node_id, node in self._graph.items()
+            if node_id in self._followed
+            for spec in self._specs[node_id].validated_inputs()
+            if spec.is_upload and isinstance(node["inputs"].get(spec.name), str)
+        ]
 
     def _is_valid(self, root: str) -> bool:
         # Iterative post-order: the graph is acyclic here, and deep chains
