@@ -142,7 +142,7 @@ class ValidationLimits:
     """Size of the normalised graph as compact (ASCII-escaped) JSON, the form
     every message that carries a job holds it in."""
     max_unknown_inputs_per_node: int = 16
-    """Inputs a node's class does not declare; ComfyUI never passes them on."""
+    """Inputs a node's class declares neither required nor optional."""
     max_unknown_string_length: int = 1024
     max_filename_prefix_length: int = 200
 

@@ -38,7 +38,9 @@ def normalise_workflow(
     Accepts the API format itself and the `{"nodes": {id: {"class_type",
     "inputs": [{"name", "type", "value"}, ...]}}}` form. Raises
     `WorkflowFormatUiError` for a UI export and `InvalidWorkflowError` for
-    anything else that is not a graph or exceeds `limits`.
+    anything else that is not a graph of JSON values (a non-finite number
+    included) or exceeds `limits`, the whole graph's compact JSON size among
+    them.
     """
     limits = limits or ValidationLimits()
     if not isinstance(raw, Mapping):
