@@ -223,6 +223,9 @@ class FakeStorage:
 
     def __init__(self, objects: FakeObjectStore) -> None:
         self.objects = objects
+        # Where presigned PUTs point; a test may point them at a real server.
+        self.upload_base = f"http://{OBJECT_HOST}"
+        self.upload_query = "sig=put"
         self.files: dict[str, st.FileInfo] = {}
         self.download_url_calls: list[st.GetDownloadUrlsRequest] = []
         self.create_requests: list[st.CreateUploadRequest] = []
@@ -273,7 +276,7 @@ class FakeStorage:
         info.expires_at.CopyFrom(timestamp(datetime(2030, 1, 2, tzinfo=UTC)))
         return st.CreateUploadResponse(
             file=info,
-            upload_url=f"http://{OBJECT_HOST}{self._path(info)}?sig=put",
+            upload_url=f"{self.upload_base}{self._path(info)}?{self.upload_query}",
             upload_headers={"Content-Type": request.content_type},
         )
 

@@ -39,13 +39,18 @@ class Resources:
 ResourcesFactory = Callable[[Settings], AbstractAsyncContextManager[Resources]]
 
 
+def upload_client() -> httpx.AsyncClient:
+    """The client that PUTs upload bytes to presigned object-store URLs."""
+    return httpx.AsyncClient(timeout=_UPLOAD_TIMEOUT, follow_redirects=False)
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     """The production wiring: gRPC channels, Redis and an HTTP client."""
     workflow_channel = insecure_channel(settings.workflow_grpc_target)
     storage_channel = insecure_channel(settings.storage_grpc_target)
     redis = Redis.from_url(settings.redis_url)
-    http = httpx.AsyncClient(timeout=_UPLOAD_TIMEOUT, follow_redirects=False)
+    http = upload_client()
     try:
         yield Resources(
             authenticator=StaticKeyAuthenticator(settings.api_keys),
