@@ -1,5 +1,7 @@
 import hashlib
 import io
+import struct
+import zlib
 
 import pytest
 from PIL import Image
@@ -75,11 +77,111 @@ async def test_a_generic_part_type_is_guessed_from_the_filename(client, auth_a):
     assert response.json()["width"] == 1
 
 
-async def test_an_image_type_with_bytes_that_are_no_image_has_no_dimensions(
-    client, auth_a
+def _jpeg():
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _mpo():
+    """A multi-picture JPEG, as cameras write them."""
+    buffer = io.BytesIO()
+    frames = [Image.new("RGB", (2, 2)), Image.new("RGB", (2, 2))]
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+async def test_an_empty_file_is_422_and_nothing_is_stored(client, storage, auth_a):
+    response = await client.post(
+        "/files", headers=auth_a, files={"file": ("empty.txt", b"", "text/plain")}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "empty_file"
+    assert storage.create_requests == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "part_type", "override", "detected"),
+    [
+        ("x.png", b"not a png", "image/png", None, None),
+        ("x.png", _jpeg(), "image/png", None, "image/jpeg"),
+        ("x.bin", b"hello", "application/octet-stream", "image/webp", None),
+        ("x.webp", _png(1, 1), "application/octet-stream", None, "image/png"),
+    ],
+    ids=["text-as-png", "jpeg-as-png", "text-as-webp", "png-named-webp"],
+)
+async def test_bytes_that_are_not_the_declared_image_type_are_422(
+    client, storage, auth_a, name, data, part_type, override, detected
 ):
     response = await client.post(
-        "/files", headers=auth_a, files={"file": ("x.png", b"not a png", "image/png")}
+        "/files",
+        headers=auth_a,
+        files={"file": (name, data, part_type)},
+        data={"content_type": override} if override else {},
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "content_type_mismatch"
+    declared = override or {"x.webp": "image/webp"}.get(name, part_type)
+    assert (body["declared"], body["detected"]) == (declared, detected)
+    assert declared in body["detail"]
+    assert storage.create_requests == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "part_type"),
+    [
+        # Other names of the same format.
+        ("a.jpg", _jpeg(), "image/jpg"),
+        ("a.jpg", _jpeg(), "image/pjpeg"),
+        ("a.jpg", _mpo(), "image/jpeg"),
+        ("a.png", _png(1, 1), "image/png; charset=binary"),
+        # Types Pillow cannot judge, and non-image types, are taken as declared.
+        ("a.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+        ("a.txt", _png(1, 1), "text/plain"),
+    ],
+    ids=["jpg", "pjpeg", "mpo-as-jpeg", "parameters", "svg", "png-as-text"],
+)
+async def test_matching_or_unchecked_types_are_stored(
+    client, auth_a, name, data, part_type
+):
+    response = await client.post(
+        "/files", headers=auth_a, files={"file": (name, data, part_type)}
+    )
+
+    assert response.status_code == 201, response.text
+
+
+def _chunk(kind, data):
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data))
+    )
+
+
+def _png_claiming(width, height):
+    """A PNG whose header claims `width` x `height` pixels, with no pixel data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b""))
+        + _chunk(b"IEND", b"")
+    )
+
+
+async def test_an_image_too_large_for_pillow_to_open_is_stored_as_declared(
+    client, auth_a
+):
+    # 400 megapixels: Pillow refuses to open it, yet its header is a PNG's.
+    data = _png_claiming(20000, 20000)
+
+    response = await client.post(
+        "/files", headers=auth_a, files={"file": ("big.png", data, "image/png")}
     )
 
     assert response.status_code == 201

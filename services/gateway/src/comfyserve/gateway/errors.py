@@ -97,6 +97,28 @@ class PayloadTooLargeError(GatewayError):
         )
 
 
+class EmptyFileError(GatewayError):
+    status_code = 422
+    code = "empty_file"
+
+    def __init__(self) -> None:
+        super().__init__("The file is empty")
+
+
+class ContentTypeMismatchError(GatewayError):
+    """The bytes of an upload are not of the image type it was declared as."""
+
+    status_code = 422
+    code = "content_type_mismatch"
+
+    def __init__(self, declared: str, detected: str | None) -> None:
+        what = detected or "not an image Pillow can read"
+        super().__init__(
+            f"The file is declared {declared} but its bytes are {what}",
+            extra={"declared": declared, "detected": detected},
+        )
+
+
 class InvalidWorkflowError(GatewayError):
     """The workflow service rejected a graph; `extra` has ComfyUI's error shape."""
 

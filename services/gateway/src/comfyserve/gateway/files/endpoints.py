@@ -87,8 +87,19 @@ _UPLOAD_BODY = {
     openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
         **_ERROR_RESPONSES,
-        413: {"description": "The file is larger than the upload limit"},
-        422: {"description": "No `file` part"},
+        413: {
+            "description": (
+                "The file is larger than `GATEWAY_MAX_UPLOAD_BYTES`; "
+                "`limit_bytes` says how large it may be"
+            )
+        },
+        422: {
+            "description": (
+                "No `file` part (`invalid_request`), an empty file "
+                "(`empty_file`), or bytes that are not the declared image type "
+                "(`content_type_mismatch`)"
+            )
+        },
         502: {"description": "The object store refused the bytes"},
     },
 )
