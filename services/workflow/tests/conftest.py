@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -22,9 +21,11 @@ from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc
 from comfyserve.contracts.topics import (
     ALL_TOPICS,
     CANCEL_REQUESTED,
-    SUBMITTED_IN_DRAIN_ORDER,
+    FINISHED,
+    SUBMITTED,
     topic_for,
 )
+from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.workflow.adapters.files import StoredFile
 from comfyserve.workflow.app import Runtime, run_app
 from comfyserve.workflow.migrate import upgrade_async
@@ -124,7 +125,7 @@ def settings(stack: dict[str, str], session_id: str) -> Settings:
         consumer_group=f"workflow-test-{session_id}",
         outbox_poll_seconds=0.5,
         max_attempts=3,
-        heartbeat_timeout_seconds=15,
+        lease_seconds=15,
     )
 
 
@@ -136,9 +137,9 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     )
     try:
         await connection.execute(
-            "INSERT INTO node_catalog"
-            " (worker_id, catalog_hash, object_info, updated_at)"
-            " VALUES ($1, 'test', $2::jsonb, now())",
+            "INSERT INTO pool_catalogs"
+            " (pool, worker_id, catalog_hash, object_info, updated_at)"
+            " VALUES ('default', $1, 'test', $2::jsonb, now())",
             CATALOG_WORKER,
             OBJECT_INFO.read_text(encoding="utf-8"),
         )
@@ -160,7 +161,7 @@ async def probe(settings: Settings) -> AsyncIterator[EventProbe]:
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
     )
     await consumer.start()
-    produced = {*SUBMITTED_IN_DRAIN_ORDER, CANCEL_REQUESTED}
+    produced = {SUBMITTED, CANCEL_REQUESTED, FINISHED}
     partitions = [
         TopicPartition(spec.name, partition)
         for spec in ALL_TOPICS
@@ -193,7 +194,7 @@ async def runtime(
 async def stub(
     runtime: Runtime,
 ) -> AsyncIterator[workflow_pb2_grpc.WorkflowServiceStub]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    channel = insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
     yield workflow_pb2_grpc.WorkflowServiceStub(channel)
     await channel.close()
 
@@ -242,3 +243,32 @@ def make_workflow() -> Callable[..., str]:
     """An API-format graph (JSON text) valid against the 2024 catalog; keyword
     arguments add or replace nodes."""
     return _workflow
+
+
+@pytest.fixture
+async def private_pool(db: asyncpg.Connection) -> AsyncIterator[tuple[str, str]]:
+    """A pool of its own and a node type only it has: graphs using the node are
+    queued there, apart from every other test's jobs. Yields (pool, node type)."""
+    marker = f"Marker_{uuid.uuid4().hex[:8]}"
+    pool = f"pool-{marker.lower()}"
+    object_info = json.loads(OBJECT_INFO.read_text(encoding="utf-8"))
+    object_info[marker] = {
+        "input": {"required": {}, "optional": {"label": ["STRING", {}]}},
+        "output": [],
+        "output_is_list": [],
+        "output_name": [],
+        "name": marker,
+        "display_name": marker,
+        "description": "",
+        "category": "test",
+        "output_node": True,
+    }
+    await db.execute(
+        "INSERT INTO pool_catalogs (pool, worker_id, catalog_hash, object_info,"
+        " updated_at) VALUES ($1, 'test', $2, $3::jsonb, now())",
+        pool,
+        marker,
+        json.dumps(object_info),
+    )
+    yield pool, marker
+    await db.execute("DELETE FROM pool_catalogs WHERE pool = $1", pool)

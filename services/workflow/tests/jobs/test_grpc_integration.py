@@ -8,10 +8,13 @@ from google.rpc import error_details_pb2, status_pb2
 
 from comfyserve.contracts.events import JobSubmitted, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
-from comfyserve.contracts.topics import SUBMITTED_HIGH, SUBMITTED_NORMAL
+from comfyserve.contracts.topics import SUBMITTED
 from comfyserve.contracts.workflow_format import ASSET_TYPE
 
 pytestmark = pytest.mark.integration
+
+# A global address: webhook targets must be public (no resolution needed).
+PUBLIC_HOOK = "https://93.184.215.14/hook"
 
 
 def tenant() -> str:
@@ -43,13 +46,14 @@ async def test_submit_stores_a_pending_job_and_the_relay_publishes_it(
         tenant_id,
         make_workflow(),
         metadata={"run": "1"},
-        webhook_url="https://example.test/hook",
+        webhook_url=PUBLIC_HOOK,
     )
     job = response.job
     assert response.WhichOneof("result") == "job"
     assert not response.replayed
     assert job.status == pb.JOB_STATUS_PENDING
     assert job.priority == pb.PRIORITY_NORMAL
+    assert job.pool == "default"
     assert job.timeout_seconds == 600
     assert job.attempt == 0
     assert job.queue_position >= 1
@@ -59,14 +63,14 @@ async def test_submit_stores_a_pending_job_and_the_relay_publishes_it(
     topic, event = await probe.wait_for(
         job.id, lambda _t, e: isinstance(e, JobSubmitted)
     )
-    assert topic == SUBMITTED_NORMAL
+    assert topic == SUBMITTED
     assert isinstance(event, JobSubmitted)
     assert event.tenant_id == tenant_id
     assert event.data.attempt == 1
     assert event.data.priority is Priority.NORMAL
-    assert event.data.metadata == {"run": "1"}
-    assert event.data.webhook_url == "https://example.test/hook"
-    assert event.data.workflow["1"]["inputs"]["width"] == 64
+    assert event.data.pool == "default"
+    # The graph stays out of Kafka: the executor gets it from its claim.
+    assert "workflow" not in json.loads(event.model_dump_json())["data"]
     # Deleted in the relay's transaction once Kafka acknowledged the batch.
     await eventually(
         lambda: db.fetchval("SELECT count(*) FROM outbox WHERE key = $1", job.id),
@@ -74,29 +78,29 @@ async def test_submit_stores_a_pending_job_and_the_relay_publishes_it(
     )
 
 
-async def test_priority_picks_the_topic(stub, probe, make_workflow):
-    response = await submit(stub, tenant(), make_workflow(), priority=pb.PRIORITY_HIGH)
-    topic, _ = await probe.wait_for(response.job.id, lambda _t, _e: True)
-    assert topic == SUBMITTED_HIGH
-
-
 async def test_asset_references_resolve_to_the_tenants_files(
-    stub, probe, files, make_workflow
+    stub, files, make_workflow
 ):
     tenant_id = tenant()
     stored = files.add(tenant_id, "cat.png")
+    saved = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["3", 0], "filename_prefix": "cat"},
+    }
     response = await submit(
-        stub, tenant_id, make_workflow(**{"3": load_image(stored.file_id)})
+        stub, tenant_id, make_workflow(**{"3": load_image(stored.file_id), "4": saved})
     )
     job = response.job
-    # The stored graph keeps the reference; the published one names the file.
+    # The stored graph keeps the reference; the one to run names the file.
     assert json.loads(job.workflow_json)["3"]["inputs"]["image"] == asset(
         stored.file_id
     )
-    _, event = await probe.wait_for(job.id, lambda _t, e: isinstance(e, JobSubmitted))
-    assert isinstance(event, JobSubmitted)
-    assert event.data.workflow["3"]["inputs"]["image"] == "cat.png"
-    [staged] = event.data.inputs
+    claim = await stub.ClaimJob(
+        pb.ClaimJobRequest(tenant_id=tenant_id, job_id=job.id, worker_id="w-assets")
+    )
+    assignment = claim.assignment
+    assert json.loads(assignment.workflow_json)["3"]["inputs"]["image"] == "cat.png"
+    [staged] = assignment.inputs
     assert (staged.file_id, staged.node_id, staged.input_name) == (
         stored.file_id,
         "3",
@@ -107,6 +111,9 @@ async def test_asset_references_resolve_to_the_tenants_files(
         stored.key,
         "cat.png",
     )
+    assert [(ref.node_id, ref.input_name) for ref in assignment.file_inputs] == [
+        ("3", "image")
+    ]
 
 
 async def test_missing_other_tenant_and_unready_files_are_validation_errors(
@@ -333,35 +340,24 @@ async def test_cancel_of_a_running_job_flags_it_and_broadcasts(
     await probe.wait_for(job.id, lambda _t, e: isinstance(e, JobCancelRequested))
 
 
-async def test_claim_grants_a_pending_job_and_refuses_a_live_one(
-    stub, executor, eventually, db, make_workflow
+async def test_claim_grants_a_pending_job_and_refuses_one_under_a_live_lease(
+    stub, make_workflow
 ):
-    from comfyserve.contracts.events import WorkerHeartbeat, WorkerHeartbeatData
-
     tenant_id = tenant()
-    live_worker = f"live-{uuid.uuid4().hex[:6]}"
-    await executor(
-        WorkerHeartbeat(
-            source="test",
-            subject=live_worker,
-            data=WorkerHeartbeatData(worker_id=live_worker, interval_s=5),
-        )
-    )
-    await eventually(
-        lambda: db.fetchval(
-            "SELECT count(*) FROM workers WHERE worker_id = $1", live_worker
-        ),
-        lambda count: count == 1,
-    )
     job = (await submit(stub, tenant_id, make_workflow())).job
 
     granted = await stub.ClaimJob(
-        pb.ClaimJobRequest(tenant_id=tenant_id, job_id=job.id, worker_id=live_worker)
+        pb.ClaimJobRequest(tenant_id=tenant_id, job_id=job.id, worker_id="w-live")
     )
     assert granted.granted
     assert granted.attempt == 1
     assert granted.job.status == pb.JOB_STATUS_RUNNING
-    assert granted.job.worker_id == live_worker
+    assert granted.job.worker_id == "w-live"
+    assert granted.assignment.attempt == 1
+    assert granted.assignment.lease_seconds == 15
+    assert json.loads(granted.assignment.workflow_json)["1"]["class_type"] == (
+        "EmptyImage"
+    )
 
     refused = await stub.ClaimJob(
         pb.ClaimJobRequest(tenant_id=tenant_id, job_id=job.id, worker_id="other")
@@ -369,6 +365,7 @@ async def test_claim_grants_a_pending_job_and_refuses_a_live_one(
     assert not refused.granted
     assert refused.reason == "running_on_live_worker"
     assert refused.job.attempt == 1
+    assert not refused.HasField("assignment")
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.ClaimJob(
@@ -377,12 +374,11 @@ async def test_claim_grants_a_pending_job_and_refuses_a_live_one(
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_claims_take_over_from_dead_workers_until_attempts_run_out(
-    stub, make_workflow
+async def test_claims_take_over_lapsed_leases_until_attempts_run_out(
+    stub, db, make_workflow
 ):
     tenant_id = tenant()
     job = (await submit(stub, tenant_id, make_workflow())).job
-    # Workers that never heartbeated count as dead.
     for attempt in (1, 2, 3):
         claim = await stub.ClaimJob(
             pb.ClaimJobRequest(
@@ -391,6 +387,7 @@ async def test_claims_take_over_from_dead_workers_until_attempts_run_out(
         )
         assert claim.granted
         assert claim.attempt == attempt
+        await lapse_lease(db, job.id)
     exhausted = await stub.ClaimJob(
         pb.ClaimJobRequest(tenant_id=tenant_id, job_id=job.id, worker_id="ghost-4")
     )
@@ -492,8 +489,8 @@ async def test_watch_of_another_tenants_job_is_not_found(stub, make_workflow):
 async def test_without_any_node_catalog_submits_are_unavailable(
     stub, db, make_workflow
 ):
-    saved = await db.fetch("SELECT * FROM node_catalog")
-    await db.execute("DELETE FROM node_catalog")
+    saved = await db.fetch("SELECT * FROM pool_catalogs")
+    await db.execute("DELETE FROM pool_catalogs")
     try:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await submit(stub, tenant(), make_workflow())
@@ -501,9 +498,47 @@ async def test_without_any_node_catalog_submits_are_unavailable(
         assert "node catalog" in (raised.value.details() or "")
     finally:
         await db.executemany(
-            "INSERT INTO node_catalog"
-            " (worker_id, catalog_hash, object_info, updated_at)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO pool_catalogs"
+            " (pool, catalog_hash, object_info, worker_id, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             [tuple(row.values()) for row in saved],
         )
     assert (await submit(stub, tenant(), make_workflow())).WhichOneof("result") == "job"
+
+
+async def lapse_lease(db, job_id: str) -> None:
+    await db.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+        uuid.UUID(job_id),
+    )
+
+
+async def test_numbers_out_of_range_are_named_not_internal(stub, make_workflow):
+    graph = make_workflow().replace('"width": 64', '"width": 1e400')
+    response = await submit(stub, tenant(), graph)
+    error = response.validation_errors.error
+    assert "inf" in error.message.lower() or "finite" in error.message.lower()
+    assert json.loads(error.extra_info_json) == {
+        "node_id": "1",
+        "field": "inputs.width",
+    }
+
+
+async def test_a_request_too_large_for_any_event_is_refused_naming_the_input(
+    stub, db, make_workflow
+):
+    # A SaveImage with 80 undeclared inputs of 20,000 characters (1.6 MB): it
+    # once passed validation and then blocked the outbox for every tenant.
+    graph = json.loads(make_workflow())
+    graph["2"]["inputs"].update({f"pad{i}": "x" * 20_000 for i in range(80)})
+    tenant_id = tenant()
+    response = await submit(stub, tenant_id, json.dumps(graph))
+    errors = response.validation_errors
+    assert errors.error.type == "prompt_outputs_failed_validation"
+    items = errors.node_errors["2"].errors
+    names = {json.loads(item.extra_info_json)["input_name"] for item in items}
+    assert "pad0" in names
+    assert (
+        await db.fetchval("SELECT count(*) FROM jobs WHERE tenant_id = $1", tenant_id)
+        == 0
+    )

@@ -33,18 +33,18 @@ async def get(stub, tenant_id: str, job_id: str) -> pb.Job:
     return await stub.GetJob(pb.GetJobRequest(tenant_id=tenant_id, job_id=job_id))
 
 
-async def heartbeat(db, worker_id: str, at: datetime) -> None:
-    await db.execute(
-        "INSERT INTO workers (worker_id, last_heartbeat, info) VALUES ($1, $2, '{}')"
-        " ON CONFLICT (worker_id)"
-        " DO UPDATE SET last_heartbeat = excluded.last_heartbeat",
-        worker_id,
-        at,
+def after_lease(settings) -> datetime:
+    """A moment when every lease granted now has lapsed."""
+    return datetime.now(UTC) + timedelta(seconds=settings.lease_seconds + 1)
+
+
+async def renew(stub, worker_id: str, job: pb.Job, attempt: int = 1) -> int:
+    answer = await stub.RenewLeases(
+        pb.RenewLeasesRequest(
+            worker_id=worker_id, leases=[pb.Lease(job_id=job.id, attempt=attempt)]
+        )
     )
-
-
-def after_heartbeat_timeout(settings) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=settings.heartbeat_timeout_seconds + 1)
+    return answer.leases[0].state
 
 
 async def test_jobs_past_their_deadline_fail_with_timeout(
@@ -57,14 +57,13 @@ async def test_jobs_past_their_deadline_fail_with_timeout(
     await claim(stub, running_tenant, running.id, worker_id)
     deadline = running.deadline.ToDatetime(tzinfo=UTC)
     later = deadline + timedelta(seconds=settings.deadline_grace_seconds + 1)
-    # The worker is alive throughout: only the deadline ends the job.
-    await heartbeat(db, worker_id, later)
 
-    await runtime.sweeper.sweep_once(deadline)
+    # Leases are not expired in these passes: only the deadline ends the job.
+    await runtime.sweeper.sweep_once(deadline, expire_leases=False)
     assert (await get(stub, pending_tenant, pending.id)).status == pb.JOB_STATUS_PENDING
     assert (await get(stub, running_tenant, running.id)).status == pb.JOB_STATUS_RUNNING
 
-    report = await runtime.sweeper.sweep_once(later)
+    report = await runtime.sweeper.sweep_once(later, expire_leases=False)
     assert report.timed_out >= 2
     for tenant_id, job in ((pending_tenant, pending), (running_tenant, running)):
         ended = await get(stub, tenant_id, job.id)
@@ -78,18 +77,20 @@ async def test_jobs_past_their_deadline_fail_with_timeout(
     )
 
 
-async def test_a_job_whose_worker_stopped_heartbeating_is_requeued(
-    stub, runtime, settings, probe, db, make_workflow
+async def test_a_job_whose_lease_lapsed_is_requeued_and_its_worker_told(
+    stub, runtime, settings, probe, make_workflow
 ):
     tenant_id = tenant()
     lost = await submit(stub, tenant_id, make_workflow)
     alive = await submit(stub, tenant_id, make_workflow)
     await claim(stub, tenant_id, lost.id, "ghost")
     await claim(stub, tenant_id, alive.id, "alive")
-    now = after_heartbeat_timeout(settings)
-    await heartbeat(db, "alive", now)
+    assert await renew(stub, "alive", alive) == pb.LEASE_STATE_HELD
+    # Heartbeats on Kafka play no part: only the lease says a worker lives.
+    report = await runtime.sweeper.sweep_once(datetime.now(UTC))
+    assert (await get(stub, tenant_id, lost.id)).status == pb.JOB_STATUS_RUNNING
 
-    report = await runtime.sweeper.sweep_once(now)
+    report = await runtime.sweeper.sweep_once(after_lease(settings))
 
     assert report.requeued >= 1
     requeued = await get(stub, tenant_id, lost.id)
@@ -98,7 +99,22 @@ async def test_a_job_whose_worker_stopped_heartbeating_is_requeued(
     await probe.wait_for(
         lost.id, lambda _t, e: isinstance(e, JobSubmitted) and e.data.attempt == 2
     )
-    assert (await get(stub, tenant_id, alive.id)).status == pb.JOB_STATUS_RUNNING
+    assert await renew(stub, "ghost", lost) == pb.LEASE_STATE_LOST
+
+
+async def test_a_restarted_worker_with_a_fixed_id_does_not_strand_its_job(
+    stub, runtime, settings, make_workflow
+):
+    # The new process knows nothing of the old job and never renews it.
+    tenant_id = tenant()
+    job = await submit(stub, tenant_id, make_workflow)
+    await claim(stub, tenant_id, job.id, "fixed-id")
+    report = await runtime.sweeper.sweep_once(after_lease(settings))
+
+    assert report.requeued >= 1
+    assert (await get(stub, tenant_id, job.id)).status == pb.JOB_STATUS_PENDING
+    again = await claim(stub, tenant_id, job.id, "fixed-id")
+    assert (again.granted, again.attempt) == (True, 2)
 
 
 async def test_a_lost_job_on_its_last_attempt_fails_with_worker_lost(
@@ -108,8 +124,9 @@ async def test_a_lost_job_on_its_last_attempt_fails_with_worker_lost(
     job = await submit(stub, tenant_id, make_workflow)
     for attempt in range(1, settings.max_attempts + 1):
         assert (await claim(stub, tenant_id, job.id, f"ghost-{attempt}")).granted
+        await runtime.sweeper.sweep_once(after_lease(settings))
 
-    await runtime.sweeper.sweep_once(after_heartbeat_timeout(settings))
+    await runtime.sweeper.sweep_once(after_lease(settings))
 
     failed = await get(stub, tenant_id, job.id)
     assert failed.status == pb.JOB_STATUS_FAILED
@@ -124,7 +141,7 @@ async def test_a_lost_job_being_cancelled_ends_cancelled(
     await claim(stub, tenant_id, job.id, "ghost")
     await stub.CancelJob(pb.CancelJobRequest(tenant_id=tenant_id, job_id=job.id))
 
-    await runtime.sweeper.sweep_once(after_heartbeat_timeout(settings))
+    await runtime.sweeper.sweep_once(after_lease(settings))
 
     assert (await get(stub, tenant_id, job.id)).status == pb.JOB_STATUS_CANCELLED
 
@@ -137,7 +154,7 @@ async def test_idempotency_keys_expire_after_their_lifetime(
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
 
     report = await runtime.sweeper.sweep_once(
-        datetime.now(UTC) + ttl + timedelta(minutes=1)
+        datetime.now(UTC) + ttl + timedelta(minutes=1), expire_leases=False
     )
 
     assert report.idempotency_keys_deleted >= 1

@@ -142,3 +142,44 @@ async def test_a_batch_is_applied_before_its_commit_is_acknowledged():
     kafka.release.set()
     await asyncio.wait_for(consumer.flush(), 5)
     assert kafka.commits == [1]
+
+
+class BuggyTracker:
+    """Raises an unexpected error (a bug, not an outage) for one event id."""
+
+    def __init__(self, poisoned: str) -> None:
+        self.poisoned = poisoned
+        self.applied: list[str] = []
+        self.calls = 0
+
+    async def on_event(self, event) -> Outcome:
+        self.calls += 1
+        if str(event.id) == self.poisoned:
+            raise KeyError("a handler bug")
+        self.applied.append(str(event.id))
+        return Outcome.APPLIED
+
+
+async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_not_skipped():
+    records = [started_record(0), started_record(1), started_record(2)]
+    bad = str(JobStarted.model_validate_json(records[1].value).id)
+    kafka = FakeKafkaConsumer(records)
+    producer = FakeProducer()
+    tracker = BuggyTracker(poisoned=bad)
+    consumer = EventConsumer(
+        consumer=kafka, producer=producer, tracker=tracker, metrics=Metrics()
+    )
+
+    await drive(consumer, kafka, rounds=1)
+    # The first record applies and commits; the bug stops the batch there.
+    assert kafka.commits == [1]
+    assert kafka.position == 1
+
+    await drive(consumer, kafka, rounds=3)
+
+    good = [str(JobStarted.model_validate_json(r.value).id) for r in records]
+    assert tracker.applied == [good[0], good[2]]
+    [(topic, value, headers)] = producer.sent
+    assert (topic, value) == (dlq(STARTED), records[1].value)
+    assert dict(headers)[DLQ_REASON_HEADER] == b"handler failed 3 times: KeyError"
+    assert kafka.commits[-1] == 3

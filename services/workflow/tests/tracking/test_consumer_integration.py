@@ -1,3 +1,5 @@
+import asyncio
+import json
 import uuid
 
 import pytest
@@ -18,10 +20,12 @@ from comfyserve.contracts.events import (
     NodeCatalogPublished,
     OutputFile,
     OutputKind,
+    dump_event,
 )
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.topics import STARTED, dlq
-from comfyserve.workflow.tracking.consumer import DLQ_REASON_HEADER
+from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.tracking.consumer import DLQ_REASON_HEADER, EventConsumer
 
 pytestmark = pytest.mark.integration
 
@@ -233,26 +237,98 @@ async def _value(counter) -> float:
     return counter._value.get()
 
 
-async def test_catalogs_from_executors_are_recorded(executor, eventually, db):
-    worker_id = f"catalog-{uuid.uuid4().hex[:6]}"
-    await executor(
-        NodeCatalogPublished(
-            source="test",
-            subject=worker_id,
-            data=NodeCatalogData(
-                worker_id=worker_id,
-                catalog_hash="h1",
-                object_info={"Thing": {"input": {}, "output": []}},
-            ),
+async def test_a_pools_catalog_is_recorded_and_replaced_whole(executor, eventually, db):
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+
+    async def publish(worker_id: str, digest: str, nodes: dict) -> None:
+        await executor(
+            NodeCatalogPublished(
+                source="test",
+                subject=pool,
+                data=NodeCatalogData(
+                    worker_id=worker_id,
+                    pool=pool,
+                    catalog_hash=digest,
+                    object_info=nodes,
+                ),
+            )
         )
-    )
-    await eventually(
-        lambda: db.fetchval(
-            "SELECT catalog_hash FROM node_catalog WHERE worker_id = $1", worker_id
+
+    await publish("w-old", "h1", {"Old": {"input": {}, "output": []}})
+    await publish("w-new", "h2", {"New": {"input": {}, "output": []}})
+
+    row = await eventually(
+        lambda: db.fetchrow(
+            "SELECT catalog_hash, worker_id, object_info FROM pool_catalogs"
+            " WHERE pool = $1",
+            pool,
         ),
-        lambda value: value == "h1",
+        lambda row: row is not None and row["catalog_hash"] == "h2",
     )
-    await db.execute("DELETE FROM node_catalog WHERE worker_id = $1", worker_id)
+    # One row per pool, whatever number of workers publish: node types the
+    # pool no longer offers stop validating.
+    assert row["worker_id"] == "w-new"
+    assert list(json.loads(row["object_info"])) == ["New"]
+    await db.execute("DELETE FROM pool_catalogs WHERE pool = $1", pool)
+
+
+async def test_a_record_a_handler_keeps_failing_on_is_dead_lettered_mid_batch(
+    settings, runtime, stub, make_workflow, eventually
+):
+    topic = f"test.{uuid.uuid4().hex}"
+    tenant_id, job_id = await claimed_job(stub, make_workflow)
+    before, poison, after = (
+        progressed(job_id, tenant_id, [output(str(uuid.uuid4()), i)], step=i)
+        for i in (1, 2, 3)
+    )
+
+    class OneBuggyEvent:
+        async def on_event(self, event):
+            if event.id == poison.id:
+                raise KeyError("a handler bug")
+            return await runtime.tracker.on_event(event)
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"buggy-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    dead = AIOKafkaConsumer(
+        dlq(topic),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    for event in (before, poison, after):
+        await producer.send_and_wait(topic, dump_event(event), key=job_id.encode())
+    await consumer.start()
+    events = EventConsumer(
+        consumer=consumer, producer=producer, tracker=OneBuggyEvent(), metrics=Metrics()
+    )
+    running = asyncio.create_task(events.run())
+    try:
+        job = await eventually(
+            get_job(stub, tenant_id, job_id),
+            lambda job: len(job.outputs) == 2,
+            within=30,
+        )
+        assert {o.file_id for o in job.outputs} == {
+            before.data.outputs[0].file_id,
+            after.data.outputs[0].file_id,
+        }
+        await dead.start()
+        record = await asyncio.wait_for(dead.getone(), 30)
+        assert record.value == dump_event(poison)
+        assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"handler failed")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await consumer.stop()
+        await dead.stop()
+        await producer.stop()
 
 
 async def test_unparseable_records_go_to_the_dead_letter_topic(settings, eventually):

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "ASSET_TYPE",
+    "RUN_MARK_INPUT",
     "AssetRef",
     "InvalidAssetRefError",
     "UnknownAssetError",
@@ -18,6 +19,10 @@ __all__ = [
 
 ASSET_TYPE = "core/ASSET"
 """`__type` of an asset reference: `{"__type": "core/ASSET", "info": {"id": ...}}`."""
+
+RUN_MARK_INPUT = "comfyserve_run"
+"""An input the executor adds to sink nodes so ComfyUI runs them afresh for
+every attempt; reserved, so a submitted graph may not use it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ _KEEPALIVE_SECONDS = 30.0
 
 OUTBOX_CHANNEL = "workflow_outbox"
 JOBS_CHANNEL = "workflow_jobs"
+# Payload: a pool with a newly pending job. Wakes the executors waiting there.
+QUEUE_CHANNEL = "workflow_queue"
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -33,6 +35,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=10,
         max_overflow=10,
         pool_pre_ping=True,
+        # Bound parameters carry prompt text: never into an error or a log.
+        hide_parameters=True,
         connect_args={"server_settings": {"search_path": settings.schema_}},
     )
 

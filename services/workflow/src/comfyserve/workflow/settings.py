@@ -29,7 +29,19 @@ class Settings(BaseSettings):
     # in the queue (over all its attempts) before the sweeper fails it.
     queue_timeout_seconds: int = Field(default=3600, ge=0)
     max_attempts: int = Field(default=3, ge=1)
-    heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
+    # An attempt whose worker has not renewed its lease for this long is
+    # re-queued (or failed once out of attempts); workers renew a third of it.
+    lease_seconds: float = Field(default=15.0, gt=0)
+    # The longest AcquireJob waits for a job before answering without one.
+    acquire_max_wait_seconds: float = Field(default=30.0, gt=0)
+    # A pool whose workers were heard from this recently is preferred when
+    # several pools' catalogs validate a graph.
+    worker_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A pool (its catalog) and worker records nobody heard from for this long
+    # are forgotten; until then a pool scaled to zero still validates jobs.
+    pool_ttl_hours: float = Field(default=168.0, gt=0)
+    # Development only: let webhook URLs reach loopback and private addresses.
+    webhook_allow_private: bool = False
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     deadline_grace_seconds: float = Field(default=10.0, ge=0)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)

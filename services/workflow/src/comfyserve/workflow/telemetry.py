@@ -25,6 +25,17 @@ class Metrics:
             "Outbox rows published to Kafka.",
             registry=self.registry,
         )
+        self.outbox_dead = Counter(
+            "workflow_outbox_dead",
+            "Outbox rows that could never be sent, moved to outbox_dead.",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "workflow_queue_depth",
+            "Pending jobs per executor pool and priority (what scales executors).",
+            ["pool", "priority"],
+            registry=self.registry,
+        )
         self.outbox_lag = Gauge(
             "workflow_outbox_lag_seconds",
             "Age of the oldest outbox row at the relay's last pass.",

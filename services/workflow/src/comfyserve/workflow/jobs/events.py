@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from comfyserve.contracts.events import (
-    InputFile,
+    FinalStatus,
     JobCancelRequested,
     JobCancelRequestedData,
+    JobFinished,
+    JobFinishedData,
     JobSubmitted,
     JobSubmittedData,
 )
@@ -28,14 +30,27 @@ def submitted(job: JobRecord, source: str) -> JobSubmitted:
         subject=str(job.id),
         tenant_id=job.tenant_id,
         data=JobSubmittedData(
-            workflow=resolved_workflow(job),
-            inputs=[InputFile.model_validate(item) for item in job.inputs],
+            pool=job.pool,
             priority=job.priority,
             attempt=job.attempt + 1,
             timeout_seconds=job.timeout_seconds,
             deadline=job.deadline,
+        ),
+    )
+
+
+def finished(job: JobRecord, source: str) -> JobFinished:
+    """`finished` for a job that has just reached its final status."""
+    return JobFinished(
+        source=source,
+        subject=str(job.id),
+        tenant_id=job.tenant_id,
+        data=JobFinishedData(
+            status=FinalStatus(job.status.value),
+            attempt=job.attempt,
+            output_file_ids=[output["file_id"] for output in job.outputs],
+            error_code=None if job.error is None else job.error.get("code"),
             webhook_url=job.webhook_url,
-            metadata=job.metadata,
         ),
     )
 

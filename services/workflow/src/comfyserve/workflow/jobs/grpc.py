@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -19,12 +20,18 @@ from comfyserve.contracts.events import OutputKind, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc
 from comfyserve.workflow.errors import ErrorStatus, InvalidArgumentError, WorkflowError
+from comfyserve.workflow.jobs.cancellation import CancelService
+from comfyserve.workflow.jobs.claims import (
+    Assignment,
+    ClaimService,
+    LeaseState,
+)
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
-from comfyserve.workflow.jobs.service import (
+from comfyserve.workflow.jobs.reads import JobReader, UpdateKind
+from comfyserve.workflow.jobs.submission import (
     ComfyErrors,
-    JobService,
+    SubmissionService,
     SubmitRequest,
-    UpdateKind,
 )
 
 log = structlog.get_logger(__name__)
@@ -64,6 +71,15 @@ _STATUS_TO_PB = {
 }
 _STATUS_FROM_PB: Mapping[int, JobStatus] = {
     value: key for key, value in _STATUS_TO_PB.items()
+}
+# This service never gives a job JOB_STATUS_EXPIRED (a job past its deadline
+# is FAILED with code "timeout"), so filtering on it matches nothing.
+_NEVER_REPORTED = frozenset({pb.JOB_STATUS_EXPIRED})
+_LEASE_TO_PB = {
+    LeaseState.HELD: pb.LEASE_STATE_HELD,
+    LeaseState.CANCEL_REQUESTED: pb.LEASE_STATE_CANCEL_REQUESTED,
+    LeaseState.LOST: pb.LEASE_STATE_LOST,
+    LeaseState.ENDED: pb.LEASE_STATE_ENDED,
 }
 _KIND_TO_PB = {
     OutputKind.IMAGE: pb.OUTPUT_KIND_IMAGE,
@@ -145,15 +161,25 @@ def _map_stream_errors(
     return wrapper
 
 
+@dataclass(frozen=True, slots=True)
+class JobApis:
+    """The services behind `WorkflowService`, one per kind of call."""
+
+    submission: SubmissionService
+    reader: JobReader
+    cancels: CancelService
+    claims: ClaimService
+
+
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, service: JobService) -> None:
-        self._service = service
+    def __init__(self, apis: JobApis) -> None:
+        self._apis = apis
 
     @_map_errors
     async def SubmitJob(
         self, request: pb.SubmitJobRequest, context: Context
     ) -> pb.SubmitJobResponse:
-        outcome = await self._service.submit(
+        outcome = await self._apis.submission.submit(
             SubmitRequest(
                 tenant_id=request.tenant_id,
                 workflow_json=request.workflow_json,
@@ -180,7 +206,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ValidateWorkflow(
         self, request: pb.ValidateWorkflowRequest, context: Context
     ) -> pb.ValidateWorkflowResponse:
-        errors = await self._service.validate_workflow(
+        errors = await self._apis.submission.validate_workflow(
             request.tenant_id, request.workflow_json
         )
         if errors is None:
@@ -191,17 +217,22 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
 
     @_map_errors
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
-        return job_to_pb(await self._service.get(request.tenant_id, request.job_id))
+        job = await self._apis.reader.get(request.tenant_id, request.job_id)
+        return job_to_pb(job)
 
     @_map_errors
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: Context
     ) -> pb.ListJobsResponse:
-        page = await self._service.list_jobs(
+        statuses = [_status(value) for value in request.statuses]
+        known = [status for status in statuses if status is not None]
+        if statuses and not known:
+            return pb.ListJobsResponse()
+        page = await self._apis.reader.list_jobs(
             request.tenant_id,
             page_size=request.page_size,
             cursor=request.cursor,
-            statuses=[_status(value) for value in request.statuses],
+            statuses=known,
         )
         return pb.ListJobsResponse(
             jobs=[job_to_pb(job) for job in page.jobs],
@@ -210,13 +241,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
 
     @_map_errors
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
-        return job_to_pb(await self._service.cancel(request.tenant_id, request.job_id))
+        job = await self._apis.cancels.cancel(request.tenant_id, request.job_id)
+        return job_to_pb(job)
 
     @_map_stream_errors
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: Context
     ) -> AsyncIterator[pb.JobUpdate]:
-        async for update in self._service.watch(request.tenant_id, request.job_id):
+        async for update in self._apis.reader.watch(request.tenant_id, request.job_id):
             yield pb.JobUpdate(
                 job=job_to_pb(update.job),
                 kind=_UPDATE_TO_PB[update.kind],
@@ -227,14 +259,48 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ClaimJob(
         self, request: pb.ClaimJobRequest, context: Context
     ) -> pb.ClaimJobResponse:
-        outcome = await self._service.claim(
+        outcome = await self._apis.claims.claim(
             request.tenant_id, request.job_id, request.worker_id
         )
-        return pb.ClaimJobResponse(
+        response = pb.ClaimJobResponse(
             granted=outcome.granted,
             attempt=outcome.job.attempt if outcome.granted else 0,
             reason=outcome.reason.value if outcome.reason is not None else "",
             job=job_to_pb(outcome.job),
+        )
+        if outcome.assignment is not None:
+            response.assignment.CopyFrom(assignment_to_pb(outcome.assignment))
+        return response
+
+    @_map_errors
+    async def AcquireJob(
+        self, request: pb.AcquireJobRequest, context: Context
+    ) -> pb.AcquireJobResponse:
+        assignment = await self._apis.claims.acquire(
+            request.worker_id, request.pool, request.wait_seconds
+        )
+        if assignment is None:
+            return pb.AcquireJobResponse()
+        return pb.AcquireJobResponse(assignment=assignment_to_pb(assignment))
+
+    @_map_errors
+    async def RenewLeases(
+        self, request: pb.RenewLeasesRequest, context: Context
+    ) -> pb.RenewLeasesResponse:
+        renewal = await self._apis.claims.renew(
+            request.worker_id,
+            [(lease.job_id, lease.attempt) for lease in request.leases],
+        )
+        return pb.RenewLeasesResponse(
+            leases=[
+                pb.LeaseStatus(
+                    job_id=lease.job_id,
+                    attempt=lease.attempt,
+                    state=_LEASE_TO_PB[lease.state],
+                )
+                for lease in renewal.leases
+            ],
+            lease_seconds=renewal.lease_seconds,
         )
 
 
@@ -245,7 +311,10 @@ def _priority(value: int) -> Priority:
         raise InvalidArgumentError("priority", f"unknown value {value}") from None
 
 
-def _status(value: int) -> JobStatus:
+def _status(value: int) -> JobStatus | None:
+    """The status a filter value selects; None for one no job ever has."""
+    if value in _NEVER_REPORTED:
+        return None
     try:
         return _STATUS_FROM_PB[value]
     except KeyError:
@@ -261,6 +330,8 @@ def _timestamp(value: datetime | None) -> Timestamp | None:
 
 
 def job_to_pb(job: JobRecord) -> pb.Job:
+    """A job read without its graph (listings, watches) has an empty
+    `workflow_json`."""
     message = pb.Job(
         id=str(job.id),
         tenant_id=job.tenant_id,
@@ -278,8 +349,11 @@ def job_to_pb(job: JobRecord) -> pb.Job:
         timeout_seconds=job.timeout_seconds,
         duration_seconds=job.duration_seconds,
         cancel_requested=job.cancel_requested,
-        workflow_json=json.dumps(job.workflow, separators=(",", ":")),
+        workflow_json=(
+            json.dumps(job.workflow, separators=(",", ":")) if job.workflow else ""
+        ),
         worker_id=job.worker_id or "",
+        pool=job.pool,
     )
     if job.progress is not None:
         message.progress.CopyFrom(_progress_to_pb(job.progress))
@@ -306,6 +380,34 @@ def _progress_to_pb(progress: Mapping[str, Any]) -> pb.Progress:
         nodes_done=progress.get("nodes_done") or 0,
         nodes_total=progress.get("nodes_total") or 0,
         preview_file_id=progress.get("preview_file_id") or "",
+    )
+
+
+def assignment_to_pb(assignment: Assignment) -> pb.Assignment:
+    job = assignment.job
+    return pb.Assignment(
+        job=job_to_pb(job),
+        attempt=assignment.attempt,
+        workflow_json=json.dumps(assignment.graph, separators=(",", ":")),
+        inputs=[
+            pb.InputFile(
+                file_id=item["file_id"],
+                node_id=item["node_id"],
+                input_name=item["input_name"],
+                filename=item["filename"],
+                bucket=item["bucket"],
+                key=item["key"],
+                content_type=item["content_type"],
+                size=item["size"],
+                sha256=item.get("sha256") or "",
+            )
+            for item in job.inputs
+        ],
+        file_inputs=[
+            pb.InputRef(node_id=ref["node_id"], input_name=ref["input_name"])
+            for ref in job.file_inputs
+        ],
+        lease_seconds=assignment.lease_seconds,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Computed,
@@ -26,17 +27,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from comfyserve.contracts.events import Priority
+from comfyserve.contracts.events import DEFAULT_POOL, Priority
 from comfyserve.workflow.db import metadata
 
 __all__ = [
     "FINAL_STATUSES",
     "PRIORITY_RANK",
+    "FileInputRef",
     "JobRecord",
     "JobStatus",
     "idempotency_keys",
     "job_events",
     "jobs",
+    "queue_depth",
 ]
 
 
@@ -93,6 +96,18 @@ jobs = Table(
     Column("idempotency_key", Text),
     Column("duration_seconds", Double),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("pool", Text, nullable=False),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("file_inputs", JSONB, nullable=False),
+)
+
+queue_depth = Table(
+    "queue_depth",
+    metadata,
+    Column("pool", Text, primary_key=True),
+    Column("priority_rank", SmallInteger, primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("pending", BigInteger, nullable=False),
 )
 
 job_events = Table(
@@ -117,23 +132,40 @@ idempotency_keys = Table(
 
 
 @dataclass(frozen=True, slots=True)
+class FileInputRef:
+    """A node input that names an input file; the executor resolves it inside
+    the job's own input folder."""
+
+    node_id: str
+    input_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One row of `jobs`, as the service reads it."""
+    """One row of `jobs`, as the service reads it.
+
+    A job read for a listing or a watch leaves `workflow`, `inputs` and
+    `file_inputs` empty: they can run to megabytes and those readers do not
+    need them.
+    """
 
     id: UUID
     tenant_id: str
     status: JobStatus
     priority: Priority
-    workflow: dict[str, Any]
-    inputs: list[dict[str, Any]]
     created_at: datetime
     deadline: datetime
     timeout_seconds: int
     attempt: int
     updated_at: datetime
+    workflow: dict[str, Any] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    file_inputs: list[dict[str, str]] = field(default_factory=list)
+    pool: str = DEFAULT_POOL
     started_at: datetime | None = None
     completed_at: datetime | None = None
     worker_id: str | None = None
+    lease_expires_at: datetime | None = None
     progress: dict[str, Any] | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None

@@ -209,7 +209,13 @@ def _fail(
 
 
 def _requeue(job: JobRecord) -> Transition:
-    return _change(job, status=JobStatus.PENDING, progress=None, requeue=True)
+    return _change(
+        job,
+        status=JobStatus.PENDING,
+        progress=None,
+        lease_expires_at=None,
+        requeue=True,
+    )
 
 
 def _failure(code: FailureCode, message: str) -> dict[str, Any]:
@@ -239,8 +245,9 @@ def expire(job: JobRecord, now: datetime) -> Transition:
 
 
 def lose_worker(job: JobRecord, now: datetime, *, max_attempts: int) -> Transition:
-    """A running job whose worker stopped heartbeating: re-queued while attempts
-    remain, else failed with `worker_lost`; a job being cancelled ends cancelled."""
+    """A running job whose lease lapsed (its worker stopped renewing it):
+    re-queued while attempts remain, else failed with `worker_lost`; a job being
+    cancelled ends cancelled."""
     if job.status is not JobStatus.RUNNING:
         return _ignore(job, f"job is {job.status}")
     if job.cancel_requested:
@@ -251,7 +258,7 @@ def lose_worker(job: JobRecord, now: datetime, *, max_attempts: int) -> Transiti
         job,
         _failure(
             FailureCode.WORKER_LOST,
-            f"worker {job.worker_id} stopped heartbeating on attempt "
+            f"worker {job.worker_id} stopped renewing its lease on attempt "
             f"{job.attempt} of {max_attempts}",
         ),
         now,

@@ -4,30 +4,52 @@ Woken by `NOTIFY workflow_outbox` after each commit that adds rows, and by a
 poll timer in case a notification is lost. Rows are locked with `SKIP LOCKED`,
 so several instances relay side by side; a row is deleted in the transaction
 that locked it, after the broker acknowledged it, so a crash republishes
-rather than loses (consumers de-duplicate on the event id).
+rather than loses (consumers de-duplicate on the event id). A row that can
+never be sent (larger than its topic accepts, say) is moved to `outbox_dead`
+and logged, so it never holds up the rows behind it; a broker outage leaves
+rows where they are for the next round.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.headers import event_headers
+from comfyserve.runtime.kafka import (
+    PRODUCER_MAX_REQUEST_BYTES,
+    EventTooLargeError,
+    check_size,
+)
 from comfyserve.workflow.db import OUTBOX_CHANNEL, listen_forever
 from comfyserve.workflow.outbox import repository
+from comfyserve.workflow.outbox.repository import OutboxMessage
 from comfyserve.workflow.telemetry import Metrics
 
 log = structlog.get_logger(__name__)
 
 _RETRY_SECONDS = 1.0
+# Errors no retry can cure: the record itself is unacceptable.
+_NEVER_SENDABLE = (
+    EventTooLargeError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+)
 
 
 def create_producer(bootstrap_servers: str) -> Any:
@@ -38,7 +60,19 @@ def create_producer(bootstrap_servers: str) -> Any:
         # Every submitted job waits on this send; a batch is already formed
         # from the rows locked together, so lingering only adds latency.
         linger_ms=0,
+        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRound:
+    sent: int = 0
+    buried: int = 0
+    retry: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.buried
 
 
 class OutboxRelay:
@@ -68,11 +102,15 @@ class OutboxRelay:
         try:
             while True:
                 try:
-                    while await self.relay_once() == self._batch_size:
-                        pass
-                except (SQLAlchemyError, OSError, KafkaError) as error:
+                    relayed = await self.relay_once()
+                except (SQLAlchemyError, OSError) as error:
                     log.warning("workflow.outbox.relay_failed", error=str(error))
                     await asyncio.sleep(_RETRY_SECONDS)
+                    continue
+                if relayed.retry:
+                    await asyncio.sleep(_RETRY_SECONDS)
+                    continue
+                if relayed.handled == self._batch_size:
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
@@ -83,8 +121,9 @@ class OutboxRelay:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
 
-    async def relay_once(self) -> int:
-        """Publish and delete one batch; the number of rows published."""
+    async def relay_once(self) -> RelayRound:
+        """Publish one batch: sent rows are deleted, rows that can never be
+        sent are buried, the rest stay for the next round."""
         async with self._engine.connect() as conn, conn.begin():
             oldest = await repository.oldest_created_at(conn)
             self._metrics.outbox_lag.set(
@@ -92,21 +131,82 @@ class OutboxRelay:
             )
             messages = await repository.lock_batch(conn, self._batch_size)
             if not messages:
-                return 0
-            sends = [
-                await self._producer.send(
+                return RelayRound()
+            outcomes = await self._send_all(messages)
+            sent = [m.id for m, error in outcomes if error is None]
+            if sent:
+                await repository.delete_rows(conn, sent)
+            buried = [(m, e) for m, e in outcomes if isinstance(e, _NEVER_SENDABLE)]
+            for message, error in buried:
+                await repository.bury(conn, message, repr(error), self._clock())
+        relayed = RelayRound(
+            sent=len(sent),
+            buried=len(buried),
+            retry=len(outcomes) - len(sent) - len(buried),
+        )
+        self._report(relayed, outcomes, buried)
+        return relayed
+
+    async def _send_all(
+        self, messages: list[OutboxMessage]
+    ) -> list[tuple[OutboxMessage, BaseException | None]]:
+        # Each record is queued in order before any delivery is awaited, so the
+        # batch goes out together and keeps its order per partition.
+        pending: list[tuple[OutboxMessage, Awaitable[object] | BaseException]] = []
+        for message in messages:
+            try:
+                check_size(message.topic, message.payload, message.key.encode())
+                delivery = await self._producer.send(
                     message.topic,
                     value=message.payload,
                     key=message.key.encode(),
                     headers=event_headers(message.headers),
                 )
-                for message in messages
-            ]
-            await asyncio.gather(*sends)
-            await repository.delete_rows(conn, [message.id for message in messages])
-        self._metrics.outbox_published.inc(len(messages))
-        log.debug("workflow.outbox.published", count=len(messages))
-        return len(messages)
+            except (KafkaError, EventTooLargeError) as error:
+                pending.append((message, error))
+            else:
+                pending.append((message, delivery))
+        results = await asyncio.gather(*(_settle(delivery) for _, delivery in pending))
+        return [
+            (message, error)
+            for (message, _), error in zip(pending, results, strict=True)
+        ]
+
+    def _report(
+        self,
+        relayed: RelayRound,
+        outcomes: list[tuple[OutboxMessage, BaseException | None]],
+        buried: list[tuple[OutboxMessage, BaseException | None]],
+    ) -> None:
+        self._metrics.outbox_published.inc(relayed.sent)
+        self._metrics.outbox_dead.inc(relayed.buried)
+        for message, error in buried:
+            log.error(
+                "workflow.outbox.buried",
+                row_id=message.id,
+                topic=message.topic,
+                key=message.key,
+                size=len(message.payload),
+                error=repr(error),
+            )
+        if relayed.retry:
+            first = next(e for _, e in outcomes if e is not None)
+            log.warning(
+                "workflow.outbox.send_failed", rows=relayed.retry, error=repr(first)
+            )
+        log.debug("workflow.outbox.published", count=relayed.sent)
 
     async def _listen(self) -> None:
         await listen_forever(self._dsn, OUTBOX_CHANNEL, lambda _: self._wake.set())
+
+
+async def _settle(delivery: Awaitable[object] | BaseException) -> BaseException | None:
+    """None once delivered, else why not."""
+    if isinstance(delivery, BaseException):
+        return delivery
+    try:
+        await delivery
+    except KafkaError as error:
+        failure: BaseException = error
+        return failure
+    return None

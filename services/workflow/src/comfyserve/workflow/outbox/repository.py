@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from opentelemetry import propagate
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from comfyserve.contracts.events import Event, dump_event
-from comfyserve.contracts.topics import topic_for
+from comfyserve.contracts.events import Event
+from comfyserve.runtime.kafka import encode_event
 from comfyserve.workflow.db import OUTBOX_CHANNEL, notify
-from comfyserve.workflow.outbox.models import outbox
+from comfyserve.workflow.outbox.models import outbox, outbox_dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +28,17 @@ class OutboxMessage:
 
 async def add_event(conn: AsyncConnection, event: Event, now: datetime) -> None:
     """Queue `event` for the relay, with the current trace context, and wake
-    the relay when the transaction commits."""
+    the relay when the transaction commits. An event too large for its topic
+    is refused here (`EventTooLargeError`), in the transaction that caused it,
+    rather than by the broker later."""
+    topic, payload = encode_event(event)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     await conn.execute(
         insert(outbox).values(
-            topic=topic_for(event),
+            topic=topic,
             key=event.subject,
-            payload=dump_event(event),
+            payload=payload,
             headers=carrier,
             created_at=now,
         )
@@ -68,8 +71,27 @@ async def delete_rows(conn: AsyncConnection, ids: Sequence[int]) -> None:
     await conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
 
 
+async def bury(
+    conn: AsyncConnection, message: OutboxMessage, error: str, now: datetime
+) -> None:
+    """Move a row the relay can never send to `outbox_dead`."""
+    await conn.execute(
+        insert(outbox_dead).values(
+            id=message.id,
+            topic=message.topic,
+            key=message.key,
+            payload=message.payload,
+            headers=message.headers,
+            created_at=message.created_at,
+            failed_at=now,
+            error=error,
+        )
+    )
+    await delete_rows(conn, [message.id])
+
+
 async def oldest_created_at(conn: AsyncConnection) -> datetime | None:
-    value: datetime | None = (
-        await conn.execute(select(func.min(outbox.c.created_at)))
-    ).scalar_one()
+    # The lowest id is the oldest row: the primary key answers, no scan.
+    query = select(outbox.c.created_at).order_by(outbox.c.id).limit(1)
+    value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
     return value

@@ -1,28 +1,32 @@
-"""Ends what nobody else will: jobs past their deadline, jobs whose worker
-died, and idempotency keys past their lifetime. Rows are taken with
-`SKIP LOCKED`, so every instance sweeps without stepping on the others."""
+"""Ends what nobody else will: jobs past their deadline, attempts whose lease
+lapsed, idempotency keys past their lifetime, and workers and pools gone for
+good. Rows are taken with `SKIP LOCKED`, so every instance sweeps without
+stepping on the others."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.workflow.jobs import repository
-from comfyserve.workflow.jobs.models import JobStatus
-from comfyserve.workflow.jobs.service import count_transition, persist_transition
+from comfyserve.workflow.jobs.models import PRIORITY_RANK, JobRecord, JobStatus
 from comfyserve.workflow.jobs.state import Transition, expire, lose_worker
+from comfyserve.workflow.jobs.transitions import count_transition, persist_transition
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.workers import repository as workers
 
 log = structlog.get_logger(__name__)
 
 _BATCH = 200
+_PRIORITIES = {rank: priority.value for priority, rank in PRIORITY_RANK.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,8 @@ class SweepReport:
     worker_lost: int = 0
     cancelled: int = 0
     idempotency_keys_deleted: int = 0
+    workers_deleted: int = 0
+    pools_deleted: int = 0
 
 
 class Sweeper:
@@ -49,12 +55,17 @@ class Sweeper:
         self._metrics = metrics
         self._source = source
         self._clock = clock
+        # Leases cannot be renewed while no workflow instance serves: after a
+        # start, workers get one lease period to renew before any is expired.
+        self._leases_from = time.monotonic() + settings.lease_seconds
 
     async def run(self) -> None:
         """Sweep every `SWEEP_INTERVAL_SECONDS` until cancelled."""
         while True:
             try:
-                report = await self.sweep_once(self._clock())
+                report = await self.sweep_once(
+                    self._clock(), expire_leases=time.monotonic() >= self._leases_from
+                )
             except (SQLAlchemyError, OSError) as error:
                 log.warning("workflow.sweep.failed", error=str(error))
             else:
@@ -62,44 +73,38 @@ class Sweeper:
                     log.info("workflow.sweep.done", **asdict(report))
             await asyncio.sleep(self._settings.sweep_interval_seconds)
 
-    async def sweep_once(self, now: datetime) -> SweepReport:
+    async def sweep_once(
+        self, now: datetime, *, expire_leases: bool = True
+    ) -> SweepReport:
         """One pass as of `now`, in one transaction."""
         settings = self._settings
         deadline_before = now - timedelta(seconds=settings.deadline_grace_seconds)
-        stale_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
         async with self._engine.connect() as conn, conn.begin():
-            expired = [
-                _Swept(job.status, expire(job, now))
-                for job in await repository.past_deadline(conn, deadline_before, _BATCH)
-            ]
-            for swept in expired:
-                await persist_transition(
+            expired = await self._apply(
+                conn,
+                await repository.past_deadline(conn, deadline_before, _BATCH),
+                lambda job: expire(job, now),
+                now,
+                "deadline passed",
+            )
+            lost: list[_Swept] = []
+            if expire_leases:
+                lost = await self._apply(
                     conn,
-                    swept.transition,
-                    now=now,
-                    source=self._source,
-                    cancel_reason="deadline passed",
-                )
-            lost = [
-                _Swept(
-                    job.status,
-                    lose_worker(job, now, max_attempts=settings.max_attempts),
-                )
-                for job in await repository.running_on_stale_workers(
-                    conn, stale_before, _BATCH
-                )
-            ]
-            for swept in lost:
-                await persist_transition(
-                    conn,
-                    swept.transition,
-                    now=now,
-                    source=self._source,
-                    cancel_reason="worker lost",
+                    await repository.lapsed_leases(conn, now, _BATCH),
+                    lambda job: lose_worker(
+                        job, now, max_attempts=settings.max_attempts
+                    ),
+                    now,
+                    "lease lapsed",
                 )
             deleted = await repository.delete_expired_idempotency(
                 conn, now - timedelta(hours=settings.idempotency_ttl_hours)
             )
+            gone_before = now - timedelta(hours=settings.pool_ttl_hours)
+            workers_deleted = await workers.delete_workers_before(conn, gone_before)
+            pools_deleted = await workers.delete_pools_unseen_since(conn, gone_before)
+            self._report_depths(await repository.depths(conn))
         for swept in (*expired, *lost):
             count_transition(self._metrics, swept.before, swept.transition)
         return SweepReport(
@@ -108,7 +113,33 @@ class Sweeper:
             worker_lost=sum(swept.ended_as(JobStatus.FAILED) for swept in lost),
             cancelled=sum(swept.ended_as(JobStatus.CANCELLED) for swept in lost),
             idempotency_keys_deleted=deleted,
+            workers_deleted=workers_deleted,
+            pools_deleted=pools_deleted,
         )
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        jobs: list[JobRecord],
+        verdict: Callable[[JobRecord], Transition],
+        now: datetime,
+        reason: str,
+    ) -> list[_Swept]:
+        swept = [_Swept(job.status, verdict(job)) for job in jobs]
+        for item in swept:
+            await persist_transition(
+                conn,
+                item.before,
+                item.transition,
+                now=now,
+                source=self._source,
+                cancel_reason=reason,
+            )
+        return swept
+
+    def _report_depths(self, depths: dict[tuple[str, int], int]) -> None:
+        for (pool, rank), pending in depths.items():
+            self._metrics.queue_depth.labels(pool, _PRIORITIES[rank]).set(pending)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ Offsets are committed by hand after the records' transactions committed, once
 per fetched batch and without holding up the next batch. A
 database failure seeks back and retries the record (nothing is lost, nothing
 committed); a record that can never apply (unparseable, or rejected by the
-database as data) goes to its topic's DLQ and is committed.
+database as data) goes to its topic's DLQ and is committed. A record whose
+handler fails unexpectedly (a bug) is retried a few times, then dead-lettered,
+so it neither loops forever nor skips the records behind it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from comfyserve.contracts.events import AnyEvent, parse_event
 from comfyserve.contracts.topics import HEARTBEAT, JOB_EVENT_TOPICS, NODE_CATALOG, dlq
+from comfyserve.runtime.kafka import FETCH_MAX_BYTES
 from comfyserve.workflow.telemetry import Metrics
 from comfyserve.workflow.tracking.service import Outcome
 
@@ -30,8 +33,7 @@ TOPICS: tuple[str, ...] = (*JOB_EVENT_TOPICS, HEARTBEAT, NODE_CATALOG)
 DLQ_REASON_HEADER = "dlq-reason"
 
 _RETRY_SECONDS = 1.0
-# Node catalogs (ComfyUI's /object_info) run to several megabytes.
-_MAX_PARTITION_FETCH_BYTES = 32 * 1024 * 1024
+_HANDLER_ATTEMPTS = 3
 
 
 def create_consumer(bootstrap_servers: str, group_id: str, offset_reset: str) -> Any:
@@ -41,7 +43,7 @@ def create_consumer(bootstrap_servers: str, group_id: str, offset_reset: str) ->
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset=offset_reset,
-        max_partition_fetch_bytes=_MAX_PARTITION_FETCH_BYTES,
+        max_partition_fetch_bytes=FETCH_MAX_BYTES,
     )
 
 
@@ -62,6 +64,8 @@ class EventConsumer:
         self._tracker = tracker
         self._metrics = metrics
         self._committing: asyncio.Task[None] | None = None
+        # Failed handler runs per record not yet dead-lettered or applied.
+        self._failures: dict[tuple[str, int, int], int] = {}
 
     async def run(self) -> None:
         """Consume until cancelled."""
@@ -121,14 +125,41 @@ class EventConsumer:
                 )
                 self._consumer.seek(partition, record.offset)
                 break
+            except Exception as error:
+                if not await self._after_handler_failure(record, error):
+                    self._consumer.seek(partition, record.offset)
+                    break
             handled += 1
         return handled
+
+    async def _after_handler_failure(self, record: Any, error: Exception) -> bool:
+        """True once the record is dead-lettered: it failed too often."""
+        where = (record.topic, record.partition, record.offset)
+        failures = self._failures.get(where, 0) + 1
+        log.error(
+            "workflow.consumer.handler_failed",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            failures=failures,
+            error=repr(error),
+        )
+        if failures < _HANDLER_ATTEMPTS:
+            self._failures[where] = failures
+            self._metrics.consumer_errors.labels("retried").inc()
+            return False
+        self._failures.pop(where, None)
+        await self._dead_letter(
+            record, f"handler failed {failures} times: {type(error).__name__}"
+        )
+        return True
 
     async def _handle(self, record: Any) -> None:
         try:
             await self._apply(record)
         except _Poison as poison:
             await self._dead_letter(record, str(poison))
+        self._failures.pop((record.topic, record.partition, record.offset), None)
 
     async def _apply(self, record: Any) -> None:
         try:

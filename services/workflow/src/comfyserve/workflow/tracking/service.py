@@ -21,8 +21,8 @@ from comfyserve.contracts.events import (
     WorkerHeartbeat,
 )
 from comfyserve.workflow.jobs import repository as jobs
-from comfyserve.workflow.jobs.service import count_transition, persist_transition
 from comfyserve.workflow.jobs.state import apply_event
+from comfyserve.workflow.jobs.transitions import count_transition, persist_transition
 from comfyserve.workflow.telemetry import Metrics
 from comfyserve.workflow.workers import repository as workers
 
@@ -80,7 +80,7 @@ class EventTracker:
             job = (
                 None
                 if job_id is None
-                else await jobs.get_job(conn, job_id, for_update=True)
+                else await jobs.get_job(conn, job_id, for_update=True, with_graph=False)
             )
             if job is None or (event.tenant_id and event.tenant_id != job.tenant_id):
                 log.warning(
@@ -95,6 +95,7 @@ class EventTracker:
             transition = apply_event(job, event, max_attempts=self._max_attempts)
             await persist_transition(
                 conn,
+                job.status,
                 transition,
                 now=now,
                 source=self._source,
@@ -128,10 +129,11 @@ class EventTracker:
             await workers.upsert_heartbeat(
                 conn,
                 worker_id=data.worker_id,
+                pool=data.pool,
                 at=at,
                 current_job_id=data.current_job_id,
                 info=data.model_dump(
-                    mode="json", exclude={"worker_id", "current_job_id"}
+                    mode="json", exclude={"worker_id", "pool", "current_job_id"}
                 ),
             )
         return Outcome.RECORDED
@@ -141,6 +143,7 @@ class EventTracker:
         async with self._engine.connect() as conn, conn.begin():
             await workers.upsert_catalog(
                 conn,
+                pool=data.pool,
                 worker_id=data.worker_id,
                 catalog_hash=data.catalog_hash,
                 object_info=data.object_info,
@@ -148,6 +151,7 @@ class EventTracker:
             )
         log.info(
             "workflow.catalog.recorded",
+            pool=data.pool,
             worker_id=data.worker_id,
             catalog_hash=data.catalog_hash,
             node_count=len(data.object_info),

@@ -1,21 +1,22 @@
-"""Queries on workers and their node catalogs. Never commits."""
+"""Queries on workers and the pools' node catalogs. Never commits."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from comfyserve.workflow.workers.models import node_catalog, workers
+from comfyserve.workflow.workers.models import pool_catalogs, workers
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogVersion:
-    worker_id: str
+    pool: str
     catalog_hash: str
 
 
@@ -23,18 +24,24 @@ async def upsert_heartbeat(
     conn: AsyncConnection,
     *,
     worker_id: str,
+    pool: str,
     at: datetime,
     current_job_id: str | None,
     info: dict[str, Any],
 ) -> None:
     """Record a heartbeat; an older one arriving late never moves time back."""
     statement = pg_insert(workers).values(
-        worker_id=worker_id, last_heartbeat=at, current_job_id=current_job_id, info=info
+        worker_id=worker_id,
+        pool=pool,
+        last_heartbeat=at,
+        current_job_id=current_job_id,
+        info=info,
     )
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[workers.c.worker_id],
             set_={
+                "pool": statement.excluded.pool,
                 "last_heartbeat": statement.excluded.last_heartbeat,
                 "current_job_id": statement.excluded.current_job_id,
                 "info": statement.excluded.info,
@@ -47,12 +54,16 @@ async def upsert_heartbeat(
 async def upsert_catalog(
     conn: AsyncConnection,
     *,
+    pool: str,
     worker_id: str,
     catalog_hash: str,
     object_info: dict[str, Any],
     at: datetime,
 ) -> None:
-    statement = pg_insert(node_catalog).values(
+    """The pool's catalog becomes what its latest publisher says: node types
+    a pool no longer has stop validating."""
+    statement = pg_insert(pool_catalogs).values(
+        pool=pool,
         worker_id=worker_id,
         catalog_hash=catalog_hash,
         object_info=object_info,
@@ -60,25 +71,69 @@ async def upsert_catalog(
     )
     await conn.execute(
         statement.on_conflict_do_update(
-            index_elements=[node_catalog.c.worker_id],
+            index_elements=[pool_catalogs.c.pool],
             set_={
+                "worker_id": statement.excluded.worker_id,
                 "catalog_hash": statement.excluded.catalog_hash,
                 "object_info": statement.excluded.object_info,
                 "updated_at": statement.excluded.updated_at,
             },
-            where=node_catalog.c.updated_at <= statement.excluded.updated_at,
+            where=pool_catalogs.c.updated_at <= statement.excluded.updated_at,
         )
     )
 
 
 async def catalog_versions(conn: AsyncConnection) -> frozenset[CatalogVersion]:
-    query = select(node_catalog.c.worker_id, node_catalog.c.catalog_hash)
+    query = select(pool_catalogs.c.pool, pool_catalogs.c.catalog_hash)
     return frozenset(
-        CatalogVersion(row.worker_id, row.catalog_hash)
-        for row in await conn.execute(query)
+        CatalogVersion(row.pool, row.catalog_hash) for row in await conn.execute(query)
     )
 
 
-async def object_infos(conn: AsyncConnection) -> list[dict[str, Any]]:
-    query = select(node_catalog.c.object_info).order_by(node_catalog.c.worker_id)
-    return [row.object_info for row in await conn.execute(query)]
+async def object_infos(
+    conn: AsyncConnection, pools: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    query = select(pool_catalogs.c.pool, pool_catalogs.c.object_info).where(
+        pool_catalogs.c.pool.in_(list(pools))
+    )
+    return {row.pool: row.object_info for row in await conn.execute(query)}
+
+
+async def any_catalog(conn: AsyncConnection) -> bool:
+    return bool(
+        (await conn.execute(select(exists(select(pool_catalogs.c.pool))))).scalar()
+    )
+
+
+async def live_pools(conn: AsyncConnection, seen_after: datetime) -> set[str]:
+    """Pools with at least one worker heard from after `seen_after`."""
+    query = (
+        select(workers.c.pool)
+        .where(workers.c.last_heartbeat > seen_after)
+        .group_by(workers.c.pool)
+    )
+    return {row.pool for row in await conn.execute(query)}
+
+
+async def delete_workers_before(conn: AsyncConnection, before: datetime) -> int:
+    result = await conn.execute(
+        delete(workers).where(workers.c.last_heartbeat < before)
+    )
+    return int(result.rowcount)
+
+
+async def delete_pools_unseen_since(conn: AsyncConnection, before: datetime) -> int:
+    """Catalogs of pools nobody published or heartbeated for since `before`: a
+    pool scaled to zero keeps validating until then, a removed one stops."""
+    heard = exists(
+        select(1).where(
+            and_(
+                workers.c.pool == pool_catalogs.c.pool,
+                workers.c.last_heartbeat >= before,
+            )
+        )
+    )
+    result = await conn.execute(
+        delete(pool_catalogs).where(pool_catalogs.c.updated_at < before, ~heard)
+    )
+    return int(result.rowcount)

@@ -1,0 +1,429 @@
+"""Accepting jobs: parse, normalise, resolve assets, pick a pool whose node
+catalog validates the graph, and store the job with its idempotency record and
+`submitted` event in one transaction. No transport types."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from comfyserve.contracts.events import InputFile, Priority
+from comfyserve.contracts.workflow_format import (
+    InvalidAssetRefError,
+    find_asset_refs,
+    replace_asset_refs,
+)
+from comfyserve.workflow.adapters.files import FileLookup, StoredFile
+from comfyserve.workflow.db import QUEUE_CHANNEL, notify
+from comfyserve.workflow.errors import (
+    CatalogUnavailableError,
+    IdempotencyKeyReuseError,
+    InvalidArgumentError,
+)
+from comfyserve.workflow.jobs import events, repository
+from comfyserve.workflow.jobs.hashing import request_hash
+from comfyserve.workflow.jobs.models import JobRecord, JobStatus
+from comfyserve.workflow.jobs.reads import JobReader, require_tenant
+from comfyserve.workflow.jobs.webhooks import check_webhook_url
+from comfyserve.workflow.outbox import repository as outbox
+from comfyserve.workflow.settings import Settings
+from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.validation import (
+    ErrorType,
+    InvalidWorkflowError,
+    NodeCatalog,
+    PromptError,
+    ValidationResult,
+    normalise_workflow,
+    validate,
+)
+from comfyserve.workflow.workers import repository as workers
+from comfyserve.workflow.workers.service import CatalogCache
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+ComfyErrors = dict[str, Any]
+"""`{"error": {...}, "node_errors": {...}}`, ComfyUI's /prompt error shape."""
+
+MISSING_ASSET = "missing_asset"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    tenant_id: str
+    workflow_json: str
+    priority: Priority = Priority.NORMAL
+    webhook_url: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: int = 0
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOutcome:
+    job: JobRecord | None = None
+    errors: ComfyErrors | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A graph ready to store: normalised, assets resolved, validated."""
+
+    graph: dict[str, Any]
+    inputs: list[InputFile]
+    pool: str = ""
+    file_inputs: list[dict[str, str]] = field(default_factory=list)
+
+
+class SubmissionService:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        settings: Settings,
+        files: FileLookup,
+        reader: JobReader,
+        metrics: Metrics,
+        source: str,
+        clock: Clock,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._files = files
+        self._reader = reader
+        self._metrics = metrics
+        self._source = source
+        self._clock = clock
+        self._catalogs = CatalogCache()
+
+    async def submit(self, request: SubmitRequest) -> SubmitOutcome:
+        require_tenant(request.tenant_id)
+        timeout = self._timeout(request.timeout_seconds)
+        if request.webhook_url is not None:
+            await check_webhook_url(
+                request.webhook_url,
+                allow_private=self._settings.webhook_allow_private,
+            )
+        try:
+            raw = _parse_json(request.workflow_json)
+            graph = normalise_workflow(raw)
+        except InvalidWorkflowError as error:
+            return SubmitOutcome(errors=error.to_comfy())
+        fingerprint = request_hash(
+            workflow=raw,
+            priority=request.priority,
+            timeout_seconds=timeout,
+            webhook_url=request.webhook_url,
+            metadata=request.metadata,
+        )
+        key = request.idempotency_key
+        if key is not None:
+            replay = await self._replay(request.tenant_id, key, fingerprint)
+            if replay is not None:
+                return replay
+        prepared = await self._prepare(request.tenant_id, graph)
+        if not isinstance(prepared, _Prepared):
+            return SubmitOutcome(errors=prepared)
+        now = self._clock()
+        job = JobRecord(
+            id=uuid.uuid4(),
+            tenant_id=request.tenant_id,
+            status=JobStatus.PENDING,
+            priority=request.priority,
+            pool=prepared.pool,
+            workflow=prepared.graph,
+            inputs=[item.model_dump(mode="json") for item in prepared.inputs],
+            file_inputs=prepared.file_inputs,
+            created_at=now,
+            deadline=now
+            + timedelta(seconds=timeout + self._settings.queue_timeout_seconds),
+            timeout_seconds=timeout,
+            attempt=0,
+            updated_at=now,
+            metadata=dict(request.metadata),
+            webhook_url=request.webhook_url,
+            idempotency_key=request.idempotency_key,
+        )
+        stored = await self._store(job, fingerprint)
+        if stored is None:
+            # A concurrent request with the same key won the race.
+            replay = (
+                None
+                if key is None
+                else await self._replay(request.tenant_id, key, fingerprint)
+            )
+            if replay is None:
+                raise IdempotencyKeyReuseError()
+            return replay
+        self._metrics.jobs_submitted.labels(job.priority.value).inc()
+        self._metrics.job_transitions.labels(JobStatus.PENDING.value).inc()
+        log.info(
+            "workflow.job.submitted",
+            job_id=str(job.id),
+            tenant_id=job.tenant_id,
+            pool=job.pool,
+        )
+        return SubmitOutcome(job=stored)
+
+    async def _store(self, job: JobRecord, fingerprint: str) -> JobRecord | None:
+        """Job, idempotency record and `submitted` in one transaction, which
+        also answers the job's queue position; None (nothing written) when the
+        idempotency key is taken."""
+        now = job.created_at
+        async with self._engine.connect() as conn, conn.begin() as transaction:
+            await repository.insert_job(conn, job)
+            if job.idempotency_key is not None:
+                recorded = await repository.insert_idempotency(
+                    conn,
+                    tenant_id=job.tenant_id,
+                    key=job.idempotency_key,
+                    request_hash=fingerprint,
+                    job_id=job.id,
+                    now=now,
+                    expired_before=self._idempotency_cutoff(now),
+                )
+                if not recorded:
+                    await transaction.rollback()
+                    return None
+            await outbox.add_event(conn, events.submitted(job, self._source), now)
+            await notify(conn, QUEUE_CHANNEL, job.pool)
+            # Just queued, the job is the last of its priority.
+            position = await repository.pending_through(conn, job.pool, job.priority)
+        return replace(job, queue_position=position)
+
+    async def _replay(
+        self, tenant_id: str, key: str, fingerprint: str
+    ) -> SubmitOutcome | None:
+        async with self._engine.connect() as conn:
+            record = await repository.find_idempotency(
+                conn,
+                tenant_id,
+                key,
+                not_before=self._idempotency_cutoff(self._clock()),
+            )
+        if record is None:
+            return None
+        if record.request_hash != fingerprint:
+            raise IdempotencyKeyReuseError()
+        job = await self._reader.get(tenant_id, str(record.job_id))
+        return SubmitOutcome(job=job, replayed=True)
+
+    def _idempotency_cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(hours=self._settings.idempotency_ttl_hours)
+
+    def _timeout(self, requested: int) -> int:
+        if requested < 0:
+            raise InvalidArgumentError("timeout_seconds", "must not be negative")
+        if requested > self._settings.max_timeout_seconds:
+            raise InvalidArgumentError(
+                "timeout_seconds",
+                f"must be at most {self._settings.max_timeout_seconds}",
+            )
+        return requested or self._settings.default_timeout_seconds
+
+    async def validate_workflow(
+        self, tenant_id: str, workflow_json: str
+    ) -> ComfyErrors | None:
+        """None when the workflow would be accepted, else its errors."""
+        require_tenant(tenant_id)
+        try:
+            graph = normalise_workflow(_parse_json(workflow_json))
+        except InvalidWorkflowError as error:
+            return error.to_comfy()
+        prepared = await self._prepare(tenant_id, graph)
+        return None if isinstance(prepared, _Prepared) else prepared
+
+    async def _prepare(
+        self, tenant_id: str, graph: dict[str, Any]
+    ) -> _Prepared | ComfyErrors:
+        now = self._clock()
+        seen_after = now - timedelta(seconds=self._settings.worker_timeout_seconds)
+        async with self._engine.connect() as conn:
+            catalogs = await self._catalogs.current(conn)
+            live = await workers.live_pools(conn, seen_after)
+        if not catalogs:
+            raise CatalogUnavailableError()
+        resolved = await self._resolve_assets(tenant_id, graph)
+        if not isinstance(resolved, _Prepared):
+            return resolved
+        names = {item.file_id: item.filename for item in resolved.inputs}
+        # Validation is CPU-bound and a graph may hold hundreds of nodes.
+        pool, result = await asyncio.to_thread(
+            _first_valid_pool,
+            replace_asset_refs(graph, names),
+            _preferred_order(catalogs, live),
+            self._settings.allowlist,
+        )
+        if not result.ok:
+            return result.to_comfy()
+        file_inputs = [
+            {"node_id": ref.node_id, "input_name": ref.input_name}
+            for ref in result.file_inputs
+        ]
+        return replace(resolved, pool=pool, file_inputs=file_inputs)
+
+    async def _resolve_assets(
+        self, tenant_id: str, graph: dict[str, Any]
+    ) -> _Prepared | ComfyErrors:
+        try:
+            refs = find_asset_refs(graph)
+        except InvalidAssetRefError as error:
+            return _asset_errors(
+                graph,
+                {
+                    error.node_id: [
+                        _error_item(
+                            ErrorType.INVALID_INPUT_TYPE.value,
+                            str(error),
+                            input_name=error.input_name,
+                        )
+                    ]
+                },
+                ErrorType.INVALID_PROMPT.value,
+                "Invalid asset reference",
+            )
+        file_ids = sorted({ref.file_id for ref in refs})
+        found = await asyncio.gather(
+            *(self._files.get_file(tenant_id, file_id) for file_id in file_ids)
+        )
+        files = {
+            file.file_id: file for file in found if file is not None and file.ready
+        }
+        missing: dict[str, list[dict[str, Any]]] = {}
+        for ref in refs:
+            if ref.file_id not in files:
+                missing.setdefault(ref.node_id, []).append(
+                    _error_item(
+                        MISSING_ASSET,
+                        f"File {ref.file_id} is not available",
+                        details=(
+                            f"{ref.input_name}: file {ref.file_id} does not exist "
+                            "or its upload is not complete"
+                        ),
+                        input_name=ref.input_name,
+                        file_id=ref.file_id,
+                    )
+                )
+        if missing:
+            return _asset_errors(
+                graph,
+                missing,
+                MISSING_ASSET,
+                "Referenced input files are not available",
+            )
+        names = _staged_names(files.values())
+        inputs = [
+            InputFile(
+                file_id=ref.file_id,
+                node_id=ref.node_id,
+                input_name=ref.input_name,
+                filename=names[ref.file_id],
+                bucket=files[ref.file_id].bucket,
+                key=files[ref.file_id].key,
+                content_type=files[ref.file_id].content_type,
+                size=files[ref.file_id].size,
+                sha256=files[ref.file_id].sha256,
+            )
+            for ref in refs
+        ]
+        return _Prepared(graph=graph, inputs=inputs)
+
+
+def _preferred_order(
+    catalogs: Mapping[str, NodeCatalog], live: set[str]
+) -> list[tuple[str, NodeCatalog]]:
+    """Pools with live workers first, then those scaled to zero; by name."""
+    return sorted(catalogs.items(), key=lambda item: (item[0] not in live, item[0]))
+
+
+def _first_valid_pool(
+    graph: Mapping[str, Any],
+    pools: Sequence[tuple[str, NodeCatalog]],
+    allowlist: frozenset[str] | None,
+) -> tuple[str, ValidationResult]:
+    """The first pool whose catalog runs the graph; else the preferred pool's
+    errors, so the caller learns what is missing where it would run."""
+    first: tuple[str, ValidationResult] | None = None
+    for pool, catalog in pools:
+        result = validate(graph, catalog, allowlist)
+        if result.ok:
+            return pool, result
+        first = first or (pool, result)
+    assert first is not None, "called with at least one pool"
+    return first
+
+
+def _parse_json(text: str) -> Any:
+    # NaN and Infinity parse to floats here; normalise_workflow refuses them
+    # with the node and input they sit in, as it does 1e400 (inf).
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise InvalidWorkflowError(
+            PromptError(
+                type=ErrorType.INVALID_PROMPT,
+                message="Workflow is not valid JSON",
+                details=str(error),
+            )
+        ) from None
+
+
+def _error_item(
+    kind: str, message: str, details: str = "", **extra_info: Any
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "message": message,
+        "details": details,
+        "extra_info": extra_info,
+    }
+
+
+def _asset_errors(
+    graph: Mapping[str, Any],
+    items: Mapping[str, list[dict[str, Any]]],
+    kind: str,
+    message: str,
+) -> ComfyErrors:
+    details = "; ".join(
+        f"node {node_id}: {item['message']}"
+        for node_id, node_items in items.items()
+        for item in node_items
+    )
+    return {
+        "error": _error_item(kind, message, details),
+        "node_errors": {
+            node_id: {
+                "errors": node_items,
+                "dependent_outputs": [],
+                "class_type": str(graph[node_id].get("class_type", "")),
+            }
+            for node_id, node_items in items.items()
+        },
+    }
+
+
+def _staged_names(files: Iterable[StoredFile]) -> dict[str, str]:
+    """File id to the name the engine sees: the file's own name, prefixed by its
+    id when another input of the job has the same name."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for file in sorted(files, key=lambda item: item.file_id):
+        name = (
+            file.filename
+            if file.filename not in taken
+            else f"{file.file_id}-{file.filename}"
+        )
+        taken.add(name)
+        names[file.file_id] = name
+    return names
