@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 
-from comfyserve.contracts.workflow_format import ASSET_TYPE
+from comfyserve.contracts.workflow_format import ASSET_TYPE, RUN_MARK_INPUT
 from comfyserve.workflow.validation.catalog import (
     ANY_TYPE,
     COMBO,
@@ -54,7 +54,7 @@ from comfyserve.workflow.validation.models import (
 
 __all__ = ["FILENAME_PREFIX", "RESERVED_INPUT", "validate"]
 
-RESERVED_INPUT = "comfyserve_run"
+RESERVED_INPUT = RUN_MARK_INPUT
 """The input the executor adds to sink nodes to force fresh outputs."""
 FILENAME_PREFIX = "filename_prefix"
 """The input every ComfyUI save node names its output path by."""
