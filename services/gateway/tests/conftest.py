@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import socket
 import uuid
@@ -11,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import httpx
@@ -23,6 +25,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
+from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.app import create_app
@@ -305,6 +308,14 @@ class FakeStorage:
         self, request: st.GetDownloadUrlsRequest
     ) -> st.GetDownloadUrlsResponse:
         self.download_url_calls.append(request)
+        if len(request.file_ids) > DOWNLOAD_URLS_PER_CALL:
+            raise make_rpc_error(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "too many files",
+                violations={
+                    "file_ids": f"at most {DOWNLOAD_URLS_PER_CALL} files per call"
+                },
+            )
         return st.GetDownloadUrlsResponse(
             urls=[
                 self._download(self._find(request.tenant_id, file_id))
@@ -460,6 +471,26 @@ def uvicorn_server() -> Callable[[uvicorn.Config], AbstractAsyncContextManager[i
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(app) as test_client:
         yield test_client
+
+
+def _parse_sse(text: str) -> list[tuple[str, Any]]:
+    """(event, data) pairs of a text/event-stream body; comments are skipped."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[len("event:") :].strip()
+            elif line.startswith("data:"):
+                data.append(line[len("data:") :].strip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+@pytest.fixture
+def parse_sse() -> Callable[[str], list[tuple[str, Any]]]:
+    return _parse_sse
 
 
 @pytest.fixture

@@ -1,25 +1,9 @@
 import asyncio
-import json
 
 import httpx
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.server import server_config
-
-
-def parse_sse(text):
-    """(event, data) pairs of a text/event-stream body; comments are skipped."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[len("event:") :].strip()
-            elif line.startswith("data:"):
-                data.append(line[len("data:") :].strip())
-        if data:
-            events.append((name, json.loads("\n".join(data))))
-    return events
 
 
 def _output(file_id, index):
@@ -62,7 +46,7 @@ def _script(job, first, second):
 
 
 async def test_events_stream_outputs_before_the_final_status_and_then_end(
-    client, workflow, storage, auth_a, tenant_a
+    client, workflow, storage, auth_a, tenant_a, parse_sse
 ):
     job = workflow.add_job(tenant_a)
     first = storage.add_file(tenant_a, key="outputs/0.png")
@@ -95,7 +79,7 @@ async def test_events_stream_outputs_before_the_final_status_and_then_end(
 
 
 async def test_watching_a_finished_job_sends_its_outputs_then_its_status(
-    client, workflow, storage, auth_a, tenant_a
+    client, workflow, storage, auth_a, tenant_a, parse_sse
 ):
     stored = storage.add_file(tenant_a, key="outputs/0.png")
     job = workflow.add_job(
@@ -118,7 +102,7 @@ async def test_an_unknown_job_is_404_before_streaming(client, auth_a):
 
 
 async def test_a_quiet_stream_sends_keepalive_comments(
-    make_app, settings, workflow, auth_a, tenant_a, uvicorn_server
+    make_app, settings, workflow, auth_a, tenant_a, uvicorn_server, parse_sse
 ):
     job = workflow.add_job(tenant_a)
     completed = wf.Job(id=job.id, status=wf.JOB_STATUS_COMPLETED)

@@ -260,3 +260,38 @@ async def test_cancel_returns_the_job(client, workflow, auth_a, tenant_a):
     assert response.status_code == 200
     assert response.json()["execution_id"] == job.id
     assert response.json()["status"] == "cancelled"
+
+
+def _job_with_outputs(workflow, storage, tenant, count):
+    outputs = []
+    for index in range(count):
+        stored = storage.add_file(tenant, key=f"outputs/{index}.png")
+        outputs.append(
+            wf.OutputFile(
+                file_id=stored.id, node_id="9", index=index, filename=f"{index}.png"
+            )
+        )
+    return workflow.add_job(tenant, status=wf.JOB_STATUS_COMPLETED, outputs=outputs)
+
+
+@pytest.mark.parametrize("route", ["get", "cancel", "events"])
+async def test_a_job_with_more_outputs_than_one_presign_call_gets_every_url(
+    client, workflow, storage, auth_a, tenant_a, parse_sse, route
+):
+    job = _job_with_outputs(workflow, storage, tenant_a, 256)
+    path = f"/workflows/{job.id}"
+
+    if route == "get":
+        response = await client.get(path, headers=auth_a)
+        outputs = response.json()["outputs"]
+    elif route == "cancel":
+        response = await client.post(f"{path}/cancel", headers=auth_a)
+        outputs = response.json()["outputs"]
+    else:
+        response = await client.get(f"{path}/events", headers=auth_a)
+        outputs = [data for name, data in parse_sse(response.text) if name == "output"]
+
+    assert response.status_code == 200
+    assert len(outputs) == 256
+    assert all(output["url"] for output in outputs)
+    assert [len(call.file_ids) for call in storage.download_url_calls] == [200, 56]

@@ -5,6 +5,7 @@ No decision about a job is taken here: the workflow service owns them all.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 import grpc
 from pydantic import BaseModel
 
-from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
+from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL, MAX_WORKFLOW_BYTES
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.adapters.storage import StorageClient
@@ -369,8 +370,17 @@ class JobsService:
                 update = await anext(updates, None)
 
     async def _download_urls(self, file_ids: list[str]) -> dict[str, st.DownloadUrl]:
-        if not file_ids:
-            return {}
+        """Presigned URLs of the files, in as few calls as storage allows."""
+        chunks = [
+            file_ids[start : start + DOWNLOAD_URLS_PER_CALL]
+            for start in range(0, len(file_ids), DOWNLOAD_URLS_PER_CALL)
+        ]
+        found = await asyncio.gather(*(self._download_url_chunk(c) for c in chunks))
+        return {url.file_id: url for urls in found for url in urls}
+
+    async def _download_url_chunk(
+        self, file_ids: list[str]
+    ) -> Sequence[st.DownloadUrl]:
         try:
             response = await self._storage.get_download_urls(
                 st.GetDownloadUrlsRequest(tenant_id=self._tenant_id, file_ids=file_ids)
@@ -378,9 +388,9 @@ class JobsService:
         except grpc.aio.AioRpcError as error:
             # A file removed by retention still shows in the job, without a URL.
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return {}
+                return []
             raise
-        return {url.file_id: url for url in response.urls}
+        return response.urls
 
     async def _outputs(self, outputs: list[wf.OutputFile]) -> list[Output]:
         urls = await self._download_urls([output.file_id for output in outputs])
