@@ -63,17 +63,20 @@ def parse_level(level: str | int) -> int:
 
 
 def configure_logging(level: str | int = "info") -> None:
+    """Every line JSON (console on a TTY), from structlog and from the standard
+    library's loggers (uvicorn, aiokafka, grpc) alike, redacted the same way."""
     numeric = parse_level(level)
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer()
         if sys.stdout.isatty()
         else structlog.processors.JSONRenderer()
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.format_exc_info,
             _redact_processor,
             renderer,
@@ -82,17 +85,25 @@ def configure_logging(level: str | int = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    # Standard-library loggers (uvicorn, aiokafka, grpc) go through the same
-    # redaction, so a library never prints a secret either.
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redact_processor,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     for name in _CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
-
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
