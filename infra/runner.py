@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
@@ -71,6 +72,13 @@ def dev_api_key() -> str:
         path.write_text("csk_dev_" + secrets.token_urlsafe(24))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def api_keys(dev_key: str, environ: Mapping[str, str]) -> list[str]:
+    """The keys the gateway serves: the dev key, then each of `GATEWAY_API_KEYS`
+    (comma-separated), once each, in that order."""
+    extra = (key.strip() for key in environ.get("GATEWAY_API_KEYS", "").split(","))
+    return list(dict.fromkeys([dev_key, *(key for key in extra if key)]))
 
 
 def service_env(
@@ -293,8 +301,11 @@ def wait_until_ready(
 def main() -> int:
     ports = Ports()
     key = dev_api_key()
+    # The gateway's environment is set from this list, so keys exported for
+    # `make run` are only served when they are in it.
+    keys = api_keys(key, os.environ)
     services = ServiceSet.create(
-        read_stack_env(), ports, [key], LOCAL / "logs" / "services"
+        read_stack_env(), ports, keys, LOCAL / "logs" / "services"
     )
 
     def interrupted(signum: int, frame: object) -> None:
@@ -313,9 +324,11 @@ def main() -> int:
             f"  API:      http://127.0.0.1:{ports.gateway}\n"
             f"  API docs: http://127.0.0.1:{ports.gateway}/docs\n"
             f"  API key:  {key}\n"
-            "  Logs:     .local/logs/services/\n"
-            "Press Ctrl-C to stop.\n\n"
         )
+        if len(keys) > 1:
+            # How many, never which: keys stay out of terminals and logs.
+            out.write(f"  Also serving {len(keys) - 1} key(s) from GATEWAY_API_KEYS\n")
+        out.write("  Logs:     .local/logs/services/\nPress Ctrl-C to stop.\n\n")
         out.flush()
         supervise(services, out)
     except KeyboardInterrupt:
