@@ -44,6 +44,16 @@ _FINAL = {
 }
 
 
+_LISTABLE = {
+    wf.JOB_STATUS_PENDING,
+    wf.JOB_STATUS_RUNNING,
+    wf.JOB_STATUS_COMPLETED,
+    wf.JOB_STATUS_FAILED,
+    wf.JOB_STATUS_CANCELLED,
+    wf.JOB_STATUS_EXPIRED,
+}
+
+
 def make_rpc_error(
     code: grpc.StatusCode, details: str, violations: dict[str, str] | None = None
 ) -> grpc.aio.AioRpcError:
@@ -161,6 +171,14 @@ class FakeWorkflow:
 
     async def list_jobs(self, request: wf.ListJobsRequest) -> wf.ListJobsResponse:
         self._record(request)
+        # As the service: every status a job can have is a filter, and nothing else.
+        unknown = [value for value in request.statuses if value not in _LISTABLE]
+        if unknown:
+            raise make_rpc_error(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "statuses is invalid",
+                violations={"statuses": f"unknown value {unknown[0]}"},
+            )
         jobs = sorted(
             (
                 job

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
+from comfyserve.gateway.jobs.models import JobStatus
 
 NO_SUCH_JOB = "00000000-0000-4000-8000-000000000000"
 
@@ -240,6 +241,45 @@ async def test_list_filters_by_status_with_failed_including_expired(
 
     assert [item["execution_id"] for item in body["items"]] == [expired.id, failed.id]
     assert {item["status"] for item in body["items"]} == {"failed"}
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+async def test_every_documented_status_filters(
+    client, workflow, auth_a, tenant_a, status
+):
+    workflow.add_job(tenant_a, status=wf.JOB_STATUS_EXPIRED)
+
+    response = await client.get(
+        "/workflows", headers=auth_a, params={"status": status.value}
+    )
+
+    assert response.status_code == 200, response.text
+    [request] = workflow.requests
+    expected = {
+        JobStatus.PENDING: [wf.JOB_STATUS_PENDING],
+        JobStatus.RUNNING: [wf.JOB_STATUS_RUNNING],
+        JobStatus.COMPLETED: [wf.JOB_STATUS_COMPLETED],
+        JobStatus.FAILED: [wf.JOB_STATUS_FAILED, wf.JOB_STATUS_EXPIRED],
+        JobStatus.CANCELLED: [wf.JOB_STATUS_CANCELLED],
+    }[status]
+    assert list(request.statuses) == expected
+    assert len(response.json()["items"]) == (status == JobStatus.FAILED)
+
+
+async def test_repeated_statuses_are_sent_once(client, workflow, auth_a):
+    response = await client.get(
+        "/workflows",
+        headers=auth_a,
+        params=[("status", "failed"), ("status", "pending"), ("status", "failed")],
+    )
+
+    assert response.status_code == 200
+    [request] = workflow.requests
+    assert list(request.statuses) == [
+        wf.JOB_STATUS_PENDING,
+        wf.JOB_STATUS_FAILED,
+        wf.JOB_STATUS_EXPIRED,
+    ]
 
 
 @pytest.mark.parametrize(

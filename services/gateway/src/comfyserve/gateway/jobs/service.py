@@ -307,9 +307,10 @@ class JobsService:
                 tenant_id=self._tenant_id,
                 page_size=limit,
                 cursor=cursor or "",
-                statuses=[
-                    code for status in statuses for code in _STATUS_TO_PB[status]
-                ],
+                # Each meaningful value once: `failed` is also EXPIRED.
+                statuses=sorted(
+                    {code for status in statuses for code in _STATUS_TO_PB[status]}
+                ),
             )
         )
         return JobPage(
