@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
+from google.protobuf.timestamp_pb2 import Timestamp
 from minio import Minio
 from PIL import Image
 from pydantic import ValidationError
@@ -25,9 +27,6 @@ from comfyserve.contracts.events import (
     InputFile,
     JobCancelRequested,
     JobCancelRequestedData,
-    JobSubmitted,
-    JobSubmittedData,
-    Priority,
     dump_event,
     parse_event,
 )
@@ -40,10 +39,6 @@ from comfyserve.contracts.topics import (
     HEARTBEAT,
     JOB_EVENT_TOPICS,
     NODE_CATALOG,
-    SUBMITTED_IN_DRAIN_ORDER,
-    SUBMITTED_LOW,
-    dlq,
-    topic_for,
 )
 from comfyserve.executor.app import ExecutorApp
 from comfyserve.executor.settings import Settings
@@ -52,22 +47,46 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TENANT = "tenant-it"
 WAIT_S = 120.0
+LEASE_S = 3.0
 
 
 class FakeWorkflow(wf_grpc.WorkflowServiceServicer):
-    """Grants each known job once, like a pending job's first claim."""
+    """Hands out queued assignments one at a time and answers renewals with
+    whatever state a test set for the job (HELD otherwise)."""
 
     def __init__(self) -> None:
-        self.jobs: set[str] = set()
-        self.claims: list[str] = []
+        self.queue: list[wf.Assignment] = []
+        self.changed = asyncio.Condition()
+        self.states: dict[str, int] = {}
+        self.renewals: list[str] = []
 
-    async def ClaimJob(self, request, context):
-        self.claims.append(request.job_id)
-        if request.job_id not in self.jobs or request.tenant_id != TENANT:
-            return wf.ClaimJobResponse(granted=False, reason="unknown job")
-        if self.claims.count(request.job_id) > 1:
-            return wf.ClaimJobResponse(granted=False, reason="already running")
-        return wf.ClaimJobResponse(granted=True, attempt=1)
+    async def add(self, assignment: wf.Assignment) -> None:
+        async with self.changed:
+            self.queue.append(assignment)
+            self.changed.notify_all()
+
+    async def AcquireJob(self, request, context):
+        async with self.changed:
+            try:
+                await asyncio.wait_for(
+                    self.changed.wait_for(lambda: bool(self.queue)),
+                    request.wait_seconds,
+                )
+            except TimeoutError:
+                return wf.AcquireJobResponse()
+            assignment = self.queue.pop(0)
+        assignment.job.worker_id = request.worker_id
+        return wf.AcquireJobResponse(assignment=assignment)
+
+    async def RenewLeases(self, request, context):
+        answers = []
+        for lease in request.leases:
+            self.renewals.append(lease.job_id)
+            state = self.states.get(lease.job_id, wf.LEASE_STATE_HELD)
+            answers.append(
+                wf.LeaseStatus(job_id=lease.job_id, attempt=lease.attempt, state=state)
+            )
+        return wf.RenewLeasesResponse(leases=answers, lease_seconds=LEASE_S)
 
 
 class FakeStorage(st_grpc.StorageServiceServicer):
@@ -99,8 +118,8 @@ class FakeStorage(st_grpc.StorageServiceServicer):
     async def CreateUpload(self, request, context):
         file_id = uuid.uuid4().hex
         key = (
-            f"outputs/{request.tenant_id}/{request.job_id}/{request.node_id}/"
-            f"{request.index}-{request.filename}"
+            f"outputs/{request.tenant_id}/{request.job_id}/{request.attempt}/"
+            f"{request.node_id}/{request.index}-{request.filename}"
         )
         info = st.FileInfo(
             id=file_id,
@@ -115,6 +134,7 @@ class FakeStorage(st_grpc.StorageServiceServicer):
             job_id=request.job_id,
             node_id=request.node_id,
             index=request.index,
+            attempt=request.attempt,
             state=st.FILE_STATE_PENDING,
         )
         self.files[file_id] = info
@@ -212,76 +232,66 @@ async def partitions_of(
     ]
 
 
-async def commit_group_at_end(
-    bootstrap: str, group: str, partitions: list[TopicPartition]
-) -> None:
-    """Start the test's group past everything already in the shared topics."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-
-
 @dataclass
 class World:
     app: ExecutorApp
     events: Events
     producer: AIOKafkaProducer
-    offsets: AIOKafkaConsumer
     s3: Minio
     bucket: str
+    scratch: Path
     workflow_service: FakeWorkflow
     storage_service: FakeStorage
 
     async def submit(
         self,
         workflow: dict,
-        priority: Priority = Priority.NORMAL,
-        inputs=(),
-        known: bool = True,
-    ) -> tuple[str, Any]:
+        inputs: tuple[InputFile, ...] = (),
+        file_inputs: tuple[tuple[str, str], ...] = (),
+        timeout_s: int = 300,
+    ) -> str:
         job_id = str(uuid.uuid4())
-        if known:
-            self.workflow_service.jobs.add(job_id)
-        event = JobSubmitted(
-            source="tests",
-            subject=job_id,
-            tenant_id=TENANT,
-            data=JobSubmittedData(
-                workflow=workflow,
-                inputs=list(inputs),
-                priority=priority,
-                timeout_seconds=300,
-                deadline=datetime.now(UTC) + timedelta(minutes=10),
-            ),
+        deadline = Timestamp()
+        deadline.FromDatetime(datetime.now(UTC) + timedelta(minutes=10))
+        await self.workflow_service.add(
+            wf.Assignment(
+                job=wf.Job(
+                    id=job_id,
+                    tenant_id=TENANT,
+                    status=wf.JOB_STATUS_RUNNING,
+                    timeout_seconds=timeout_s,
+                    deadline=deadline,
+                    attempt=1,
+                ),
+                attempt=1,
+                workflow_json=json.dumps(workflow),
+                inputs=[
+                    wf.InputFile(
+                        file_id=item.file_id,
+                        node_id=item.node_id,
+                        input_name=item.input_name,
+                        filename=item.filename,
+                        bucket=item.bucket,
+                        key=item.key,
+                        content_type=item.content_type,
+                        size=item.size,
+                    )
+                    for item in inputs
+                ],
+                file_inputs=[
+                    wf.InputRef(node_id=node, input_name=name)
+                    for node, name in file_inputs
+                ],
+                lease_seconds=LEASE_S,
+            )
         )
-        sent = await self.producer.send_and_wait(
-            topic_for(event), dump_event(event), key=job_id.encode()
-        )
-        return job_id, sent
-
-    async def committed(self, sent: Any) -> int | None:
-        return await self.offsets.committed(TopicPartition(sent.topic, sent.partition))
-
-    async def wait_committed(self, sent: Any) -> None:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                if await self.committed(sent) == sent.offset + 1:
-                    return
-                await asyncio.sleep(0.1)
+        return job_id
 
 
 @pytest.fixture(scope="module")
 async def world(stack, tmp_path_factory):
     suffix = uuid.uuid4().hex[:10]
     bootstrap = stack["KAFKA_BOOTSTRAP_SERVERS"]
-    group = f"executor-test-{suffix}"
     s3 = Minio(
         stack["S3_ENDPOINT"],
         access_key=stack["S3_ACCESS_KEY"],
@@ -303,31 +313,26 @@ async def world(stack, tmp_path_factory):
     try:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await producer.start()
-        submitted = await partitions_of(producer, SUBMITTED_IN_DRAIN_ORDER)
-        await commit_group_at_end(bootstrap, group, submitted)
         events = Events(
             bootstrap,
             await partitions_of(producer, (*JOB_EVENT_TOPICS, HEARTBEAT, NODE_CATALOG)),
         )
         await events.start()
-        offsets = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-        )
-        await offsets.start()
-
+        scratch = tmp_path_factory.mktemp("executor")
         settings = Settings(
             kafka_bootstrap_servers=bootstrap,
-            consumer_group=group,
+            pool=f"it-{suffix}",
             workflow_grpc_target=f"127.0.0.1:{port}",
             storage_grpc_target=f"127.0.0.1:{port}",
             comfyui_path=Path(stack["COMFYUI_PATH"]),
             comfyui_python=Path(stack["COMFYUI_PYTHON"]),
             comfyui_url=None,
             worker_id=f"test-worker-{suffix}",
-            scratch_dir=tmp_path_factory.mktemp("executor"),
+            scratch_dir=scratch,
             http_port=0,
             progress_interval_seconds=0.2,
             interrupt_grace_seconds=5,
+            acquire_wait_seconds=2,
             cpu=True,
         )
         app = ExecutorApp(settings)
@@ -344,20 +349,27 @@ async def world(stack, tmp_path_factory):
             app=app,
             events=events,
             producer=producer,
-            offsets=offsets,
             s3=s3,
             bucket=bucket,
+            scratch=scratch,
             workflow_service=workflow_service,
             storage_service=storage_service,
         )
         stop.set()
         async with asyncio.timeout(60):
             await worker
-        await offsets.stop()
         await producer.stop()
         await events.stop()
     finally:
         await server.stop(None)
+
+
+async def eventually(check, within: float = WAIT_S) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.1)
 
 
 def png(color: tuple[int, int, int], size: int = 8) -> bytes:
@@ -403,10 +415,10 @@ def slow_workflow(blurs: int = 4, size: int = 512) -> dict:
     return prompt
 
 
-async def test_a_job_runs_and_its_output_lands_in_s3(world):
+async def test_a_job_runs_in_its_own_folders_and_its_output_lands_in_s3(world):
     source = world.storage_service.add_input(png((10, 20, 30)), "in.png")
-    job_id, sent = await world.submit(
-        invert_workflow(f"it-{uuid.uuid4().hex[:8]}"), inputs=[source]
+    job_id = await world.submit(
+        invert_workflow(f"it-{uuid.uuid4().hex[:8]}"), inputs=(source,)
     )
 
     completed = await world.events.wait_final(job_id)
@@ -422,6 +434,8 @@ async def test_a_job_runs_and_its_output_lands_in_s3(world):
     )
     [output] = completed.data.outputs
     assert (output.node_id, output.width, output.height) == ("3", 8, 8)
+    # Stored as this attempt's, under the name ComfyUI gave it.
+    assert f"/{job_id}/1/3/0-it-" in output.key
     carried = [
         o.file_id
         for e in world.events.by_job[job_id]
@@ -432,32 +446,49 @@ async def test_a_job_runs_and_its_output_lands_in_s3(world):
     data = world.s3.get_object(world.bucket, output.key).read()
     with Image.open(io.BytesIO(data)) as image:
         assert image.convert("RGB").getpixel((0, 0)) == (245, 235, 225)
-    await world.wait_committed(sent)
+    # Nothing of the job is left in ComfyUI's folders.
+    comfy = world.scratch / "comfyui"
+    assert not list((comfy / "input").rglob("*.png"))
+    assert not list((comfy / "output").rglob("*.png"))
 
 
-async def test_higher_priority_runs_first_and_offsets_wait_for_the_final_event(world):
-    busy_id, busy_sent = await world.submit(slow_workflow())
-    await world.events.wait_for(busy_id, "started")
-    normal = [(await world.submit(slow_workflow(1, 64)))[0] for _ in range(2)]
-    high_id, _ = await world.submit(slow_workflow(1, 64), Priority.HIGH)
+async def test_the_lease_is_renewed_through_the_job_until_its_end_is_recorded(world):
+    job_id = await world.submit(slow_workflow(2, 256))
+    await world.events.wait_for(job_id, "started")
+    await eventually(lambda: world.workflow_service.renewals.count(job_id) >= 2)
 
-    # Still running: its record is not committed yet.
-    committed = await world.committed(busy_sent)
-    assert world.events.final(busy_id) is None
-    assert committed is None or committed <= busy_sent.offset
-
-    assert (await world.events.wait_final(busy_id)).type.endswith("completed")
-    for job_id in [high_id, *normal]:
-        assert (await world.events.wait_final(job_id)).type.endswith("completed")
-    started_at = {
-        job_id: world.events.by_job[job_id][0].time for job_id in [high_id, *normal]
-    }
-    assert started_at[high_id] < min(started_at[n] for n in normal)
-    await world.wait_committed(busy_sent)
+    await world.events.wait_final(job_id)
+    # The final event is in Kafka, but until the workflow service has applied
+    # it the attempt stays this worker's.
+    held = world.workflow_service.renewals.count(job_id)
+    await eventually(lambda: world.workflow_service.renewals.count(job_id) > held)
+    world.workflow_service.states[job_id] = wf.LEASE_STATE_ENDED
+    await asyncio.sleep(LEASE_S)
+    settled = world.workflow_service.renewals.count(job_id)
+    await asyncio.sleep(LEASE_S)
+    assert world.workflow_service.renewals.count(job_id) == settled
 
 
-async def test_cancel_interrupts_the_running_job(world):
-    job_id, sent = await world.submit(slow_workflow(30))
+async def test_a_plain_file_name_never_reaches_comfyuis_shared_input_folder(world):
+    # Another tenant's file, left in ComfyUI's own input folder.
+    shared = world.scratch / "comfyui" / "input" / "theirs.png"
+    shared.write_bytes(png((1, 2, 3)))
+    graph = invert_workflow(f"it-{uuid.uuid4().hex[:8]}")
+    graph["1"]["inputs"]["image"] = "theirs.png"
+
+    job_id = await world.submit(graph, file_inputs=(("1", "image"),))
+
+    final = await world.events.wait_final(job_id)
+    assert final.type == "executor.job.failed", final
+    assert final.data.code == "invalid_workflow"
+    assert "theirs.png" in final.data.message
+    # The owner sees the job's own names, never this machine's paths.
+    assert str(world.scratch) not in final.data.message
+    assert job_id not in final.data.message
+
+
+async def test_a_cancel_broadcast_interrupts_the_running_job(world):
+    job_id = await world.submit(slow_workflow(30))
     await world.events.wait_for(job_id, "progressed")
 
     cancel = JobCancelRequested(
@@ -473,71 +504,49 @@ async def test_cancel_interrupts_the_running_job(world):
     final = await world.events.wait_final(job_id)
     assert final.type == "executor.job.cancelled"
     assert final.data.reason == "changed my mind"
-    await world.wait_committed(sent)
 
     # ComfyUI is free again for the next job.
-    next_id, _ = await world.submit(slow_workflow(1, 64))
+    next_id = await world.submit(slow_workflow(1, 64))
     assert (await world.events.wait_final(next_id)).type.endswith("completed")
 
 
-async def test_a_refused_claim_is_skipped_and_committed(world):
-    job_id, sent = await world.submit(slow_workflow(1, 64), known=False)
-    # A later job of the same key lands behind it on the same partition.
-    after = JobSubmitted(
-        source="tests",
-        subject=str(uuid.uuid4()),
-        tenant_id=TENANT,
-        data=JobSubmittedData(
-            workflow=slow_workflow(1, 64),
-            priority=Priority.NORMAL,
-            timeout_seconds=60,
-            deadline=datetime.now(UTC) + timedelta(minutes=5),
-        ),
-    )
-    world.workflow_service.jobs.add(after.subject)
-    await world.producer.send_and_wait(
-        sent.topic, dump_event(after), key=job_id.encode()
-    )
+async def test_a_cancel_learnt_from_the_lease_interrupts_the_job(world):
+    # The broadcast may be missed (a broker outage): the renewal says it too.
+    job_id = await world.submit(slow_workflow(30))
+    await world.events.wait_for(job_id, "progressed")
 
-    assert (await world.events.wait_final(after.subject)).type.endswith("completed")
-    assert world.events.by_job[job_id] == []
-    assert job_id in world.workflow_service.claims
+    world.workflow_service.states[job_id] = wf.LEASE_STATE_CANCEL_REQUESTED
+
+    final = await world.events.wait_final(job_id)
+    assert final.type == "executor.job.cancelled"
+
+
+async def test_a_lost_lease_stops_the_job_and_reports_nothing(world):
+    lost = await world.submit(slow_workflow(30))
+    await world.events.wait_for(lost, "progressed")
+
+    world.workflow_service.states[lost] = wf.LEASE_STATE_LOST
+
+    after = await world.submit(slow_workflow(1, 64))
+    assert (await world.events.wait_final(after)).type.endswith("completed")
+    # The attempt's new owner reports the job; this worker never does.
+    assert world.events.final(lost) is None
 
 
 async def test_catalog_heartbeats_and_health(world):
-    worker_id = world.app.settings.worker_id
-    catalog = await world.events.wait_for(worker_id, "catalog-published")
-    beat = await world.events.wait_for(worker_id, "heartbeat")
+    settings = world.app.settings
+    catalog = await world.events.wait_for(settings.pool, "catalog-published")
+    beat = await world.events.wait_for(settings.worker_id, "heartbeat")
 
     assert "SaveImage" in catalog.data.object_info
+    assert catalog.data.pool == settings.pool
     assert len(catalog.data.catalog_hash) == 64
+    assert beat.data.pool == settings.pool
     assert beat.data.gpus == []
-    assert beat.data.interval_s == world.app.settings.heartbeat_interval_seconds
+    assert beat.data.interval_s == settings.heartbeat_interval_seconds
     base = f"http://127.0.0.1:{world.app.http_port}"
     async with httpx.AsyncClient(base_url=base) as client:
         assert (await client.get("/health/live")).status_code == 200
         assert (await client.get("/health/ready")).status_code == 200
         metrics = (await client.get("/metrics")).text
     assert "executor_busy " in metrics
-
-
-async def test_an_unreadable_record_goes_to_the_dead_letter_topic(world):
-    marker = f"not an event {uuid.uuid4()}".encode()
-    sent = await world.producer.send_and_wait(SUBMITTED_LOW, marker, key=b"poison")
-
-    await world.wait_committed(sent)
-
-    reader = AIOKafkaConsumer(
-        dlq(SUBMITTED_LOW),
-        bootstrap_servers=world.app.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await reader.start()
-    try:
-        async with asyncio.timeout(WAIT_S):
-            async for record in reader:
-                if record.value == marker:
-                    assert record.key == b"poison"
-                    break
-    finally:
-        await reader.stop()

@@ -13,10 +13,6 @@ import uuid
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
-
-from comfyserve.contracts.topics import SUBMITTED_IN_DRAIN_ORDER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,27 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def start_group_at_end(bootstrap: str, group: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await producer.start()
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in SUBMITTED_IN_DRAIN_ORDER
-            for p in sorted(await producer.partitions_for(topic))
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
@@ -64,13 +39,13 @@ async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
 
 
 async def test_sigterm_stops_the_worker_and_its_comfyui(stack, tmp_path):
-    group = f"executor-main-{uuid.uuid4().hex[:10]}"
-    await start_group_at_end(stack["KAFKA_BOOTSTRAP_SERVERS"], group)
     port = free_port()
     env = {
         **os.environ,
         "EXECUTOR_KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"],
-        "EXECUTOR_CONSUMER_GROUP": group,
+        "EXECUTOR_POOL": f"main-{uuid.uuid4().hex[:8]}",
+        # Nobody serves here: the worker keeps asking for work until stopped.
+        "EXECUTOR_WORKFLOW_GRPC_TARGET": f"127.0.0.1:{free_port()}",
         "EXECUTOR_COMFYUI_PATH": stack["COMFYUI_PATH"],
         "EXECUTOR_COMFYUI_PYTHON": stack["COMFYUI_PYTHON"],
         "EXECUTOR_SCRATCH_DIR": str(tmp_path),

@@ -1,11 +1,13 @@
-"""The composition root: builds every client, runs the worker, tears it down."""
+"""The composition root: one small async context manager per resource, composed
+in `ExecutorApp.run`, torn down in reverse."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import grpc
 import httpx
@@ -17,17 +19,13 @@ from comfyserve.contracts.events import GpuInfo
 from comfyserve.contracts.topics import CANCEL_REQUESTED
 from comfyserve.executor.adapters.clock import SystemClock
 from comfyserve.executor.adapters.gpus import cuda_available, gpu_infos
-from comfyserve.executor.adapters.kafka import (
-    BroadcastConsumer,
-    KafkaPublisher,
-    SubmittedConsumer,
-)
+from comfyserve.executor.adapters.kafka import BroadcastConsumer, KafkaPublisher
 from comfyserve.executor.adapters.storage import GrpcFileStore
-from comfyserve.executor.adapters.workflow import GrpcClaims
+from comfyserve.executor.adapters.workflow import GrpcDispatch
 from comfyserve.executor.engine import Engine, ManagedComfyUI, RemoteComfyUI
 from comfyserve.executor.health import create_http_app
-from comfyserve.executor.jobs.handlers import SubmittedLoop, follow_cancels
-from comfyserve.executor.jobs.service import JobRunner, RunnerConfig
+from comfyserve.executor.jobs.dispatch import DispatchLoop, LeaseKeeper, follow_cancels
+from comfyserve.executor.jobs.runner import JobRunner
 from comfyserve.executor.settings import Settings
 from comfyserve.executor.telemetry import Metrics
 from comfyserve.executor.worker.service import (
@@ -35,6 +33,7 @@ from comfyserve.executor.worker.service import (
     Heartbeats,
     WorkerIdentity,
 )
+from comfyserve.runtime.grpc import insecure_channel
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +46,7 @@ def build_engine(settings: Settings, cpu: bool) -> tuple[Engine, Callable[[], bo
         managed = ManagedComfyUI(
             settings.comfyui_path,
             settings.comfyui_python,
-            settings.scratch_dir / "comfyui",
+            settings.scratch / "comfyui",
             cpu=cpu,
         )
         return managed, lambda: managed.crashed
@@ -64,6 +63,59 @@ async def _cuda_gpus() -> list[GpuInfo]:
     return await asyncio.to_thread(gpu_infos)
 
 
+@asynccontextmanager
+async def _started(client: Any) -> AsyncIterator[Any]:
+    """A client with `start`/`stop` (Kafka clients), started and stopped."""
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+@asynccontextmanager
+async def _channel(target: str) -> AsyncIterator[grpc.aio.Channel]:
+    channel = insecure_channel(target)
+    try:
+        yield channel
+    finally:
+        await channel.close()
+
+
+@asynccontextmanager
+async def _http_client(timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _engine(
+    engine: Engine, supervisor: EngineSupervisor
+) -> AsyncIterator[EngineSupervisor]:
+    try:
+        # The catalog goes out before any job is taken, so validation of jobs
+        # for this pool's nodes works as soon as the worker takes one.
+        await supervisor.start()
+        yield supervisor
+    finally:
+        await engine.stop()
+
+
+@asynccontextmanager
+async def _http_server(
+    registry: CollectorRegistry, host: str, port: int, ready: Callable[[], bool]
+) -> AsyncIterator[int | None]:
+    runner = web.AppRunner(create_http_app(registry, ready), handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        addresses = runner.addresses
+        yield int(addresses[0][1]) if addresses else None
+    finally:
+        await runner.cleanup()
+
+
 class ExecutorApp:
     """One worker: `run` serves until `stop` is set, then shuts down cleanly."""
 
@@ -73,9 +125,11 @@ class ExecutorApp:
         self.metrics = Metrics(self.registry)
         self.clock = SystemClock()
         self.identity = WorkerIdentity(
-            worker_id=settings.worker_id, source=f"executor/{settings.worker_id}"
+            worker_id=settings.worker_id,
+            source=f"executor/{settings.worker_id}",
+            pool=settings.pool,
         )
-        # Set once the worker reads its topics; tests and probes wait on it.
+        # Set once the worker takes jobs; tests and probes wait on it.
         self.consuming = asyncio.Event()
         self.http_port: int | None = None
 
@@ -86,83 +140,83 @@ class ExecutorApp:
         log.info(
             "executor.starting",
             worker_id=settings.worker_id,
+            pool=settings.pool,
             engine=settings.engine_mode.value,
             cpu=cpu,
         )
         async with AsyncExitStack() as stack:
-            publisher = KafkaPublisher(
-                settings.kafka_bootstrap_servers, self.identity.worker_id
+            publisher = await stack.enter_async_context(
+                _started(
+                    KafkaPublisher(
+                        settings.kafka_bootstrap_servers, self.identity.worker_id
+                    )
+                )
             )
-            await publisher.start()
-            stack.push_async_callback(publisher.stop)
-
             engine, crashed = build_engine(settings, cpu)
-            supervisor = EngineSupervisor(
-                engine, publisher, self.identity, self.metrics, crashed=crashed
+            supervisor = await stack.enter_async_context(
+                _engine(
+                    engine,
+                    EngineSupervisor(
+                        engine, publisher, self.identity, self.metrics, crashed=crashed
+                    ),
+                )
             )
-            stack.push_async_callback(engine.stop)
-            # The catalog goes out before the group join, so validation of jobs
-            # for this worker's nodes works as soon as it takes any.
-            await supervisor.start()
-
-            workflow_channel = grpc.aio.insecure_channel(settings.workflow_grpc_target)
-            stack.push_async_callback(workflow_channel.close)
-            storage_channel = grpc.aio.insecure_channel(settings.storage_grpc_target)
-            stack.push_async_callback(storage_channel.close)
-            http = httpx.AsyncClient(timeout=settings.transfer_timeout_seconds)
-            stack.push_async_callback(http.aclose)
-
+            workflow = await stack.enter_async_context(
+                _channel(settings.workflow_grpc_target)
+            )
+            storage = await stack.enter_async_context(
+                _channel(settings.storage_grpc_target)
+            )
+            http = await stack.enter_async_context(
+                _http_client(settings.transfer_timeout_seconds)
+            )
+            cancels = await stack.enter_async_context(
+                _started(
+                    BroadcastConsumer(
+                        settings.kafka_bootstrap_servers,
+                        f"{self.identity.worker_id}-cancel",
+                        CANCEL_REQUESTED,
+                    )
+                )
+            )
             runner = JobRunner(
                 engine=engine,
-                claims=GrpcClaims(workflow_channel, settings.grpc_timeout_seconds),
-                files=GrpcFileStore(
-                    storage_channel, http, settings.grpc_timeout_seconds
-                ),
+                files=GrpcFileStore(storage, http, settings.grpc_timeout_seconds),
                 publisher=publisher,
                 keeper=supervisor,
                 clock=self.clock,
-                config=RunnerConfig(
-                    worker_id=self.identity.worker_id,
-                    source=self.identity.source,
-                    progress_interval_s=settings.progress_interval_seconds,
-                    interrupt_grace_s=settings.interrupt_grace_seconds,
-                ),
+                worker_id=self.identity.worker_id,
+                source=self.identity.source,
+                progress_interval_s=settings.progress_interval_seconds,
+                interrupt_grace_s=settings.interrupt_grace_seconds,
+                local_roots=lambda: engine.local_roots,
             )
-
-            cancels = BroadcastConsumer(
-                settings.kafka_bootstrap_servers,
-                f"{self.identity.worker_id}-cancel",
-                CANCEL_REQUESTED,
-            )
-            await cancels.start()
-            stack.push_async_callback(cancels.stop)
+            dispatch = GrpcDispatch(workflow, settings.grpc_timeout_seconds)
+            leases = LeaseKeeper(dispatch, runner, self.identity.worker_id, self.clock)
 
             async def engine_ready() -> None:
                 while not supervisor.healthy:
                     await self.clock.sleep(_ENGINE_WAIT_S)
 
-            loop: SubmittedLoop | None = None
-
-            async def on_revoked(partitions: set[tuple[str, int]]) -> None:
-                if loop is not None:
-                    await loop.on_revoked(partitions)
-
-            consumer = SubmittedConsumer(
-                settings.kafka_bootstrap_servers,
-                settings.consumer_group,
-                self.identity.worker_id,
-                settings.max_poll_interval_ms,
-                on_revoked,
+            loop = DispatchLoop(
+                dispatch=dispatch,
+                runner=runner,
+                leases=leases,
+                metrics=self.metrics,
+                engine_ready=engine_ready,
+                worker_id=self.identity.worker_id,
+                pool=settings.pool,
+                wait_s=settings.acquire_wait_seconds,
             )
-            loop = SubmittedLoop(
-                consumer, runner, publisher, self.metrics, engine_ready
+            self.http_port = await stack.enter_async_context(
+                _http_server(
+                    self.registry,
+                    settings.http_host,
+                    settings.http_port,
+                    lambda: supervisor.healthy,
+                )
             )
-            await consumer.start()
-            stack.push_async_callback(consumer.stop)
-
-            await self._serve_http(
-                stack, lambda: supervisor.healthy and consumer.started
-            )
+            log.info("executor.http.listening", port=self.http_port)
             heartbeats = Heartbeats(
                 publisher,
                 self.identity,
@@ -174,6 +228,7 @@ class ExecutorApp:
             )
             background = [
                 asyncio.create_task(heartbeats.run(), name="heartbeats"),
+                asyncio.create_task(leases.run(), name="leases"),
                 asyncio.create_task(
                     supervisor.watch(
                         lambda: runner.current_job_id is not None,
@@ -226,22 +281,8 @@ class ExecutorApp:
         grace = self.settings.interrupt_grace_seconds
         done, _ = await asyncio.wait({jobs}, timeout=grace)
         if not done:
-            # Its offset stays uncommitted, so the job is delivered again.
+            # Its lease lapses, so the job is re-queued for another worker.
             log.warning("executor.job.abandoned_on_shutdown", grace_s=grace)
             jobs.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await jobs
-
-    async def _serve_http(
-        self, stack: AsyncExitStack, ready: Callable[[], bool]
-    ) -> None:
-        runner = web.AppRunner(
-            create_http_app(self.registry, ready), handle_signals=False
-        )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
-        await site.start()
-        addresses = runner.addresses
-        self.http_port = int(addresses[0][1]) if addresses else None
-        log.info("executor.http.listening", port=self.http_port)

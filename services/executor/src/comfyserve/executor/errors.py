@@ -38,3 +38,7 @@ class OutputRejected(ExecutorError):
 
     code = FailureCode.STORAGE_ERROR
     retryable = False
+
+
+class DispatchUnavailable(Exception):
+    """The workflow service could not be reached to renew leases."""

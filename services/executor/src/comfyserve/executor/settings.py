@@ -6,15 +6,14 @@ import os
 import secrets
 import socket
 import sys
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Time a job may need after its own timeout: the interrupt grace, output
-# uploads and the final event, before Kafka would consider the worker dead.
-_POLL_INTERVAL_MARGIN_S = 120
+from comfyserve.contracts.events import DEFAULT_POOL
 
 
 def default_worker_id() -> str:
@@ -29,8 +28,10 @@ class EngineMode(StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore")
 
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    consumer_group: str = "executor"
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    # The image this worker runs: its node catalog stands for the pool, and it
+    # takes only jobs queued for the pool.
+    pool: str = Field(default=DEFAULT_POOL, min_length=1, max_length=128)
     workflow_grpc_target: str = "127.0.0.1:50051"
     storage_grpc_target: str = "127.0.0.1:50052"
     # Managed mode: ComfyUI is started from this folder with this interpreter.
@@ -39,12 +40,15 @@ class Settings(BaseSettings):
     # Remote mode: a ComfyUI someone else runs.
     comfyui_url: str | None = None
     worker_id: str = Field(default_factory=default_worker_id, min_length=1)
-    scratch_dir: Path = Path("/tmp/comfyserve-executor")
+    # Unset: a folder of this worker's own under the system's temp folder, so
+    # two workers on one machine never share ComfyUI folders.
+    scratch_dir: Path | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9104, ge=0, le=65535)
     heartbeat_interval_seconds: float = Field(default=2.0, gt=0)
     progress_interval_seconds: float = Field(default=0.5, ge=0)
-    max_job_timeout_seconds: int = Field(default=3600, gt=0)
+    # How long one AcquireJob waits for a job before asking again.
+    acquire_wait_seconds: float = Field(default=20.0, gt=0)
     interrupt_grace_seconds: float = Field(default=10.0, gt=0)
     watchdog_interval_seconds: float = Field(default=5.0, gt=0)
     grpc_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -69,10 +73,7 @@ class Settings(BaseSettings):
         )
 
     @property
-    def max_poll_interval_ms(self) -> int:
-        seconds = (
-            self.max_job_timeout_seconds
-            + self.interrupt_grace_seconds
-            + _POLL_INTERVAL_MARGIN_S
-        )
-        return int(seconds * 1000)
+    def scratch(self) -> Path:
+        if self.scratch_dir is not None:
+            return self.scratch_dir
+        return Path(tempfile.gettempdir()) / "comfyserve-executor" / self.worker_id

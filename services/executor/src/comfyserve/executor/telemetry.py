@@ -14,7 +14,7 @@ class Metrics:
         self.registry = registry
         self.jobs = Counter(
             "executor_jobs",
-            "Submitted records handled, by outcome.",
+            "Attempts run, by outcome (abandoned: superseded or lost).",
             ["outcome"],
             registry=registry,
         )
@@ -26,7 +26,7 @@ class Metrics:
         )
         self.duration = Histogram(
             "executor_job_duration_seconds",
-            "Time from claim to final event.",
+            "Time from the grant to the final event.",
             buckets=_DURATION_BUCKETS,
             registry=registry,
         )
@@ -37,12 +37,6 @@ class Metrics:
             "executor_engine_restarts",
             "Restarts of the managed ComfyUI.",
             ["reason"],
-            registry=registry,
-        )
-        self.dead_letters = Counter(
-            "executor_dead_letters",
-            "Unreadable records moved to a dead-letter topic.",
-            ["topic"],
             registry=registry,
         )
 

@@ -1,31 +1,26 @@
-"""aiokafka behind small typed classes: the producer, the submitted-topics
-consumer (manual commits, priority reads) and the cancel broadcast consumer."""
+"""aiokafka behind small typed classes: the producer of every event of this
+worker, and the cancel broadcast consumer."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka import (  # type: ignore[import-untyped]
-    AIOKafkaConsumer,
-    AIOKafkaProducer,
-    ConsumerRebalanceListener,
-)
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
-from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 from opentelemetry import propagate
 
-from comfyserve.contracts.events import Event, dump_event
+from comfyserve.contracts.events import Event
 from comfyserve.contracts.headers import event_headers
-from comfyserve.contracts.topics import SUBMITTED_IN_DRAIN_ORDER, topic_for
-from comfyserve.executor.jobs.priority import Partition
+from comfyserve.runtime.kafka import PRODUCER_MAX_REQUEST_BYTES, encode_event
 
 log = structlog.get_logger(__name__)
 
-_SESSION_TIMEOUT_MS = 10_000
-_HEARTBEAT_INTERVAL_MS = 1_000
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +45,29 @@ def _message(record: Any) -> Message:
 
 
 class KafkaPublisher:
-    """One idempotent producer (acks=all) for every event of this worker."""
+    """One idempotent producer (acks=all) for every event of this worker.
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    `publish` outlasts a broker outage: it retries until Kafka has the event,
+    so a finished job's outcome is never thrown away because the broker was
+    away for a while.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        client_id: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
             enable_idempotence=True,
             acks="all",
             linger_ms=0,  # latency first; sends queued during a request still batch
+            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         )
+        self._sleep = sleep
 
     async def start(self) -> None:
         await self._producer.start()
@@ -68,120 +76,39 @@ class KafkaPublisher:
         await self._producer.stop()
 
     async def publish(self, event: Event) -> None:
-        await (await self.enqueue(event))
+        delay = _RETRY_FIRST_S
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                await (await self.enqueue(event))
+            except KafkaError as exc:
+                log.warning(
+                    "executor.event.publish_retry",
+                    event_type=event.type,
+                    subject=event.subject,
+                    tries=tries,
+                    error=repr(exc),
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            return
 
     async def enqueue(self, event: Event) -> Awaitable[object]:
         # `send` returns once the record sits in its partition's batch queue, so
         # records enqueued one after another keep their order; the idempotent
         # producer keeps it through retries.
+        topic, value = encode_event(event)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         delivery: Awaitable[object] = await self._producer.send(
-            topic_for(event),
-            value=dump_event(event),
+            topic,
+            value=value,
             key=event.subject.encode(),
             headers=event_headers(carrier),
         )
         return delivery
-
-    async def publish_raw(self, topic: str, message: Message) -> None:
-        await self._producer.send_and_wait(
-            topic, value=message.value, key=message.key, headers=list(message.headers)
-        )
-
-
-class _RevokeListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoked: Callable[[set[Partition]], Awaitable[None]]):
-        self._on_revoked = on_revoked
-
-    async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
-        partitions = {(tp.topic, tp.partition) for tp in revoked}
-        log.info("executor.kafka.revoking", partitions=sorted(partitions))
-        await self._on_revoked(partitions)
-
-    async def on_partitions_assigned(self, assigned: Collection[Any]) -> None:
-        log.info(
-            "executor.kafka.assigned",
-            partitions=sorted((tp.topic, tp.partition) for tp in assigned),
-        )
-
-
-class SubmittedConsumer:
-    """The `submitted` topics in one consumer group, committed by hand.
-
-    A job may run for the executor's longest timeout between two reads, so the
-    poll interval, and the rebalance timeout (the revoke callback waits for the
-    running job), are set above it.
-    """
-
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        group_id: str,
-        client_id: str,
-        max_poll_interval_ms: int,
-        on_revoked: Callable[[set[Partition]], Awaitable[None]],
-        topics: Sequence[str] = SUBMITTED_IN_DRAIN_ORDER,
-    ) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=max_poll_interval_ms,
-            rebalance_timeout_ms=max_poll_interval_ms,
-            session_timeout_ms=_SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=_HEARTBEAT_INTERVAL_MS,
-        )
-        self._topics = list(topics)
-        self._listener = _RevokeListener(on_revoked)
-        self._started = False
-
-    @property
-    def started(self) -> bool:
-        return self._started
-
-    async def start(self) -> None:
-        self._consumer.subscribe(self._topics, listener=self._listener)
-        await self._consumer.start()
-        self._started = True
-
-    async def stop(self) -> None:
-        self._started = False
-        await self._consumer.stop()
-
-    def assignment(self) -> set[Partition]:
-        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-
-    async def take(
-        self, partitions: Sequence[Partition], timeout_ms: int
-    ) -> Message | None:
-        batch = await self._consumer.getmany(
-            *(TopicPartition(topic, partition) for topic, partition in partitions),
-            timeout_ms=timeout_ms,
-            max_records=1,
-        )
-        for records in batch.values():
-            for record in records:
-                return _message(record)
-        return None
-
-    async def commit(self, message: Message) -> bool:
-        """Commits past `message`; False when the partition has moved on."""
-        tp = TopicPartition(message.topic, message.partition)
-        try:
-            await self._consumer.commit({tp: message.offset + 1})
-        except KafkaError as exc:
-            log.error(
-                "executor.kafka.commit_failed",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                error=repr(exc),
-            )
-            return False
-        return True
 
 
 class BroadcastConsumer:

@@ -115,6 +115,7 @@ class GrpcFileStore:
             content_type=output.content_type,
             size=output.size,
             job_id=output.job_id,
+            attempt=output.attempt,
             node_id=output.node_id,
             index=output.index,
             sha256=output.sha256,

@@ -3,6 +3,7 @@
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,13 @@ class ClientEngine:
     @property
     def dirs(self) -> ComfyDirs | None:
         return self._dirs
+
+    @property
+    def local_roots(self) -> tuple[Path, ...]:
+        """Where this engine keeps files: paths never to show a job's owner."""
+        if self._dirs is None:
+            return ()
+        return (self._dirs.input, self._dirs.output, self._dirs.temp)
 
     def _require_client(self) -> ComfyClient:
         if self._client is None:

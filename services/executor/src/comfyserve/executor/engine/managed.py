@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -33,6 +34,12 @@ def _die_with_parent() -> None:
     SIGKILL, so a crashed worker never leaves an orphan holding the GPU."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _empty_folders(dirs: ComfyDirs) -> None:
+    for folder in (dirs.input, dirs.output, dirs.temp):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def _free_port(host: str) -> int:
@@ -134,12 +141,17 @@ class ManagedComfyUI(ClientEngine):
         argv.extend(self._extra_args)
         return argv
 
+    @property
+    def local_roots(self) -> tuple[Path, ...]:
+        """Where this engine keeps files: paths never to show a job's owner."""
+        return (self._work_dir, self._comfyui_path.resolve())
+
     async def start(self) -> None:
         if self._process is not None and self._process.returncode is None:
             return
-        dirs = self._folders
-        for folder in (dirs.input, dirs.output, dirs.temp):
-            folder.mkdir(parents=True, exist_ok=True)
+        # Whatever an earlier run left (a kill skips every job's clean-up) goes:
+        # no job may ever find another's files here.
+        await asyncio.to_thread(_empty_folders, self._folders)
         port = _free_port(self._host)
         self._stopping = False
         self._tail.clear()
@@ -184,10 +196,11 @@ class ManagedComfyUI(ClientEngine):
                 continue
             if not raw:
                 break
+            # Kept only to explain a failed start; never logged, since ComfyUI
+            # prints prompt values and tracebacks with users' text.
             line = raw.decode(errors="replace").rstrip()
             if line:
                 self._tail.append(line[:500])
-                log.info("executor.comfyui.output", pid=process.pid, line=line[:2000])
         code = await process.wait()
         if self._stopping:
             log.info("executor.comfyui.stopped", pid=process.pid, returncode=code)

@@ -1,4 +1,5 @@
 from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from comfyserve.executor.engine.events import CancelOutcome, EngineEvent, OutputRef
@@ -11,6 +12,9 @@ class Engine(Protocol):
 
     @property
     def base_url(self) -> str: ...
+
+    @property
+    def local_roots(self) -> tuple[Path, ...]: ...
 
     async def start(self) -> None: ...
 

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from comfyserve.contracts.events import FailureCode, OutputKind
+from comfyserve.contracts.events import FailureCode, InputFile, OutputKind
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """The workflow service's answer to a claim; `attempt` is set when granted."""
+class FileInputRef:
+    """A node input that names an input file."""
 
-    granted: bool
-    attempt: int = 0
-    reason: str = ""
+    node_id: str
+    input_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """An attempt the workflow service granted this worker, and what to run."""
+
+    job_id: str
+    tenant_id: str
+    attempt: int
+    graph: dict[str, Any]
+    timeout_seconds: int
+    deadline: datetime
+    lease_seconds: float
+    inputs: tuple[InputFile, ...] = ()
+    file_inputs: tuple[FileInputRef, ...] = field(default_factory=tuple)
+
+
+class LeaseState(StrEnum):
+    HELD = "held"
+    CANCEL_REQUESTED = "cancel_requested"
+    LOST = "lost"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    job_id: str
+    attempt: int
+    state: LeaseState
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +52,7 @@ class NewOutput:
     """An output file read from the engine, ready to be stored."""
 
     job_id: str
+    attempt: int
     node_id: str
     index: int
     filename: str
@@ -38,15 +69,15 @@ class NewOutput:
 
 
 class Outcome(StrEnum):
-    SKIPPED = "skipped"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """How handling one submitted record ended."""
+    """How running one attempt ended."""
 
     outcome: Outcome
     failure: FailureCode | None = None

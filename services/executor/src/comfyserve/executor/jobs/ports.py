@@ -3,17 +3,19 @@ the engine's supervisor and time. Tests replace each with a hand-written fake.""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from comfyserve.contracts.events import Event, InputFile, OutputFile
-from comfyserve.executor.jobs.models import Claim, NewOutput
+from comfyserve.executor.jobs.models import Assignment, LeaseStatus, NewOutput
 
 
 class Publisher(Protocol):
     async def publish(self, event: Event) -> None:
-        """Returns once Kafka has acknowledged the event."""
+        """Returns once Kafka has acknowledged the event, retrying through a
+        broker outage for as long as it lasts; raises `EventTooLargeError` for
+        an event its topic can never take."""
 
     async def enqueue(self, event: Event) -> Awaitable[object]:
         """Queues the event behind every earlier one of this publisher and
@@ -21,9 +23,18 @@ class Publisher(Protocol):
         raises why it was not delivered."""
 
 
-class Claims(Protocol):
-    async def claim(self, tenant_id: str, job_id: str, worker_id: str) -> Claim:
-        """Retries while the workflow service is unreachable."""
+class Dispatch(Protocol):
+    async def acquire(
+        self, worker_id: str, pool: str, wait_s: float
+    ) -> Assignment | None:
+        """The next job of `pool`, granted to `worker_id`; None when none came
+        within `wait_s`. Retries while the workflow service is unreachable."""
+
+    async def renew(
+        self, worker_id: str, leases: Sequence[tuple[str, int]]
+    ) -> list[LeaseStatus]:
+        """Renews the leases; raises `DispatchUnavailable` when the workflow
+        service cannot be reached."""
 
 
 class FileStore(Protocol):

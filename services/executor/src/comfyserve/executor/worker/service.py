@@ -46,6 +46,7 @@ def engine_version_of(system_stats: dict[str, Any]) -> str | None:
 class WorkerIdentity:
     worker_id: str
     source: str
+    pool: str
 
 
 class EngineSupervisor:
@@ -92,9 +93,10 @@ class EngineSupervisor:
         await self._publisher.publish(
             NodeCatalogPublished(
                 source=self._identity.source,
-                subject=self._identity.worker_id,
+                subject=self._identity.pool,
                 data=NodeCatalogData(
                     worker_id=self._identity.worker_id,
+                    pool=self._identity.pool,
                     catalog_hash=digest,
                     object_info=object_info,
                 ),
@@ -184,12 +186,15 @@ class Heartbeats:
         self._clock = clock
 
     async def beat(self) -> None:
-        await self._publisher.publish(
+        # Sent once, never retried: a late heartbeat is worth nothing, and the
+        # next one follows within the interval.
+        delivery = await self._publisher.enqueue(
             WorkerHeartbeat(
                 source=self._identity.source,
                 subject=self._identity.worker_id,
                 data=WorkerHeartbeatData(
                     worker_id=self._identity.worker_id,
+                    pool=self._identity.pool,
                     current_job_id=self._current_job(),
                     gpus=await self._gpus(),
                     engine_version=self._engine_version(),
@@ -197,6 +202,7 @@ class Heartbeats:
                 ),
             )
         )
+        await delivery
 
     async def run(self) -> None:
         while True:

@@ -1,0 +1,579 @@
+"""Runs one granted attempt: stage → follow the engine → store outputs → report.
+
+The guard stops the attempt at its deadline, on a cancel, when the lease is
+lost or when it produced more outputs than a job may; an engine that ignores
+the interrupt is given up on after a grace and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from PIL import Image
+
+from comfyserve.contracts.events import (
+    Event,
+    FailureCode,
+    JobProgressData,
+    JobProgressed,
+    JobStarted,
+    JobStartedData,
+    OutputFile,
+)
+from comfyserve.contracts.events import OutputKind as ContractOutputKind
+from comfyserve.contracts.limits import MAX_OUTPUTS_PER_JOB, OUTPUTS_PER_EVENT
+from comfyserve.executor.engine import (
+    Engine,
+    EngineCrashed,
+    EngineError,
+    EngineEvent,
+    EngineTimeout,
+    EngineUnavailable,
+    ExecutionFailed,
+    ExecutionInterrupted,
+    ExecutionSucceeded,
+    JobFiles,
+    NodeCached,
+    NodeExecuted,
+    NodeProgress,
+    NodeStarted,
+    OutputKind,
+    OutputRef,
+    PromptQueued,
+    PromptRejected,
+)
+from comfyserve.executor.errors import ExecutorError
+from comfyserve.executor.jobs.models import Assignment, JobResult, NewOutput
+from comfyserve.executor.jobs.ports import Clock, EngineKeeper, FileStore, Publisher
+from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of
+from comfyserve.executor.jobs.staging import (
+    confine_file_inputs,
+    confine_outputs,
+    force_fresh_outputs,
+    input_folder,
+    node_inputs,
+    prompt_for,
+)
+from comfyserve.executor.jobs.state import JobState, StopReason
+from comfyserve.runtime.kafka import EventTooLargeError
+
+log = structlog.get_logger(__name__)
+
+# The engine's own deadline is only a backstop behind the runner's guard.
+_ENGINE_DEADLINE_MARGIN_S = 5.0
+_SHUTDOWN_INTERRUPT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """The final event of an attempt (None when it was superseded: the job's
+    new owner reports), and why the engine must restart first."""
+
+    event: Event | None
+    restart: str | None = None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return width, height
+
+
+class JobRunner:
+    """Runs one attempt at a time; `request_stop` may be called from any task."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        files: FileStore,
+        publisher: Publisher,
+        keeper: EngineKeeper,
+        clock: Clock,
+        worker_id: str,
+        source: str,
+        progress_interval_s: float,
+        interrupt_grace_s: float,
+        local_roots: Callable[[], Sequence[Path]] = tuple,
+    ) -> None:
+        self._engine = engine
+        self._files = files
+        self._publisher = publisher
+        self._keeper = keeper
+        self._clock = clock
+        self._worker_id = worker_id
+        self._source = source
+        self._progress_interval_s = progress_interval_s
+        self._interrupt_grace_s = interrupt_grace_s
+        self._local_roots = local_roots
+        self._state: JobState | None = None
+        self._reporter: Reporter | None = None
+
+    @property
+    def current_job_id(self) -> str | None:
+        return None if self._state is None else self._state.job_id
+
+    def request_stop(
+        self, job_id: str, attempt: int | None, reason: StopReason, why: str = ""
+    ) -> bool:
+        """Stops the current attempt if it is `job_id` (and `attempt`, when
+        given); any other job is not ours to stop."""
+        state = self._state
+        if state is None or state.job_id != job_id:
+            return False
+        if attempt is not None and attempt != state.attempt:
+            return False
+        log.info("executor.job.stop_requested", job_id=job_id, reason=reason.value)
+        state.request_stop(reason, why)
+        return True
+
+    def request_cancel(
+        self, job_id: str, reason: str, tenant_id: str | None = None
+    ) -> bool:
+        """A client's cancel, broadcast to every worker: only the worker running
+        that job of that tenant acts."""
+        state = self._state
+        if state is None or state.job_id != job_id:
+            return False
+        if tenant_id is not None and tenant_id != state.tenant_id:
+            log.warning("executor.job.cancel_tenant_mismatch", job_id=job_id)
+            return False
+        return self.request_stop(job_id, None, StopReason.CANCEL, reason)
+
+    async def handle(
+        self, assignment: Assignment, reported: Callable[[], Awaitable[None]]
+    ) -> JobResult:
+        """Run the attempt; `reported` is called once its final event is in
+        Kafka (not at all when the attempt was superseded)."""
+        state = JobState(assignment)
+        scrub = PathScrubber(self._local_roots(), assignment.job_id, assignment.attempt)
+        reporter = Reporter(
+            state, worker_id=self._worker_id, source=self._source, scrub=scrub
+        )
+        self._state, self._reporter = state, reporter
+        try:
+            return await self._handle(state, reporter, reported)
+        finally:
+            self._state = self._reporter = None
+
+    async def _handle(
+        self,
+        state: JobState,
+        reporter: Reporter,
+        reported: Callable[[], Awaitable[None]],
+    ) -> JobResult:
+        bound = log.bind(job_id=state.job_id, tenant_id=state.tenant_id)
+        state.started_at = self._clock.monotonic()
+        bound.info("executor.job.started", attempt=state.attempt)
+        await self._send(
+            state,
+            reporter.event(
+                JobStarted,
+                JobStartedData(attempt=state.attempt, worker_id=self._worker_id),
+            ),
+        )
+        ending = await self._attempt(state, reporter)
+        if ending.restart is not None:
+            await self._keeper.restart(ending.restart)
+        # Intermediate events go first; one that failed is not waited for: the
+        # final event carries everything the job needs.
+        await asyncio.gather(*state.deliveries, return_exceptions=True)
+        final = ending.event
+        if final is not None:
+            final = await self._publish_final(final, reporter)
+            await reported()
+        duration_s = self._clock.monotonic() - state.started_at
+        result = result_of(final, duration_s)
+        bound.info(
+            "executor.job.finished",
+            outcome=result.outcome.value,
+            code=None if result.failure is None else result.failure.value,
+            duration_s=round(duration_s, 3),
+        )
+        return result
+
+    async def _publish_final(self, ending: Event, reporter: Reporter) -> Event:
+        try:
+            await self._publisher.publish(ending)
+        except EventTooLargeError as exc:
+            ending = reporter.failed(
+                FailureCode.OUTPUT_LIMIT_EXCEEDED,
+                f"the job's outcome is too large to report: {exc}",
+                retryable=False,
+            )
+            await self._publisher.publish(ending)
+        return ending
+
+    def _deadline(self, state: JobState) -> float:
+        assignment = state.assignment
+        until_deadline = (assignment.deadline - self._clock.now()).total_seconds()
+        return self._clock.monotonic() + min(
+            float(assignment.timeout_seconds), until_deadline
+        )
+
+    async def _attempt(self, state: JobState, reporter: Reporter) -> _Ending:
+        deadline = self._deadline(state)
+        if deadline <= self._clock.monotonic():
+            return _Ending(
+                reporter.failed(
+                    FailureCode.TIMEOUT,
+                    "the job's deadline passed before it started",
+                    retryable=False,
+                )
+            )
+        work = asyncio.create_task(self._work(state, reporter, deadline))
+        guard = asyncio.create_task(self._guard(state, deadline, work))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not state.hung or (current is not None and current.cancelling()):
+                await self._interrupt_on_shutdown(state)
+                raise
+            return self._hung(state, reporter)
+        finally:
+            guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await guard
+            await self._cleanup(state)
+
+    async def _guard(
+        self, state: JobState, deadline: float, work: asyncio.Task[_Ending]
+    ) -> None:
+        """At the deadline or on a stop: interrupt, then give up after a grace."""
+        timer = asyncio.ensure_future(
+            self._clock.sleep(deadline - self._clock.monotonic())
+        )
+        stopped = asyncio.ensure_future(state.stop_requested.wait())
+        try:
+            await asyncio.wait({timer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            stopped.cancel()
+        state.request_stop(StopReason.TIMEOUT)
+        await self._interrupt(state)
+        await self._clock.sleep(self._interrupt_grace_s)
+        log.warning(
+            "executor.job.stop_ignored", job_id=state.job_id, prompt_id=state.prompt_id
+        )
+        state.hung = True
+        work.cancel()
+
+    async def _interrupt(self, state: JobState) -> None:
+        # Without a prompt id yet, the run loop interrupts once ComfyUI answers.
+        if state.prompt_id is None or state.run_ended:
+            return
+        try:
+            outcome = await self._engine.interrupt(state.prompt_id)
+        except EngineError as exc:
+            log.warning(
+                "executor.job.interrupt_failed", job_id=state.job_id, error=str(exc)
+            )
+            return
+        log.info(
+            "executor.job.interrupted",
+            job_id=state.job_id,
+            prompt_id=state.prompt_id,
+            reason=None if state.stop is None else state.stop.value,
+            outcome=outcome.value,
+        )
+
+    async def _interrupt_on_shutdown(self, state: JobState) -> None:
+        # The worker is going away: leave no prompt of ours running on ComfyUI.
+        if state.prompt_id is None or state.run_ended:
+            return
+        with contextlib.suppress(EngineError, TimeoutError):
+            await asyncio.wait_for(
+                self._engine.interrupt(state.prompt_id), _SHUTDOWN_INTERRUPT_S
+            )
+
+    def _hung(self, state: JobState, reporter: Reporter) -> _Ending:
+        restart = None
+        if state.prompt_id is not None and not state.run_ended:
+            restart = f"prompt {state.prompt_id} ignored an interrupt"
+        return _Ending(self._stopped(state, reporter), restart)
+
+    async def _cleanup(self, state: JobState) -> None:
+        files = JobFiles(inputs=tuple(state.inputs), outputs=tuple(state.refs))
+        try:
+            await self._engine.cleanup(files)
+        except (EngineError, OSError) as exc:
+            log.warning(
+                "executor.job.cleanup_failed", job_id=state.job_id, error=str(exc)
+            )
+
+    async def _work(
+        self, state: JobState, reporter: Reporter, deadline: float
+    ) -> _Ending:
+        try:
+            prompt = await self._stage(state)
+            if state.stop is not None:
+                return _Ending(self._stopped(state, reporter))
+            return await self._run(state, reporter, prompt, deadline)
+        except ExecutorError as exc:
+            return _Ending(
+                reporter.failed(exc.code, exc.message, retryable=exc.retryable)
+            )
+        except EngineTimeout:
+            # Only a backstop: the guard normally gives up on the run first.
+            state.request_stop(StopReason.TIMEOUT)
+            state.hung = True
+            return self._hung(state, reporter)
+        except (EngineCrashed, EngineUnavailable) as exc:
+            failed = reporter.failed(
+                FailureCode.ENGINE_CRASHED, str(exc), retryable=True
+            )
+            return _Ending(failed, restart=str(exc))
+        except EngineError as exc:
+            return _Ending(
+                reporter.failed(FailureCode.ENGINE_CRASHED, str(exc), retryable=True)
+            )
+        except Exception as exc:
+            # A bug must still end the attempt, or the job would never end.
+            log.exception("executor.job.crashed", job_id=state.job_id)
+            return _Ending(
+                reporter.failed(FailureCode.INTERNAL_ERROR, repr(exc), retryable=True)
+            )
+
+    async def _stage(self, state: JobState) -> dict[str, object]:
+        """The prompt for this attempt, its inputs staged in the job's folder."""
+        assignment = state.assignment
+        prompt = prompt_for(assignment.graph)
+        staged: set[tuple[str, str]] = set()
+        for file in assignment.inputs:
+            inputs = node_inputs(prompt, file.node_id)
+            data = await self._files.fetch_input(state.tenant_id, file)
+            name = await self._engine.upload_input(
+                data, file.filename, subfolder=input_folder(state.job_id)
+            )
+            state.inputs.append(name)
+            inputs[file.input_name] = name
+            staged.add((file.node_id, file.input_name))
+        confine_file_inputs(prompt, assignment.file_inputs, staged, state.job_id)
+        confine_outputs(prompt, state.job_id, state.attempt)
+        force_fresh_outputs(prompt, f"{state.job_id}:{state.attempt}")
+        return prompt
+
+    async def _run(
+        self,
+        state: JobState,
+        reporter: Reporter,
+        prompt: dict[str, object],
+        deadline: float,
+    ) -> _Ending:
+        engine_deadline = deadline + self._interrupt_grace_s + _ENGINE_DEADLINE_MARGIN_S
+        async with contextlib.aclosing(
+            self._engine.run(prompt, state.job_id, engine_deadline)
+        ) as events:
+            async for event in events:
+                ending = await self._on_event(state, reporter, event)
+                if ending is not None:
+                    return ending
+        raise EngineUnavailable("the engine's run ended without an outcome")
+
+    async def _on_event(
+        self, state: JobState, reporter: Reporter, event: EngineEvent
+    ) -> _Ending | None:
+        """The attempt's ending once the engine's events tell it; else None."""
+        match event:
+            case PromptQueued(prompt_id=prompt_id):
+                state.prompt_id = prompt_id
+                if event.node_errors:
+                    log.warning(
+                        "executor.job.outputs_dropped",
+                        job_id=state.job_id,
+                        nodes=sorted(event.node_errors),
+                    )
+                if state.stop is not None:
+                    await self._interrupt(state)
+            case PromptRejected():
+                state.run_ended = True
+                return _Ending(reporter.rejected(event))
+            case NodeStarted(node_id=node_id):
+                if state.current_node is not None:
+                    state.done.add(state.current_node)
+                state.current_node, state.step, state.max = node_id, None, None
+                await self._progress(state, reporter)
+            case NodeProgress():
+                if event.node_id is not None and event.node_id != state.current_node:
+                    state.current_node = event.node_id
+                state.step, state.max = int(event.value), int(event.max)
+                await self._progress(state, reporter)
+            case NodeCached(node_ids=node_ids):
+                state.done.update(node_ids)
+                await self._progress(state, reporter)
+            case NodeExecuted(node_id=node_id, outputs=refs):
+                state.done.add(node_id)
+                state.refs.extend(refs)
+                stored = await self._store_all(state, refs)
+                await self._progress(state, reporter, stored)
+            case ExecutionSucceeded():
+                state.run_ended = True
+                state.refs.extend(event.outputs + event.previews)
+                await self._store_all(state, event.outputs)
+                if state.stop is StopReason.OUTPUT_LIMIT:
+                    return _Ending(self._stopped(state, reporter))
+                duration_ms = int((self._clock.monotonic() - state.started_at) * 1000)
+                return _Ending(
+                    reporter.completed(duration_ms, list(state.stored.values()))
+                )
+            case ExecutionFailed():
+                state.run_ended = True
+                if state.stop is not None:
+                    return _Ending(self._stopped(state, reporter))
+                return _Ending(reporter.node_failed(event))
+            case ExecutionInterrupted():
+                state.run_ended = True
+                return _Ending(self._stopped(state, reporter))
+        return None
+
+    async def _store_all(
+        self, state: JobState, refs: tuple[OutputRef, ...]
+    ) -> list[OutputFile]:
+        stored: list[OutputFile] = []
+        for ref in refs:
+            if ref.is_preview or (ref.node_id, ref.index) in state.stored:
+                continue
+            if len(state.stored) >= MAX_OUTPUTS_PER_JOB:
+                state.request_stop(StopReason.OUTPUT_LIMIT)
+                break
+            stored.append(await self._store(state, ref))
+        return stored
+
+    async def _store(self, state: JobState, ref: OutputRef) -> OutputFile:
+        data = await self._engine.fetch_output(ref)
+        size = image_size(data) if ref.kind == OutputKind.IMAGE else None
+        output = await self._files.store_output(
+            state.tenant_id,
+            NewOutput(
+                job_id=state.job_id,
+                attempt=state.attempt,
+                node_id=ref.node_id,
+                index=ref.index,
+                filename=ref.filename,
+                kind=ContractOutputKind(ref.kind.value),
+                content_type=ref.content_type,
+                data=data,
+                sha256=hashlib.sha256(data).hexdigest(),
+                width=None if size is None else size[0],
+                height=None if size is None else size[1],
+            ),
+        )
+        state.stored[(ref.node_id, ref.index)] = output
+        log.info(
+            "executor.job.output_stored",
+            job_id=state.job_id,
+            node_id=ref.node_id,
+            index=ref.index,
+            file_id=output.file_id,
+        )
+        return output
+
+    async def _progress(
+        self,
+        state: JobState,
+        reporter: Reporter,
+        outputs: list[OutputFile] | None = None,
+    ) -> None:
+        now = self._clock.monotonic()
+        due = (
+            state.last_progress is None
+            or now - state.last_progress >= self._progress_interval_s
+        )
+        if not outputs and not due:
+            return
+        state.last_progress = now
+        total = len(state.graph)
+        partial = 0.0
+        if state.current_node not in state.done and state.step and state.max:
+            partial = min(state.step / state.max, 1.0)
+        fraction = min((len(state.done) + partial) / total, 1.0) if total else 0.0
+        # Many outputs are split across events, each well inside its topic's limit.
+        chunks = [
+            (outputs or [])[i : i + OUTPUTS_PER_EVENT]
+            for i in range(0, max(len(outputs or []), 1), OUTPUTS_PER_EVENT)
+        ]
+        for chunk in chunks:
+            data = JobProgressData(
+                attempt=state.attempt,
+                worker_id=self._worker_id,
+                node_id=state.current_node,
+                class_type=state.class_type(state.current_node),
+                step=state.step,
+                max=state.max,
+                fraction=fraction,
+                nodes_done=len(state.done),
+                nodes_total=total,
+                outputs=chunk,
+            )
+            await self._send(state, reporter.event(JobProgressed, data))
+
+    async def _send(self, state: JobState, event: Event) -> None:
+        """Queues an intermediate event without waiting for Kafka, so the job
+        runs on meanwhile; a failed one is logged, never retried: the final
+        event carries everything the job needs."""
+        try:
+            delivery = asyncio.ensure_future(await self._publisher.enqueue(event))
+        except Exception as exc:  # a broker outage or an oversized event
+            log.warning(
+                "executor.event.not_queued",
+                job_id=state.job_id,
+                event_type=event.type,
+                error=repr(exc),
+            )
+            return
+        delivery.add_done_callback(
+            lambda done: _log_failed_delivery(done, state.job_id, event.type)
+        )
+        state.deliveries.append(delivery)
+
+    def _stopped(self, state: JobState, reporter: Reporter) -> Event | None:
+        match state.stop:
+            case StopReason.CANCEL:
+                return reporter.cancelled()
+            case StopReason.SUPERSEDED:
+                return None
+            case StopReason.TIMEOUT:
+                return reporter.failed(
+                    FailureCode.TIMEOUT,
+                    f"the job did not finish within "
+                    f"{state.assignment.timeout_seconds}s or before its deadline",
+                    retryable=False,
+                )
+            case StopReason.OUTPUT_LIMIT:
+                return reporter.failed(
+                    FailureCode.OUTPUT_LIMIT_EXCEEDED,
+                    f"the job produced more than {MAX_OUTPUTS_PER_JOB} outputs",
+                    retryable=False,
+                )
+        return reporter.failed(
+            FailureCode.INTERNAL_ERROR,
+            "ComfyUI interrupted the prompt without a request from this worker",
+            retryable=True,
+        )
+
+
+def _log_failed_delivery(
+    delivery: asyncio.Future[object], job_id: str, event_type: str
+) -> None:
+    # Also retrieves the error of a delivery nobody awaits (the job was stopped).
+    if delivery.cancelled():
+        return
+    error = delivery.exception()
+    if error is not None:
+        log.warning(
+            "executor.event.send_failed",
+            job_id=job_id,
+            event_type=event_type,
+            error=repr(error),
+        )
