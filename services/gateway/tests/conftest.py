@@ -247,6 +247,8 @@ class FakeStorage:
         # Where presigned PUTs point; a test may point them at a real server.
         self.upload_base = f"http://{OBJECT_HOST}"
         self.upload_query = "sig=put"
+        # Storage's own upload limit, which it checks against the declared size.
+        self.max_upload_bytes: int | None = None
         self.files: dict[str, st.FileInfo] = {}
         self.download_url_calls: list[st.GetDownloadUrlsRequest] = []
         self.create_requests: list[st.CreateUploadRequest] = []
@@ -284,6 +286,12 @@ class FakeStorage:
         self, request: st.CreateUploadRequest
     ) -> st.CreateUploadResponse:
         self.create_requests.append(request)
+        if self.max_upload_bytes is not None and request.size > self.max_upload_bytes:
+            raise make_rpc_error(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the upload has {request.size} bytes; the limit is "
+                f"{self.max_upload_bytes}",
+            )
         info = self.add_file(
             request.tenant_id,
             purpose=request.purpose,

@@ -205,6 +205,21 @@ async def test_a_file_over_the_upload_limit_is_413(
     assert object_store.puts == []
 
 
+async def test_a_size_storage_refuses_is_413_with_the_upload_limit(
+    client, storage, object_store, auth_a, settings
+):
+    storage.max_upload_bytes = 2
+
+    response = await client.post(
+        "/files", headers=auth_a, files={"file": ("a.txt", b"abc", "text/plain")}
+    )
+
+    assert response.status_code == 413
+    assert response.json()["limit_bytes"] == settings.max_upload_bytes
+    assert "the limit is" not in response.text
+    assert object_store.puts == []
+
+
 async def test_a_body_far_over_the_upload_limit_is_413_before_parsing(
     client, storage, auth_a, settings
 ):

@@ -44,8 +44,9 @@ def _description(settings: Settings) -> str:
         "Limits: a JSON body carries at most "
         f"{settings.max_body_bytes} bytes, and its workflow graph at most "
         f"{MAX_WORKFLOW_BYTES} bytes as compact JSON; an uploaded file at most "
-        f"{settings.max_upload_bytes} bytes. A request over a limit answers 413 "
-        "`payload_too_large` with the limit in `limit_bytes`."
+        f"{settings.max_upload_bytes} bytes. A body or file over its limit "
+        "answers 413 `payload_too_large` with the limit in `limit_bytes`; a graph "
+        "over its limit, 422 `invalid_workflow` (`prompt_limit_exceeded`)."
     )
 
 

@@ -199,9 +199,8 @@ def rpc_error_response(error: grpc.aio.AioRpcError) -> JSONResponse:
             detail or "The Idempotency-Key was used with a different request",
         )
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        # The services name their own limits where a route knows them (the
-        # graph, an upload); what is left is a message over the transport's
-        # limit, whose text is gRPC's internals.
+        # Uploads name their own limit (files.service); what is left is a
+        # message over the transport's limit, whose text is gRPC's internals.
         log.warning("gateway.upstream.too_large", grpc_detail=detail)
         return error_response(
             413,

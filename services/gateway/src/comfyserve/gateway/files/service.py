@@ -7,7 +7,8 @@ import hashlib
 import mimetypes
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -213,16 +214,17 @@ class FilesService:
         if inspected.size > self._max_upload_bytes:
             raise PayloadTooLargeError(self._max_upload_bytes)
         _check_content(media_type, inspected)
-        created = await self._storage.create_upload(
-            st.CreateUploadRequest(
-                tenant_id=self._tenant_id,
-                purpose=st.FILE_PURPOSE_INPUT,
-                filename=filename,
-                content_type=media_type,
-                size=inspected.size,
-                sha256=inspected.sha256,
+        with self._upload_size_checked():
+            created = await self._storage.create_upload(
+                st.CreateUploadRequest(
+                    tenant_id=self._tenant_id,
+                    purpose=st.FILE_PURPOSE_INPUT,
+                    filename=filename,
+                    content_type=media_type,
+                    size=inspected.size,
+                    sha256=inspected.sha256,
+                )
             )
-        )
         await self._put(created, upload, media_type, inspected.size)
         completion = st.CompleteUploadRequest(
             tenant_id=self._tenant_id, file_id=created.file.id
@@ -231,15 +233,22 @@ class FilesService:
         if image is not None and image.width is not None and image.height is not None:
             completion.width = image.width
             completion.height = image.height
-        info = await self._complete(completion)
+        with self._upload_size_checked():
+            info = await self._storage.complete_upload(completion)
         log.info("gateway.file.uploaded", file_id=info.id, size=info.size)
         return self._metadata(info)
 
-    async def _complete(self, completion: st.CompleteUploadRequest) -> st.FileInfo:
+    @contextmanager
+    def _upload_size_checked(self) -> Iterator[None]:
+        """Storage's refusal of a size over its own limit, as our 413.
+
+        Storage checks the declared size at CreateUpload and the stored one at
+        CompleteUpload (RESOURCE_EXHAUSTED); the limit it holds is configured
+        like ours, so ours is the one to name.
+        """
         try:
-            return await self._storage.complete_upload(completion)
+            yield
         except grpc.aio.AioRpcError as error:
-            # Storage checks the stored object against its own upload limit.
             if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise
             raise PayloadTooLargeError(self._max_upload_bytes) from None

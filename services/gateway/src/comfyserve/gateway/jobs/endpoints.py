@@ -41,9 +41,14 @@ _BODY_RESPONSES: dict[int | str, dict[str, object]] = {
     413: {
         "description": (
             "The JSON body is over `GATEWAY_MAX_BODY_BYTES` (by default "
-            f"{DEFAULT_MAX_BODY_BYTES} bytes), or the graph over "
-            f"{MAX_WORKFLOW_BYTES} bytes as compact JSON; `limit_bytes` is the "
-            "limit that was passed"
+            f"{DEFAULT_MAX_BODY_BYTES} bytes); `limit_bytes` holds the limit"
+        )
+    },
+    422: {
+        "description": (
+            "Invalid request or workflow; a graph over "
+            f"{MAX_WORKFLOW_BYTES} bytes as compact JSON is `invalid_workflow` "
+            "with `error_type` `prompt_limit_exceeded`"
         )
     },
 }

@@ -8,24 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from pydantic import BaseModel
 
-from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL, MAX_WORKFLOW_BYTES
+from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.adapters.storage import StorageClient
 from comfyserve.gateway.adapters.workflow import WorkflowClient
-from comfyserve.gateway.errors import (
-    InvalidWorkflowError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
+from comfyserve.gateway.errors import InvalidWorkflowError, NotFoundError
 from comfyserve.gateway.jobs.models import (
     ExecuteRequest,
     Job,
@@ -116,20 +112,6 @@ def _compact_json(workflow: dict[str, Any]) -> str:
     the gateway's limit always fits the message it rides in.
     """
     return json.dumps(workflow, separators=(",", ":"), ensure_ascii=False)
-
-
-@contextmanager
-def _graph_size_checked() -> Iterator[None]:
-    """The workflow service's refusal of a graph over the limit, as a 413."""
-    try:
-        yield
-    except grpc.aio.AioRpcError as error:
-        if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise
-        raise PayloadTooLargeError(
-            MAX_WORKFLOW_BYTES,
-            f"The workflow is larger than {MAX_WORKFLOW_BYTES} bytes as compact JSON",
-        ) from None
 
 
 def _extra_info(text: str) -> dict[str, Any]:
@@ -261,8 +243,7 @@ class JobsService:
             message.webhook_url = str(request.webhook_url)
         if idempotency_key is not None:
             message.idempotency_key = idempotency_key
-        with _graph_size_checked():
-            response = await self._workflow.submit_job(message)
+        response = await self._workflow.submit_job(message)
         if response.WhichOneof("result") == "validation_errors":
             raise invalid_workflow(response.validation_errors)
         job = response.job
@@ -278,12 +259,11 @@ class JobsService:
         )
 
     async def validate(self, workflow: dict[str, Any]) -> None:
-        with _graph_size_checked():
-            response = await self._workflow.validate_workflow(
-                wf.ValidateWorkflowRequest(
-                    tenant_id=self._tenant_id, workflow_json=_compact_json(workflow)
-                )
+        response = await self._workflow.validate_workflow(
+            wf.ValidateWorkflowRequest(
+                tenant_id=self._tenant_id, workflow_json=_compact_json(workflow)
             )
+        )
         if not response.valid:
             raise invalid_workflow(response.errors)
 
