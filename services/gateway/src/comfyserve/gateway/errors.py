@@ -90,9 +90,9 @@ class PayloadTooLargeError(GatewayError):
     status_code = 413
     code = "payload_too_large"
 
-    def __init__(self, limit_bytes: int, detail: str | None = None) -> None:
+    def __init__(self, limit_bytes: int) -> None:
         super().__init__(
-            detail or f"The request body is larger than {limit_bytes} bytes",
+            f"The request body is larger than {limit_bytes} bytes",
             extra={"limit_bytes": limit_bytes},
         )
 
