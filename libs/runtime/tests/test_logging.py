@@ -6,6 +6,16 @@ import structlog
 
 from comfyserve.runtime.logging import configure_logging, parse_level, redact
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """configure_logging caches loggers on this test's captured stdout; later
+    tests must not write to it once it is closed."""
+    handlers = logging.getLogger().handlers[:]
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = handlers
+
+
 PRESIGNED = (
     "http://127.0.0.1:17070/comfyserve/outputs/t/j/1/3/0-a.png"
     "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=comfyserve%2F20261201"

@@ -218,7 +218,9 @@ def test_default_limits() -> None:
 
 
 def compact_size(graph: dict[str, Any]) -> int:
-    return len(json.dumps(graph, separators=(",", ":")))
+    """UTF-8 bytes of compact JSON, as the gateway sends the graph."""
+    encoded = json.dumps(graph, separators=(",", ":"), ensure_ascii=False)
+    return len(encoded.encode())
 
 
 @pytest.mark.parametrize(

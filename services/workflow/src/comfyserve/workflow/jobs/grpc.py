@@ -349,9 +349,7 @@ def job_to_pb(job: JobRecord) -> pb.Job:
         timeout_seconds=job.timeout_seconds,
         duration_seconds=job.duration_seconds,
         cancel_requested=job.cancel_requested,
-        workflow_json=(
-            json.dumps(job.workflow, separators=(",", ":")) if job.workflow else ""
-        ),
+        workflow_json=(_compact(job.workflow) if job.workflow else ""),
         worker_id=job.worker_id or "",
         pool=job.pool,
     )
@@ -383,12 +381,18 @@ def _progress_to_pb(progress: Mapping[str, Any]) -> pb.Progress:
     )
 
 
+def _compact(graph: Mapping[str, Any]) -> str:
+    # UTF-8 as it came: escaping non-ASCII text would grow the message up to
+    # sixfold past the size the graph was accepted at.
+    return json.dumps(graph, separators=(",", ":"), ensure_ascii=False)
+
+
 def assignment_to_pb(assignment: Assignment) -> pb.Assignment:
     job = assignment.job
     return pb.Assignment(
         job=job_to_pb(job),
         attempt=assignment.attempt,
-        workflow_json=json.dumps(assignment.graph, separators=(",", ":")),
+        workflow_json=_compact(assignment.graph),
         inputs=[
             pb.InputFile(
                 file_id=item["file_id"],

@@ -324,7 +324,7 @@ def _check_graph_size(graph: dict[str, Any], limits: ValidationLimits) -> None:
     # One serialisation, node by node: the C encoder outruns counting in Python
     # while copying, and the per-node sizes name the node to shrink.
     node_sizes = {
-        node_id: len(json.dumps(node_id)) + 1 + len(_compact_json(node))
+        node_id: _utf8_size(node_id) + 1 + _utf8_size(node)
         for node_id, node in graph.items()
     }
     size = 2 + sum(node_sizes.values()) + len(node_sizes) - 1
@@ -342,9 +342,10 @@ def _check_graph_size(graph: dict[str, Any], limits: ValidationLimits) -> None:
     )
 
 
-def _compact_json(value: Any) -> str:
-    """As the gateway and every message carrying a job encode the graph."""
-    return json.dumps(value, separators=(",", ":"))
+def _utf8_size(value: Any) -> int:
+    """Bytes of `value` as the gateway and every message carrying a job encode
+    the graph: compact JSON, UTF-8, not ASCII-escaped."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _check_string(
