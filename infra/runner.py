@@ -8,7 +8,6 @@ tests use the same class to start, kill and restart services one at a time.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -82,9 +81,17 @@ def api_keys(dev_key: str, environ: Mapping[str, str]) -> list[str]:
 
 
 def service_env(
-    stack: dict[str, str], ports: Ports, api_keys: list[str], *, namespace: str = ""
+    stack: dict[str, str],
+    ports: Ports,
+    api_keys: list[str],
+    *,
+    namespace: str = "",
+    development: bool = False,
 ) -> dict[str, dict[str, str]]:
-    """Each service's settings, by its own prefix, derived from the stack's."""
+    """Each service's settings, by its own prefix, derived from the stack's.
+
+    `development` (make run) lets webhooks reach receivers on this machine.
+    """
     db = stack["DATABASE_URL"]
     kafka = stack["KAFKA_BOOTSTRAP_SERVERS"]
     workflow = f"127.0.0.1:{ports.workflow_grpc}"
@@ -106,6 +113,8 @@ def service_env(
             "STORAGE_GRPC_PORT": str(ports.storage_grpc),
             "STORAGE_METRICS_PORT": str(ports.storage_metrics),
             "STORAGE_SCHEMA": f"storage{namespace}",
+            "STORAGE_KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "STORAGE_CONSUMER_GROUP": f"storage{namespace}",
             **s3,
         },
         "workflow": {
@@ -115,6 +124,8 @@ def service_env(
             "WORKFLOW_GRPC_PORT": str(ports.workflow_grpc),
             "WORKFLOW_METRICS_PORT": str(ports.workflow_metrics),
             "WORKFLOW_STORAGE_GRPC_TARGET": storage,
+            "WORKFLOW_CONSUMER_GROUP": f"workflow{namespace}",
+            "WORKFLOW_WEBHOOK_ALLOW_PRIVATE": str(development).lower(),
         },
         "executor": {
             "EXECUTOR_KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -212,9 +223,12 @@ class ServiceSet:
         log_dir: Path,
         *,
         namespace: str = "",
+        development: bool = False,
         extra: dict[str, dict[str, str]] | None = None,
     ) -> ServiceSet:
-        envs = service_env(stack, ports, api_keys, namespace=namespace)
+        envs = service_env(
+            stack, ports, api_keys, namespace=namespace, development=development
+        )
         for name, values in (extra or {}).items():
             envs[name] = {**envs.get(name, {}), **values}
         return cls(
@@ -265,13 +279,13 @@ def supervise(services: ServiceSet, say: IO[str]) -> None:
         time.sleep(1)
 
 
-def wait_until_ready(
-    ports: Ports, key: str, services: ServiceSet, limit_s: float = 300
-) -> None:
-    """Ready when the gateway answers and a worker's node catalog validates a graph."""
-    probe = json.dumps(
-        {"workflow": {"1": {"class_type": "SaveImage", "inputs": {}}}}
-    ).encode()
+def wait_until_ready(ports: Ports, services: ServiceSet, limit_s: float = 300) -> None:
+    """Ready when a job can run: the gateway is ready (a node catalog exists, so
+    it accepts jobs) and the executor is (its ComfyUI answers)."""
+    probes = [
+        f"http://127.0.0.1:{ports.gateway}/health/ready",
+        f"http://127.0.0.1:{ports.executor_http}/health/ready",
+    ]
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         dead = [s.name for s in services.services.values() if not s.alive]
@@ -279,23 +293,18 @@ def wait_until_ready(
             raise RuntimeError(
                 f"{', '.join(dead)} exited during start-up; see the logs"
             )
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{ports.gateway}/workflows/validate",
-            data=probe,
-            headers={
-                "Authorization": f"Bearer {key}",
-                "Content-Type": "application/json",
-            },
-        )
-        try:
-            urllib.request.urlopen(request, timeout=5).close()
-        except urllib.error.HTTPError as answer:
-            if answer.code == 422:  # validated against a catalog: an executor is up
-                return
-        except OSError:
-            pass
+        if all(_answers_ok(url) for url in probes):
+            return
         time.sleep(0.5)
     raise RuntimeError("the services did not become ready in time")
+
+
+def _answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # refused, or an HTTP error status (urllib raises those)
+        return False
 
 
 def main() -> int:
@@ -305,7 +314,7 @@ def main() -> int:
     # `make run` are only served when they are in it.
     keys = api_keys(key, os.environ)
     services = ServiceSet.create(
-        read_stack_env(), ports, keys, LOCAL / "logs" / "services"
+        read_stack_env(), ports, keys, LOCAL / "logs" / "services", development=True
     )
 
     def interrupted(signum: int, frame: object) -> None:
@@ -318,7 +327,7 @@ def main() -> int:
         out = sys.stdout
         out.write("run: services started; waiting until they answer...\n")
         out.flush()
-        wait_until_ready(ports, key, services)
+        wait_until_ready(ports, services)
         out.write(
             "\nComfyUI Serverless API is running.\n"
             f"  API:      http://127.0.0.1:{ports.gateway}\n"

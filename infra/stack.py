@@ -807,7 +807,21 @@ def cmd_install() -> dict[str, float]:
     return timings
 
 
-def cmd_up() -> None:
+def _chosen(name: str | None) -> list[Component]:
+    chosen = [c for c in components() if name in (None, c.name)]
+    if not chosen:
+        raise StackError(f"no component named {name!r}")
+    return chosen
+
+
+def cmd_up(name: str | None = None) -> None:
+    """Install and start everything, or start one component again (its data
+    is kept)."""
+    if name is not None:
+        for component in _chosen(name):
+            component.up()
+        log.info("started %s", name)
+        return
     started = time.monotonic()
     timings = cmd_install()
     install_s = time.monotonic() - started
@@ -823,20 +837,20 @@ def cmd_up() -> None:
     )
 
 
-def cmd_down() -> None:
-    for component in reversed(components()):
+def cmd_down(name: str | None = None) -> None:
+    """Stop everything, or one component (fault tests take one away)."""
+    chosen = _chosen(name)
+    for component in reversed(chosen):
         component.stop()
-    busy = [f"{c.name}:{c.port}" for c in components() if port_open(c.port)]
+    busy = [f"{c.name}:{c.port}" for c in chosen if port_open(c.port)]
     if busy:
         raise StackError(f"ports still answering after down: {', '.join(busy)}")
-    log.info("stack stopped")
+    log.info("stopped %s", name or "the stack")
 
 
 def cmd_restart(name: str | None) -> None:
     """Stop and start one component (or all); its data is kept."""
-    chosen = [c for c in components() if name in (None, c.name)]
-    if not chosen:
-        raise StackError(f"no component named {name!r}")
+    chosen = _chosen(name)
     for component in reversed(chosen):
         component.stop()
     for component in chosen:
@@ -875,7 +889,9 @@ def main() -> int:
         "command", choices=["install", "up", "down", "status", "env", "restart"]
     )
     parser.add_argument(
-        "component", nargs="?", help="for restart: which component (default all)"
+        "component",
+        nargs="?",
+        help="for up, down and restart: one component (default all)",
     )
     args = parser.parse_args()
     logging.basicConfig(
@@ -888,9 +904,9 @@ def main() -> int:
                 "installed: %s", ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
             )
         elif args.command == "up":
-            cmd_up()
+            cmd_up(args.component)
         elif args.command == "down":
-            cmd_down()
+            cmd_down(args.component)
         elif args.command == "restart":
             cmd_restart(args.component)
         elif args.command == "status":

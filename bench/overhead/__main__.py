@@ -137,10 +137,7 @@ def main() -> int:
         namespace=f"_bench_{run_id}",
         extra={
             "workflow": {"WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}"},
-            "executor": {
-                "EXECUTOR_CONSUMER_GROUP": f"executor-bench-{run_id}",
-                "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
-            },
+            "executor": {"EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"]},
         },
     )
     # Remote mode: both paths drive the one ComfyUI of the local stack.
@@ -148,7 +145,7 @@ def main() -> int:
     base_url = f"http://127.0.0.1:{ports.gateway}"
     services.start()
     try:
-        wait_until_ready(ports, key, services)
+        wait_until_ready(ports, services)
         samples = asyncio.run(measure(base_url, key, stack["COMFYUI_URL"], jobs))
     finally:
         services.stop()

@@ -34,11 +34,11 @@ async def test_event_round_trip_in_consumer_group(
         subject=f"job-{unique}",
         tenant_id="tenant-a",
         data=JobSubmittedData(
-            workflow={"1": {"class_type": "EmptyImage", "inputs": {}}},
+            pool="default",
             priority=Priority.HIGH,
+            attempt=1,
             timeout_seconds=60,
             deadline=datetime.now(UTC) + timedelta(minutes=1),
-            webhook_url=None,
         ),
     )
     producer = AIOKafkaProducer(
