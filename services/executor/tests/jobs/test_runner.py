@@ -1,0 +1,789 @@
+"""One attempt through the real `JobRunner`, against hand-written fakes of the
+engine, Kafka, storage and time."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfyserve.contracts.events import (
+    FailureCode,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobProgressed,
+    JobStarted,
+)
+from comfyserve.contracts.limits import (
+    MAX_OUTPUTS_PER_JOB,
+    OUTPUTS_PER_EVENT,
+    TEXT_FIELD_MAX_CHARS,
+    TRACEBACK_MAX_CHARS,
+)
+from comfyserve.contracts.workflow_format import RUN_MARK_INPUT
+from comfyserve.executor.engine import (
+    EngineCrashed,
+    ExecutionFailed,
+    ExecutionInterrupted,
+    ExecutionSucceeded,
+    JobFiles,
+    NodeCached,
+    NodeExecuted,
+    NodeProgress,
+    NodeStarted,
+    OutputKind,
+    PromptQueued,
+    PromptRejected,
+    UnexpectedResponse,
+)
+from comfyserve.executor.errors import OutputRejected, StorageFailed
+from comfyserve.executor.jobs.models import FileInputRef, Outcome
+from comfyserve.executor.jobs.state import StopReason
+
+from .conftest import (
+    ATTEMPT,
+    GRACE_S,
+    GRAPH,
+    JOB,
+    PROMPT,
+    TENANT,
+    TIMEOUT_S,
+    WORKER,
+    Advance,
+    AwaitInterrupt,
+    Do,
+    Harness,
+    eventually,
+    input_file,
+    png,
+    ref,
+)
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+def many_refs(node_id: str, count: int) -> tuple[Any, ...]:
+    return tuple(ref(node_id, index, kind=OutputKind.TEXT) for index in range(count))
+
+
+async def test_success_stages_inputs_runs_stores_and_completes():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "1"),
+            Advance(1),
+            NodeStarted(PROMPT, "2"),
+            Advance(1),
+            NodeStarted(PROMPT, "3"),
+            NodeExecuted(PROMPT, "3", (ref(),)),
+            Advance(1),
+            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
+        ]
+    )
+    h.files.inputs["in-1"] = b"abc"
+
+    result = await h.run(h.assignment([input_file()]))
+
+    assert result.outcome == Outcome.COMPLETED
+    assert result.duration_s == 3.0
+    assert h.types == [
+        "executor.job.started",
+        "executor.job.progressed",
+        "executor.job.progressed",
+        "executor.job.progressed",
+        "executor.job.progressed",
+        "executor.job.completed",
+    ]
+    [started] = h.publisher.of(JobStarted)
+    assert (started.data.attempt, started.data.worker_id) == (ATTEMPT, WORKER)
+    assert (started.subject, started.tenant_id) == (JOB, TENANT)
+    assert h.files.fetched == [(TENANT, "in-1")]
+    assert h.engine.uploads == {"job-1/in.png": b"abc"}
+    [prompt] = h.engine.prompts
+    assert prompt["1"]["inputs"]["image"] == "job-1/in.png"
+    assert prompt["3"]["inputs"]["filename_prefix"] == "job-1-2/x"
+    assert prompt["3"]["inputs"][RUN_MARK_INPUT] == "job-1:2"
+    assert GRAPH["3"]["inputs"] == {"images": ["2", 0], "filename_prefix": "x"}
+    # The engine's own deadline is only a backstop behind the runner's guard.
+    assert h.engine.deadlines == [1000.0 + TIMEOUT_S + GRACE_S + 5.0]
+    progressed = h.publisher.of(JobProgressed)
+    assert [(p.data.node_id, p.data.class_type) for p in progressed[:3]] == [
+        ("1", "LoadImage"),
+        ("2", "ImageInvert"),
+        ("3", "SaveImage"),
+    ]
+    assert [p.data.nodes_done for p in progressed] == [0, 1, 2, 3]
+    assert progressed[-1].data.fraction == 1.0
+    assert all(p.data.nodes_total == 3 for p in progressed)
+    [completed] = h.publisher.of(JobCompleted)
+    [output] = completed.data.outputs
+    assert (output.node_id, output.width, output.height) == ("3", 4, 3)
+    assert completed.data.duration_ms == 3000
+    [(tenant, stored)] = h.files.stored
+    assert (tenant, stored.job_id, stored.attempt) == (TENANT, JOB, ATTEMPT)
+    assert stored.sha256 == hashlib.sha256(png(4, 3)).hexdigest()
+    assert h.engine.cleaned == [
+        JobFiles(inputs=("job-1/in.png",), outputs=(ref(), ref()))
+    ]
+    assert h.journal[-2:] == ["publish:executor.job.completed", "reported"]
+    assert h.runner.current_job_id is None
+
+
+async def test_each_attempt_writes_and_stores_under_its_own_attempt():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeExecuted(PROMPT, "3", (ref(),)),
+            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
+        ]
+    )
+
+    await h.run(h.assignment(attempt=5))
+
+    assert h.engine.prompts[0]["3"]["inputs"]["filename_prefix"] == "job-1-5/x"
+    assert h.engine.prompts[0]["3"]["inputs"][RUN_MARK_INPUT] == "job-1:5"
+    assert [output.attempt for _, output in h.files.stored] == [5]
+    assert {event.data.attempt for event in h.publisher.events} == {5}
+
+
+async def test_file_inputs_are_confined_to_the_jobs_own_input_folder():
+    graph = {
+        **GRAPH,
+        "4": {"class_type": "LoadImage", "inputs": {"image": "shared.png"}},
+        "5": {"class_type": "LoadImage", "inputs": {"image": "unlisted.png"}},
+    }
+    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {})])
+    h.files.inputs["in-1"] = b"abc"
+
+    await h.run(
+        h.assignment(
+            [input_file()],
+            [FileInputRef("1", "image"), FileInputRef("4", "image")],
+            graph=graph,
+        )
+    )
+
+    assert h.engine.subfolders == [JOB]
+    [prompt] = h.engine.prompts
+    # Staged by the runner: already the job's file, not rebased twice.
+    assert prompt["1"]["inputs"]["image"] == "job-1/in.png"
+    # Named by the graph but never staged: only a file of this job could match.
+    assert prompt["4"]["inputs"]["image"] == "job-1/shared.png"
+    assert prompt["5"]["inputs"]["image"] == "unlisted.png"
+
+
+async def test_progress_is_throttled_by_the_clock():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "2"),
+            NodeProgress(PROMPT, "2", 1, 10),
+            Advance(0.2),
+            NodeProgress(PROMPT, "2", 2, 10),
+            Advance(0.3),
+            NodeProgress(PROMPT, "2", 5, 10),
+            Advance(0.1),
+            NodeProgress(PROMPT, "2", 6, 10),
+            ExecutionSucceeded(PROMPT, {}),
+        ]
+    )
+
+    await h.run()
+
+    progressed = h.publisher.of(JobProgressed)
+    assert [(p.data.step, p.data.max) for p in progressed] == [(None, None), (5, 10)]
+    assert progressed[1].data.fraction == pytest.approx(0.5 / 3)
+
+
+async def test_outputs_are_stored_and_published_as_each_node_finishes():
+    second = ref("4", 0)
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "3"),
+            NodeExecuted(PROMPT, "3", (ref(), ref(index=1), ref(folder="temp"))),
+            NodeExecuted(PROMPT, "4", (second,)),
+            ExecutionSucceeded(PROMPT, {"3": (ref(), ref(index=1)), "4": (second,)}),
+        ]
+    )
+
+    await h.run()
+
+    assert h.journal == [
+        "enqueue:executor.job.started",
+        "engine:PromptQueued",
+        "engine:NodeStarted",
+        "enqueue:executor.job.progressed",
+        "engine:NodeExecuted",
+        "store:3/0",
+        "store:3/1",
+        "enqueue:executor.job.progressed",
+        "engine:NodeExecuted",
+        "store:4/0",
+        "enqueue:executor.job.progressed",
+        "engine:ExecutionSucceeded",
+        "publish:executor.job.completed",
+        "reported",
+    ]
+    progressed = h.publisher.of(JobProgressed)
+    assert [[o.file_id for o in p.data.outputs] for p in progressed] == [
+        [],
+        ["file-3-0", "file-3-1"],
+        ["file-4-0"],
+    ]
+    [completed] = h.publisher.of(JobCompleted)
+    assert [o.file_id for o in completed.data.outputs] == [
+        "file-3-0",
+        "file-3-1",
+        "file-4-0",
+    ]
+    # A preview is never stored, but its file is cleaned up with the rest.
+    assert ref(folder="temp") in h.engine.cleaned[0].outputs
+
+
+async def test_cached_run_stores_outputs_from_the_history():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeCached(PROMPT, ("1", "2", "3")),
+            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
+        ]
+    )
+
+    await h.run()
+
+    assert h.types[-1] == "executor.job.completed"
+    [completed] = h.publisher.of(JobCompleted)
+    assert [o.file_id for o in completed.data.outputs] == ["file-3-0"]
+    assert h.publisher.of(JobProgressed)[0].data.nodes_done == 3
+
+
+async def test_many_outputs_are_split_across_progress_events():
+    count = 2 * OUTPUTS_PER_EVENT + 50
+    refs = many_refs("3", count)
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeExecuted(PROMPT, "3", refs),
+            ExecutionSucceeded(PROMPT, {"3": refs}),
+        ]
+    )
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.COMPLETED
+    progressed = h.publisher.of(JobProgressed)
+    assert [len(p.data.outputs) for p in progressed] == [
+        OUTPUTS_PER_EVENT,
+        OUTPUTS_PER_EVENT,
+        50,
+    ]
+    assert [o.index for p in progressed for o in p.data.outputs] == list(range(count))
+    [completed] = h.publisher.of(JobCompleted)
+    assert len(completed.data.outputs) == count
+
+
+async def test_more_outputs_than_a_job_may_have_stop_the_attempt():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeExecuted(PROMPT, "3", many_refs("3", MAX_OUTPUTS_PER_JOB)),
+            NodeExecuted(PROMPT, "4", many_refs("4", 1)),
+            AwaitInterrupt(),
+            ExecutionInterrupted(PROMPT, "4"),
+        ]
+    )
+
+    result = await h.run()
+
+    assert (result.outcome, result.failure) == (
+        Outcome.FAILED,
+        FailureCode.OUTPUT_LIMIT_EXCEEDED,
+    )
+    assert len(h.files.stored) == MAX_OUTPUTS_PER_JOB
+    assert h.engine.interrupts == [PROMPT]
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.retryable is False
+    assert str(MAX_OUTPUTS_PER_JOB) in failed.data.message
+    assert h.keeper.restarts == []
+
+
+async def test_a_finished_run_with_too_many_outputs_fails():
+    refs = many_refs("3", MAX_OUTPUTS_PER_JOB + 1)
+    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {"3": refs})])
+
+    result = await h.run()
+
+    assert result.failure == FailureCode.OUTPUT_LIMIT_EXCEEDED
+    assert len(h.files.stored) == MAX_OUTPUTS_PER_JOB
+    assert h.publisher.of(JobCompleted) == []
+
+
+async def test_an_oversized_final_event_becomes_output_limit_exceeded():
+    # Each progress event fits its topic; the completed event, listing them
+    # all, does not.
+    long_name = "n" * 150_000
+    nodes = [str(node) for node in range(3, 11)]
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            *(
+                NodeExecuted(
+                    PROMPT, node, (ref(node, kind=OutputKind.TEXT, filename=long_name),)
+                )
+                for node in nodes
+            ),
+            ExecutionSucceeded(PROMPT, {}),
+        ]
+    )
+
+    result = await h.run()
+
+    assert (result.outcome, result.failure) == (
+        Outcome.FAILED,
+        FailureCode.OUTPUT_LIMIT_EXCEEDED,
+    )
+    assert len(h.publisher.of(JobProgressed)) == len(nodes)
+    assert h.publisher.of(JobCompleted) == []
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.retryable is False
+    assert failed.data.message.startswith("the job's outcome is too large to report")
+    assert h.journal[-2:] == ["publish:executor.job.failed", "reported"]
+
+
+async def test_node_error_fails_without_retry():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "3"),
+            ExecutionFailed(
+                PROMPT,
+                "3",
+                "SaveImage",
+                "disk full",
+                "OSError",
+                ("Traceback\n", "  line 1\n"),
+            ),
+        ]
+    )
+
+    result = await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    assert result.failure == FailureCode.NODE_EXECUTION_ERROR
+    assert failed.data.code == FailureCode.NODE_EXECUTION_ERROR
+    assert (failed.data.node_id, failed.data.class_type) == ("3", "SaveImage")
+    assert failed.data.message == "OSError: disk full"
+    assert failed.data.traceback == "Traceback\n  line 1\n"
+    assert failed.data.retryable is False
+    assert h.types[-1] == "executor.job.failed"
+
+
+async def test_failure_text_is_scrubbed_of_machine_paths_and_clipped():
+    root = Path("/srv/comfy")
+    staged = f"{root}/input/job-1/in.png"
+    frames = ['  File "/srv/comfy/nodes.py", line 1, in load\n'] * 1000
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            ExecutionFailed(
+                PROMPT,
+                "1",
+                "LoadImage",
+                f"cannot identify image file {staged!r} " + "x" * TEXT_FIELD_MAX_CHARS,
+                "UnidentifiedImageError",
+                ("Traceback (most recent call last):\n", *frames, f"Error: {staged}\n"),
+            ),
+        ],
+        local_roots=(root,),
+    )
+
+    await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    message, traceback = failed.data.message, failed.data.traceback or ""
+    assert message.startswith(
+        "UnidentifiedImageError: cannot identify image file 'in.png' xxx"
+    )
+    assert len(message) == TEXT_FIELD_MAX_CHARS
+    assert message.endswith("…")
+    # A traceback's end says what failed: its start is what goes.
+    assert len(traceback) == TRACEBACK_MAX_CHARS
+    assert traceback.startswith("…")
+    assert traceback.endswith('  File "nodes.py", line 1, in load\nError: in.png\n')
+    assert "/srv" not in message + traceback
+
+
+async def test_rejected_prompt_fails_as_invalid_workflow_with_node_errors():
+    body = {
+        "error": {"type": "prompt_outputs_failed_validation", "message": "Bad"},
+        "node_errors": {
+            "1": {
+                "errors": [{"message": "Value too small", "details": "width -5"}],
+                "class_type": "EmptyImage",
+            }
+        },
+    }
+    h = Harness([PromptRejected(400, body)])
+
+    result = await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    assert result.failure == FailureCode.INVALID_WORKFLOW
+    assert failed.data.retryable is False
+    assert "node 1 (EmptyImage): Value too small: width -5" in failed.data.message
+    assert h.engine.interrupts == []
+
+
+async def test_engine_crash_restarts_the_engine_and_allows_a_retry():
+    h = Harness([PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), EngineCrashed(-9)])
+
+    await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.code == FailureCode.ENGINE_CRASHED
+    assert failed.data.retryable is True
+    assert h.keeper.restarts == ["ComfyUI exited with code -9"]
+    # The engine is back before the job is reported, so the retry may land here.
+    assert h.journal[-3:] == ["restart", "publish:executor.job.failed", "reported"]
+
+
+async def test_a_run_that_ends_without_an_outcome_restarts_the_engine():
+    h = Harness([PromptQueued(PROMPT), NodeStarted(PROMPT, "1")])
+
+    result = await h.run()
+
+    assert result.failure == FailureCode.ENGINE_CRASHED
+    assert len(h.keeper.restarts) == 1
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.retryable is True
+
+
+async def test_other_engine_errors_are_retryable_without_a_restart():
+    h = Harness([UnexpectedResponse("/prompt", 500)])
+
+    await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    assert (failed.data.code, failed.data.retryable) == (
+        FailureCode.ENGINE_CRASHED,
+        True,
+    )
+    assert failed.data.message == "/prompt answered HTTP 500"
+    assert h.keeper.restarts == []
+
+
+async def test_a_bug_still_ends_the_attempt_as_a_retryable_internal_error():
+    h = Harness([PromptQueued(PROMPT), KeyError("node")])
+
+    result = await h.run()
+
+    assert result.failure == FailureCode.INTERNAL_ERROR
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.retryable is True
+    assert "KeyError" in failed.data.message
+    assert h.runner.current_job_id is None
+
+
+async def test_comfyui_interrupting_on_its_own_is_a_retryable_internal_error():
+    h = Harness([PromptQueued(PROMPT), ExecutionInterrupted(PROMPT, "2")])
+
+    result = await h.run()
+
+    assert result.failure == FailureCode.INTERNAL_ERROR
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.retryable is True
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (StorageFailed("object store unreachable"), True),
+        (OutputRejected("too big"), False),
+    ],
+)
+async def test_storage_errors_fail_the_attempt(error, retryable):
+    h = Harness([PromptQueued(PROMPT), NodeExecuted(PROMPT, "3", (ref(),))])
+    h.files.output_error = error
+
+    await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    assert (failed.data.code, failed.data.retryable) == (
+        FailureCode.STORAGE_ERROR,
+        retryable,
+    )
+    assert h.keeper.restarts == []
+
+
+async def test_missing_input_fails_before_the_run():
+    h = Harness([PromptQueued(PROMPT)])
+
+    await h.run(h.assignment([input_file()]))
+
+    [failed] = h.publisher.of(JobFailed)
+    assert (failed.data.code, failed.data.retryable) == (
+        FailureCode.INPUT_UNAVAILABLE,
+        False,
+    )
+    assert h.engine.prompts == []
+
+
+async def test_an_input_for_a_node_the_graph_lacks_fails_before_fetching():
+    h = Harness([PromptQueued(PROMPT)])
+
+    await h.run(h.assignment([input_file(node_id="9")]))
+
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.code == FailureCode.INPUT_UNAVAILABLE
+    assert "no node 9" in failed.data.message
+    assert h.files.fetched == []
+    assert h.engine.prompts == []
+
+
+async def test_cancel_interrupts_the_current_prompt_and_reports_cancelled():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "2"),
+            AwaitInterrupt(),
+            ExecutionInterrupted(PROMPT, "2"),
+        ]
+    )
+    task = h.start()
+    await h.engine.blocked.wait()
+
+    assert h.runner.request_cancel("another-job", "not ours") is False
+    assert h.runner.request_cancel(JOB, "not yours", tenant_id="tenant-b") is False
+    assert h.engine.interrupts == []
+    assert h.runner.request_cancel(JOB, "user asked", tenant_id=TENANT) is True
+    result = await task
+
+    assert result.outcome == Outcome.CANCELLED
+    assert h.engine.interrupts == [PROMPT]
+    assert h.types[-1] == "executor.job.cancelled"
+    [cancelled] = h.publisher.of(JobCancelled)
+    assert (cancelled.data.reason, cancelled.data.attempt) == ("user asked", ATTEMPT)
+    assert h.keeper.restarts == []
+
+
+async def test_cancel_while_staging_never_runs_the_prompt():
+    h = Harness([PromptQueued(PROMPT)])
+    h.files.inputs["in-1"] = b"abc"
+    h.files.gate = asyncio.Event()
+    task = h.start(h.assignment([input_file()]))
+    await eventually(lambda: h.files.fetched)
+
+    assert h.runner.request_cancel(JOB, "changed my mind") is True
+    h.files.gate.set()
+    result = await task
+
+    assert result.outcome == Outcome.CANCELLED
+    assert h.engine.prompts == []
+    assert h.engine.cleaned == [JobFiles(inputs=("job-1/in.png",))]
+
+
+async def test_a_stop_before_comfyui_answers_interrupts_once_it_does():
+    h = Harness()
+    h.script.extend(
+        [
+            Do(lambda: h.runner.request_cancel(JOB, "early")),
+            PromptQueued(PROMPT),
+            AwaitInterrupt(),
+            ExecutionInterrupted(PROMPT, None),
+        ]
+    )
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.CANCELLED
+    assert set(h.engine.interrupts) == {PROMPT}
+
+
+async def test_a_stop_for_another_attempt_is_ignored():
+    h = Harness(
+        [PromptQueued(PROMPT), AwaitInterrupt(), ExecutionInterrupted(PROMPT, None)]
+    )
+    task = h.start()
+    await h.engine.blocked.wait()
+
+    assert h.runner.request_stop(JOB, ATTEMPT - 1, StopReason.SUPERSEDED) is False
+    assert h.runner.request_stop("job-9", None, StopReason.SUPERSEDED) is False
+    assert h.engine.interrupts == []
+    assert h.runner.request_stop(JOB, ATTEMPT, StopReason.CANCEL, "stop") is True
+
+    assert (await task).outcome == Outcome.CANCELLED
+
+
+async def test_a_superseded_attempt_stops_and_reports_nothing():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "2"),
+            AwaitInterrupt(),
+            ExecutionInterrupted(PROMPT, "2"),
+        ]
+    )
+    task = h.start()
+    await h.engine.blocked.wait()
+
+    assert h.runner.request_stop(JOB, ATTEMPT, StopReason.SUPERSEDED) is True
+    result = await task
+
+    assert result.outcome == Outcome.ABANDONED
+    assert h.engine.interrupts == [PROMPT]
+    assert h.types == ["executor.job.started", "executor.job.progressed"]
+    assert "reported" not in h.journal
+    assert len(h.engine.cleaned) == 1
+
+
+async def test_intermediate_events_that_cannot_be_queued_do_not_fail_the_attempt():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "3"),
+            NodeExecuted(PROMPT, "3", (ref(),)),
+            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
+        ]
+    )
+    h.publisher.refuse = ConnectionError("broker unreachable")
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.COMPLETED
+    assert h.types == ["executor.job.completed"]
+    [completed] = h.publisher.of(JobCompleted)
+    assert [o.file_id for o in completed.data.outputs] == ["file-3-0"]
+
+
+async def test_failed_intermediate_deliveries_do_not_fail_the_attempt():
+    h = Harness(
+        [PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), ExecutionSucceeded(PROMPT, {})]
+    )
+    h.publisher.fail_deliveries = DeliveryFailed("broker gone")
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.COMPLETED
+    assert h.journal[-2:] == ["publish:executor.job.completed", "reported"]
+
+
+async def test_the_final_event_waits_for_earlier_deliveries_to_settle():
+    h = Harness(
+        [PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), ExecutionSucceeded(PROMPT, {})]
+    )
+    h.publisher.hold = True
+    task = h.start()
+    await eventually(lambda: h.engine.cleaned)
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+    assert len(h.publisher.open) == 2
+    assert h.publisher.of(JobCompleted) == []
+    # Settled either way: a failed one is not waited for twice.
+    h.publisher.open[0].set_result(None)
+    h.publisher.open[1].set_exception(DeliveryFailed("broker gone"))
+    result = await asyncio.wait_for(task, 5)
+
+    assert result.outcome == Outcome.COMPLETED
+    assert h.journal[-2:] == ["publish:executor.job.completed", "reported"]
+
+
+async def test_a_failed_clean_up_does_not_change_the_outcome():
+    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {})])
+    h.engine.cleanup_error = OSError("busy")
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.COMPLETED
+
+
+async def test_timeout_interrupts_and_fails_without_restart_when_comfyui_obeys():
+    h = Harness(
+        [PromptQueued(PROMPT), AwaitInterrupt(), ExecutionInterrupted(PROMPT, None)]
+    )
+    task = h.start()
+    await h.engine.blocked.wait()
+    await h.clock.sleeping(1)
+
+    h.clock.advance(TIMEOUT_S)
+    result = await task
+
+    assert result.failure == FailureCode.TIMEOUT
+    assert h.engine.interrupts == [PROMPT]
+    assert h.keeper.restarts == []
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.retryable is False
+
+
+async def test_timeout_restarts_the_engine_when_the_interrupt_is_ignored():
+    h = Harness([PromptQueued(PROMPT), AwaitInterrupt(honour=False)])
+    task = h.start()
+    await h.engine.blocked.wait()
+    await h.clock.sleeping(1)
+
+    h.clock.advance(TIMEOUT_S)
+    await h.clock.sleeping(1)
+    assert h.engine.interrupts == [PROMPT]
+    assert not task.done()
+    h.clock.advance(GRACE_S)
+    result = await task
+
+    assert result.failure == FailureCode.TIMEOUT
+    assert h.keeper.restarts == [f"prompt {PROMPT} ignored an interrupt"]
+    assert h.journal[-3:] == ["restart", "publish:executor.job.failed", "reported"]
+    assert len(h.engine.cleaned) == 1
+
+
+async def test_the_earlier_of_deadline_and_timeout_applies():
+    h = Harness(
+        [PromptQueued(PROMPT), AwaitInterrupt(), ExecutionInterrupted(PROMPT, None)]
+    )
+    assignment = h.assignment(deadline=h.clock.now() + timedelta(seconds=5))
+    task = h.start(assignment)
+    await h.engine.blocked.wait()
+    await h.clock.sleeping(1)
+
+    h.clock.advance(5)
+    result = await task
+
+    assert result.failure == FailureCode.TIMEOUT
+    assert h.engine.deadlines == [1000.0 + 5 + GRACE_S + 5.0]
+
+
+async def test_a_deadline_already_past_fails_without_running():
+    h = Harness([PromptQueued(PROMPT)])
+
+    result = await h.run(h.assignment(deadline=h.clock.now() - timedelta(seconds=1)))
+
+    assert result.failure == FailureCode.TIMEOUT
+    assert h.types == ["executor.job.started", "executor.job.failed"]
+    [failed] = h.publisher.of(JobFailed)
+    assert (failed.data.message, failed.data.retryable) == (
+        "the job's deadline passed before it started",
+        False,
+    )
+    assert h.engine.prompts == []
+
+
+async def test_shutdown_leaves_no_final_event_and_cleans_up():
+    h = Harness([PromptQueued(PROMPT), AwaitInterrupt(honour=False)])
+    task = h.start()
+    await h.engine.blocked.wait()
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert h.types == ["executor.job.started"]
+    assert "reported" not in h.journal
+    assert h.engine.interrupts == [PROMPT]
+    assert len(h.engine.cleaned) == 1
+    assert h.runner.current_job_id is None
