@@ -644,6 +644,45 @@ async def test_a_superseded_attempt_stops_and_reports_nothing():
     assert len(h.engine.cleaned) == 1
 
 
+@pytest.mark.parametrize(
+    ("ending", "storage_error", "restarts"),
+    [
+        pytest.param(
+            ExecutionSucceeded(PROMPT, {"3": (ref(),)}), None, 0, id="comfyui-finished"
+        ),
+        pytest.param(
+            NodeExecuted(PROMPT, "3", (ref(),)),
+            StorageFailed("attempt 2 is superseded"),
+            0,
+            id="storage-fenced",
+        ),
+        pytest.param(EngineCrashed(-9), None, 1, id="engine-crashed"),
+    ],
+)
+async def test_a_superseded_attempt_reports_nothing_however_its_run_ends(
+    ending, storage_error, restarts
+):
+    # The lease is lost while ComfyUI is already finishing, while the storage
+    # service refuses the stale attempt's outputs, or just as ComfyUI dies:
+    # the job's new owner reports, never this attempt.
+    h = Harness()
+    h.files.output_error = storage_error
+    h.script.extend(
+        [
+            PromptQueued(PROMPT),
+            Do(lambda: h.runner.request_stop(JOB, ATTEMPT, StopReason.SUPERSEDED)),
+            ending,
+        ]
+    )
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.ABANDONED
+    assert h.types == ["executor.job.started"]
+    assert "reported" not in h.journal
+    assert len(h.keeper.restarts) == restarts
+
+
 async def test_intermediate_events_that_cannot_be_queued_do_not_fail_the_attempt():
     h = Harness(
         [

@@ -189,6 +189,10 @@ class JobRunner:
         # final event carries everything the job needs.
         await asyncio.gather(*state.deliveries, return_exceptions=True)
         final = ending.event
+        if state.stop is StopReason.SUPERSEDED:
+            # However the run ended (it may have finished or failed after the
+            # lease was lost), the attempt is not ours: the job's owner reports.
+            final = None
         if final is not None:
             final = await self._publish_final(final, reporter)
             await reported()
