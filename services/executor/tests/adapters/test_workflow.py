@@ -1,35 +1,161 @@
-"""ClaimJob retries against an in-process gRPC server."""
+"""AcquireJob and RenewLeases against an in-process gRPC server."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from comfyserve.contracts.events import InputFile
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as wf_grpc
-from comfyserve.executor.adapters.workflow import GrpcClaims
-from comfyserve.executor.jobs.models import Claim
+from comfyserve.executor.adapters.workflow import GrpcDispatch, assignment_from_pb
+from comfyserve.executor.errors import DispatchUnavailable
+from comfyserve.executor.jobs.models import (
+    Assignment,
+    FileInputRef,
+    LeaseState,
+    LeaseStatus,
+)
+
+DEADLINE = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+GRAPH = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}}}
+
+
+def assignment_pb() -> wf.Assignment:
+    deadline = Timestamp()
+    deadline.FromDatetime(DEADLINE)
+    return wf.Assignment(
+        job=wf.Job(
+            id="job-1",
+            tenant_id="tenant-a",
+            timeout_seconds=60,
+            deadline=deadline,
+            pool="gpu-a",
+            # The submitted graph; the assignment's own is the one to run.
+            workflow_json='{"1": {"class_type": "LoadImage", "inputs": {}}}',
+        ),
+        attempt=3,
+        workflow_json=json.dumps(GRAPH),
+        inputs=[
+            wf.InputFile(
+                file_id="f-1",
+                node_id="1",
+                input_name="image",
+                filename="in.png",
+                bucket="b",
+                key="inputs/tenant-a/f-1",
+                content_type="image/png",
+                size=3,
+                sha256="ab" * 32,
+            ),
+            wf.InputFile(
+                file_id="f-2",
+                node_id="2",
+                input_name="mask",
+                filename="mask.png",
+                bucket="b",
+                key="inputs/tenant-a/f-2",
+                content_type="image/png",
+                size=4,
+            ),
+        ],
+        file_inputs=[
+            wf.InputRef(node_id="1", input_name="image"),
+            wf.InputRef(node_id="4", input_name="image"),
+        ],
+        lease_seconds=15.0,
+    )
+
+
+EXPECTED = Assignment(
+    job_id="job-1",
+    tenant_id="tenant-a",
+    attempt=3,
+    graph=GRAPH,
+    timeout_seconds=60,
+    deadline=DEADLINE,
+    lease_seconds=15.0,
+    inputs=(
+        InputFile(
+            file_id="f-1",
+            node_id="1",
+            input_name="image",
+            filename="in.png",
+            bucket="b",
+            key="inputs/tenant-a/f-1",
+            content_type="image/png",
+            size=3,
+            sha256="ab" * 32,
+        ),
+        InputFile(
+            file_id="f-2",
+            node_id="2",
+            input_name="mask",
+            filename="mask.png",
+            bucket="b",
+            key="inputs/tenant-a/f-2",
+            content_type="image/png",
+            size=4,
+            sha256=None,
+        ),
+    ),
+    file_inputs=(FileInputRef("1", "image"), FileInputRef("4", "image")),
+)
 
 
 class Workflow(wf_grpc.WorkflowServiceServicer):
-    def __init__(self, failures: list[grpc.StatusCode]) -> None:
-        self.failures = failures
-        self.calls = 0
+    """Answers each call with the next of `failures` (an abort) while any are
+    left; AcquireJob then grants the next of `grants` (none left: no job)."""
 
-    async def ClaimJob(self, request, context):
-        self.calls += 1
+    def __init__(self) -> None:
+        self.failures: list[grpc.StatusCode] = []
+        self.grants: list[wf.Assignment] = []
+        self.states: dict[str, wf.LeaseState.ValueType] = {}
+        self.acquires: list[tuple[wf.AcquireJobRequest, float | None]] = []
+        self.renewals: list[wf.RenewLeasesRequest] = []
+        self.hang = asyncio.Event()
+
+    async def AcquireJob(self, request, context):
+        self.acquires.append((request, context.time_remaining()))
         if self.failures:
             await context.abort(self.failures.pop(0), "not now")
-        if request.job_id == "done":
-            return wf.ClaimJobResponse(granted=False, reason="job has ended")
-        return wf.ClaimJobResponse(granted=True, attempt=3)
+        if not self.grants:
+            return wf.AcquireJobResponse()
+        return wf.AcquireJobResponse(assignment=self.grants.pop(0))
+
+    async def RenewLeases(self, request, context):
+        self.renewals.append(request)
+        if self.failures:
+            await context.abort(self.failures.pop(0), "not now")
+        if self.hang.is_set():
+            await asyncio.Event().wait()
+        return wf.RenewLeasesResponse(
+            leases=[
+                wf.LeaseStatus(
+                    job_id=lease.job_id,
+                    attempt=lease.attempt,
+                    state=self.states.get(lease.job_id, wf.LEASE_STATE_HELD),
+                )
+                for lease in request.leases
+            ],
+            lease_seconds=15.0,
+        )
+
+
+Serve = Callable[[Workflow], Awaitable[grpc.aio.Channel]]
 
 
 @pytest.fixture
-async def serve():
-    servers = []
+async def serve() -> AsyncIterator[Serve]:
+    servers: list[grpc.aio.Server] = []
 
-    async def start(servicer):
+    async def start(servicer: Workflow) -> grpc.aio.Channel:
         server = grpc.aio.server()
         wf_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -42,28 +168,109 @@ async def serve():
         await server.stop(None)
 
 
-async def no_wait(_: float) -> None:
-    return None
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
 
 
-async def test_unavailable_is_retried_until_granted(serve):
-    codes = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL]
-    servicer = Workflow(codes)
+def test_assignment_from_pb_maps_every_field():
+    assignment = assignment_from_pb(assignment_pb())
+
+    assert assignment == EXPECTED
+    assert assignment.deadline.tzinfo is not None
+
+
+async def test_acquire_asks_for_the_pool_and_maps_the_grant(serve):
+    servicer = Workflow()
+    servicer.grants.append(assignment_pb())
     async with await serve(servicer) as channel:
-        claims = GrpcClaims(channel, 5.0, sleep=no_wait)
+        dispatch = GrpcDispatch(channel, 5.0)
 
-        assert await claims.claim("t", "job", "w") == Claim(True, attempt=3)
-    assert servicer.calls == 3
+        assignment = await dispatch.acquire("w-1", "gpu-a", 0.5)
+
+    assert assignment == EXPECTED
+    [(request, remaining)] = servicer.acquires
+    assert (request.worker_id, request.pool, request.wait_seconds) == (
+        "w-1",
+        "gpu-a",
+        0.5,
+    )
+    # The call outlives the long-poll's wait by the gRPC timeout.
+    assert remaining is not None
+    assert 5.0 < remaining <= 5.5
 
 
-async def test_refusals_and_not_found_skip_the_job(serve):
-    servicer = Workflow([grpc.StatusCode.NOT_FOUND])
+async def test_acquire_without_a_job_answers_none(serve):
+    servicer = Workflow()
     async with await serve(servicer) as channel:
-        claims = GrpcClaims(channel, 5.0, sleep=no_wait)
+        assert await GrpcDispatch(channel, 5.0).acquire("w-1", "default", 0) is None
 
-        missing = await claims.claim("t", "job", "w")
-        ended = await claims.claim("t", "done", "w")
 
-    assert not missing.granted
-    assert "NOT_FOUND" in missing.reason
-    assert ended == Claim(False, reason="job has ended")
+async def test_acquire_retries_with_backoff_while_the_service_is_away(serve):
+    servicer = Workflow()
+    servicer.failures = [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+    ]
+    servicer.grants.append(assignment_pb())
+    sleeps = Sleeps()
+    async with await serve(servicer) as channel:
+        dispatch = GrpcDispatch(channel, 5.0, backoff_max_s=0.5, sleep=sleeps)
+
+        assignment = await dispatch.acquire("w-1", "gpu-a", 0)
+
+    assert assignment == EXPECTED
+    assert len(servicer.acquires) == 5
+    assert sleeps.delays == [0.2, 0.4, 0.5, 0.5]
+
+
+async def test_renew_sends_the_leases_and_maps_each_state(serve):
+    servicer = Workflow()
+    servicer.states = {
+        "cancel": wf.LEASE_STATE_CANCEL_REQUESTED,
+        "lost": wf.LEASE_STATE_LOST,
+        "ended": wf.LEASE_STATE_ENDED,
+        "unknown": wf.LEASE_STATE_UNSPECIFIED,
+    }
+    leases = [("held", 1), ("cancel", 2), ("lost", 3), ("ended", 4), ("unknown", 5)]
+    async with await serve(servicer) as channel:
+        statuses = await GrpcDispatch(channel, 5.0).renew("w-1", leases)
+
+    [request] = servicer.renewals
+    assert request.worker_id == "w-1"
+    assert [(lease.job_id, lease.attempt) for lease in request.leases] == leases
+    assert statuses == [
+        LeaseStatus("held", 1, LeaseState.HELD),
+        LeaseStatus("cancel", 2, LeaseState.CANCEL_REQUESTED),
+        LeaseStatus("lost", 3, LeaseState.LOST),
+        LeaseStatus("ended", 4, LeaseState.ENDED),
+        # A state this worker does not know: never keep running on it.
+        LeaseStatus("unknown", 5, LeaseState.LOST),
+    ]
+
+
+async def test_a_failed_renewal_raises_dispatch_unavailable_at_once(serve):
+    servicer = Workflow()
+    servicer.failures = [grpc.StatusCode.UNAVAILABLE]
+    async with await serve(servicer) as channel:
+        dispatch = GrpcDispatch(channel, 5.0)
+
+        with pytest.raises(DispatchUnavailable, match="UNAVAILABLE: not now"):
+            await dispatch.renew("w-1", [("job-1", 1)])
+
+    assert len(servicer.renewals) == 1
+
+
+async def test_a_renewal_gives_up_after_the_grpc_timeout(serve):
+    servicer = Workflow()
+    servicer.hang.set()
+    async with await serve(servicer) as channel:
+        dispatch = GrpcDispatch(channel, 0.2)
+
+        with pytest.raises(DispatchUnavailable, match="DEADLINE_EXCEEDED"):
+            await dispatch.renew("w-1", [("job-1", 1)])

@@ -150,7 +150,14 @@ async def test_each_attempt_writes_and_stores_under_its_own_attempt():
     assert h.engine.prompts[0]["3"]["inputs"]["filename_prefix"] == "job-1-5/x"
     assert h.engine.prompts[0]["3"]["inputs"][RUN_MARK_INPUT] == "job-1:5"
     assert [output.attempt for _, output in h.files.stored] == [5]
-    assert {event.data.attempt for event in h.publisher.events} == {5}
+    [started] = h.publisher.of(JobStarted)
+    [progressed] = h.publisher.of(JobProgressed)
+    [completed] = h.publisher.of(JobCompleted)
+    assert (
+        started.data.attempt,
+        progressed.data.attempt,
+        completed.data.attempt,
+    ) == (5, 5, 5)
 
 
 async def test_file_inputs_are_confined_to_the_jobs_own_input_folder():
