@@ -4,7 +4,13 @@ import logging
 import pytest
 import structlog
 
-from comfyserve.runtime.logging import configure_logging, parse_level, redact
+from comfyserve.runtime.logging import (
+    configure_logging,
+    describe_error,
+    parse_level,
+    redact,
+)
+
 
 @pytest.fixture(autouse=True)
 def _restore_logging():
@@ -71,3 +77,60 @@ def test_structlog_and_library_lines_are_redacted(
     assert library["event"].startswith("sending http://127.0.0.1:17070/")
     # httpx's request log names every presigned URL: it is silenced.
     assert not any("HTTP Request" in line for line in lines)
+
+
+class FakeDriverError(Exception):
+    """Stands for a driver error: it quotes the value it could not take."""
+
+    sqlstate = "22P02"
+
+
+FakeDriverError.__module__ = "asyncpg.exceptions"
+
+
+class FakeStatementError(Exception):
+    def __init__(self, orig: Exception) -> None:
+        super().__init__(f"(asyncpg) {orig} [SQL: SELECT $1]")
+        self.orig = orig
+
+
+FakeStatementError.__module__ = "sqlalchemy.exc"
+
+
+SECRET = "a secret prompt"
+
+
+def failing_query(value: str = SECRET) -> None:
+    try:
+        raise FakeDriverError(f"invalid input for query argument $1: {value!r}")
+    except FakeDriverError as driver:
+        raise FakeStatementError(driver) from driver
+
+
+def test_database_errors_are_named_without_their_values() -> None:
+    with pytest.raises(FakeStatementError) as raised:
+        failing_query()
+
+    assert describe_error(raised.value) == (
+        "FakeStatementError(FakeDriverError, sqlstate=22P02)"
+    )
+    assert describe_error(KeyError("k")) == "KeyError('k')"
+
+
+def test_a_logged_database_traceback_keeps_frames_and_drops_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info")
+    try:
+        failing_query()
+    except FakeStatementError:
+        structlog.get_logger("t").exception("t.failed")
+        logging.getLogger("lib").exception("lib.failed")
+
+    lines = capsys.readouterr().out.splitlines()
+
+    assert len(lines) == 2
+    assert all(SECRET not in line for line in lines)
+    records = [json.loads(line) for line in lines]
+    assert all("in failing_query" in r["exception"] for r in records)
+    assert all("sqlstate=22P02" in r["exception"] for r in records)

@@ -5,14 +5,23 @@ import uuid
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from comfyserve.contracts.events import JobSubmitted, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.topics import SUBMITTED
 from comfyserve.contracts.workflow_format import ASSET_TYPE
+from comfyserve.runtime.grpc import insecure_channel
+from comfyserve.runtime.logging import describe_error, format_exception
+from comfyserve.workflow.app import SERVICE_NAME as SERVICE
+from comfyserve.workflow.db import create_engine
 
 pytestmark = pytest.mark.integration
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # A global address: webhook targets must be public (no resolution needed).
 PUBLIC_HOOK = "https://93.184.215.14/hook"
 
@@ -486,9 +495,16 @@ async def test_watch_of_another_tenants_job_is_not_found(stub, make_workflow):
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_without_any_node_catalog_submits_are_unavailable(
-    stub, db, make_workflow
+async def test_without_any_node_catalog_submits_are_unavailable_and_not_ready(
+    stub, runtime, db, make_workflow, eventually
 ):
+    channel = insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def serving() -> int:
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        return answer.status
+
     saved = await db.fetch("SELECT * FROM pool_catalogs")
     await db.execute("DELETE FROM pool_catalogs")
     try:
@@ -496,6 +512,8 @@ async def test_without_any_node_catalog_submits_are_unavailable(
             await submit(stub, tenant(), make_workflow())
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "node catalog" in (raised.value.details() or "")
+        # What a gateway's readiness asks: no job could be accepted now.
+        await eventually(serving, lambda s: s == NOT_SERVING, within=10)
     finally:
         await db.executemany(
             "INSERT INTO pool_catalogs"
@@ -503,7 +521,27 @@ async def test_without_any_node_catalog_submits_are_unavailable(
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             [tuple(row.values()) for row in saved],
         )
+    await eventually(serving, lambda s: s == SERVING, within=10)
     assert (await submit(stub, tenant(), make_workflow())).WhichOneof("result") == "job"
+    await channel.close()
+
+
+async def test_sql_errors_never_carry_their_parameters(settings):
+    # Bound parameters hold prompt text, and the driver quotes a value it could
+    # not take in its message: what the service logs of the error must not.
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as raised:
+                await conn.execute(
+                    text("SELECT CAST(:prompt AS integer)"),
+                    {"prompt": "a secret prompt"},
+                )
+    finally:
+        await engine.dispose()
+    assert "[SQL parameters hidden" in str(raised.value)
+    assert "a secret prompt" not in describe_error(raised.value)
+    assert "a secret prompt" not in format_exception(raised.value)
 
 
 async def lapse_lease(db, job_id: str) -> None:

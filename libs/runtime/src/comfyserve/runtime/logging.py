@@ -6,12 +6,19 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "parse_level", "redact"]
+__all__ = [
+    "configure_logging",
+    "describe_error",
+    "format_exception",
+    "parse_level",
+    "redact",
+]
 
 # Libraries that log request URLs (presigned, with their signature) at INFO.
 _CHATTY_LIBRARIES = ("httpx", "httpcore", "urllib3")
@@ -54,6 +61,67 @@ def _redact_processor(
     return event
 
 
+_DATABASE_MODULES = ("sqlalchemy", "asyncpg", "psycopg")
+
+
+def _is_database_error(error: BaseException) -> bool:
+    return type(error).__module__.startswith(_DATABASE_MODULES)
+
+
+def describe_error(error: BaseException) -> str:
+    """What to log of an error. A database error is named by its type and
+    SQLSTATE only: drivers and Postgres quote the offending values (a prompt's
+    text, say) in their messages."""
+    if not _is_database_error(error):
+        return repr(error)
+    cause = getattr(error, "orig", None) or error.__cause__ or error
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(
+        getattr(cause, "__cause__", None), "sqlstate", None
+    )
+    described = f"{type(error).__name__}({type(cause).__name__}"
+    return described + (f", sqlstate={sqlstate})" if sqlstate else ")")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """`error` and its causes, the first cause first, as Python prints them."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return chain[::-1]
+
+
+def format_exception(error: BaseException) -> str:
+    """A traceback whose database errors show no message (see `describe_error`)."""
+    if not any(_is_database_error(e) for e in _chain(error)):
+        return "".join(traceback.format_exception(error))
+    parts = []
+    for link in _chain(error):
+        stack = traceback.StackSummary.extract(traceback.walk_tb(link.__traceback__))
+        parts.append("Traceback (most recent call last):\n" + "".join(stack.format()))
+        parts.append(describe_error(link) + "\n")
+    return "\n".join(parts)
+
+
+def _exceptions(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    exc_info = event.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    error = exc_info if isinstance(exc_info, BaseException) else None
+    if isinstance(exc_info, tuple):
+        error = exc_info[1]
+    if error is not None:
+        event["exception"] = format_exception(error)
+    return event
+
+
 def parse_level(level: str | int) -> int:
     """A logging level from a name such as "info" or a number; INFO if unknown."""
     if isinstance(level, int):
@@ -77,7 +145,7 @@ def configure_logging(level: str | int = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             timestamper,
-            structlog.processors.format_exc_info,
+            _exceptions,
             _redact_processor,
             renderer,
         ],
@@ -96,7 +164,7 @@ def configure_logging(level: str | int = "info") -> None:
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
+                _exceptions,
                 _redact_processor,
                 renderer,
             ],

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from comfyserve.runtime.grpc import create_server, insecure_channel
+from comfyserve.runtime.logging import describe_error
 from comfyserve.workflow.adapters.files import FileLookup, StorageFileLookup
 from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL, create_engine
 from comfyserve.workflow.jobs.cancellation import CancelService
@@ -175,7 +176,7 @@ async def _report_readiness(engine: AsyncEngine, health: Any) -> None:
             async with engine.connect() as conn:
                 ready = await workers.any_catalog(conn)
         except (SQLAlchemyError, OSError) as error:
-            log.warning("workflow.readiness.check_failed", error=str(error))
+            log.warning("workflow.readiness.check_failed", error=describe_error(error))
             ready = False
         if ready is not serving:
             status = health_pb2.HealthCheckResponse

@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from comfyserve.runtime.logging import describe_error
 from comfyserve.workflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -63,7 +64,9 @@ async def listen_forever(
             connection = await asyncpg.connect(dsn)
         except (OSError, asyncpg.PostgresError) as error:
             log.warning(
-                "workflow.listen.connect_failed", channel=channel, error=str(error)
+                "workflow.listen.connect_failed",
+                channel=channel,
+                error=describe_error(error),
             )
             await asyncio.sleep(_RECONNECT_SECONDS)
             continue

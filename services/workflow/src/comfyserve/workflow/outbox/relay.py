@@ -35,6 +35,7 @@ from comfyserve.runtime.kafka import (
     EventTooLargeError,
     check_size,
 )
+from comfyserve.runtime.logging import describe_error
 from comfyserve.workflow.db import OUTBOX_CHANNEL, listen_forever
 from comfyserve.workflow.outbox import repository
 from comfyserve.workflow.outbox.repository import OutboxMessage
@@ -104,7 +105,9 @@ class OutboxRelay:
                 try:
                     relayed = await self.relay_once()
                 except (SQLAlchemyError, OSError) as error:
-                    log.warning("workflow.outbox.relay_failed", error=str(error))
+                    log.warning(
+                        "workflow.outbox.relay_failed", error=describe_error(error)
+                    )
                     await asyncio.sleep(_RETRY_SECONDS)
                     continue
                 if relayed.retry:

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from comfyserve.runtime.logging import describe_error
 from comfyserve.workflow.jobs import repository
 from comfyserve.workflow.jobs.models import PRIORITY_RANK, JobRecord, JobStatus
 from comfyserve.workflow.jobs.state import Transition, expire, lose_worker
@@ -67,7 +68,7 @@ class Sweeper:
                     self._clock(), expire_leases=time.monotonic() >= self._leases_from
                 )
             except (SQLAlchemyError, OSError) as error:
-                log.warning("workflow.sweep.failed", error=str(error))
+                log.warning("workflow.sweep.failed", error=describe_error(error))
             else:
                 if report != SweepReport():
                     log.info("workflow.sweep.done", **asdict(report))

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from comfyserve.contracts.events import AnyEvent, parse_event
 from comfyserve.contracts.topics import HEARTBEAT, JOB_EVENT_TOPICS, NODE_CATALOG, dlq
 from comfyserve.runtime.kafka import FETCH_MAX_BYTES
+from comfyserve.runtime.logging import describe_error
 from comfyserve.workflow.telemetry import Metrics
 from comfyserve.workflow.tracking.service import Outcome
 
@@ -121,7 +122,7 @@ class EventConsumer:
                     topic=record.topic,
                     partition=record.partition,
                     offset=record.offset,
-                    error=str(error),
+                    error=describe_error(error),
                 )
                 self._consumer.seek(partition, record.offset)
                 break
@@ -142,7 +143,7 @@ class EventConsumer:
             partition=record.partition,
             offset=record.offset,
             failures=failures,
-            error=repr(error),
+            error=describe_error(error),
         )
         if failures < _HANDLER_ATTEMPTS:
             self._failures[where] = failures
@@ -195,7 +196,7 @@ class EventConsumer:
         except CommitFailedError as error:
             # The partition moved to another instance during a rebalance; it
             # re-reads these records and de-duplicates them by event id.
-            log.warning("workflow.consumer.commit_failed", error=str(error))
+            log.warning("workflow.consumer.commit_failed", error=describe_error(error))
         except KafkaError as error:
             # The next batch's commit carries these offsets too; until then a
             # restart only re-reads records, which apply once by event id.
