@@ -79,3 +79,6 @@ async def test_sigterm_stops_the_worker_and_its_comfyui(stack, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(started["pid"], 0)
     assert any(line["event"] == "executor.stopping" for line in lines)
+    # ComfyUI prints prompt values and tracebacks: none of it reaches the log.
+    assert not any("comfyui.output" in line["event"] for line in lines)
+    assert not any("To see the GUI go to" in json.dumps(line) for line in lines)
