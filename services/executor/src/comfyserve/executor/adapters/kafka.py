@@ -58,15 +58,19 @@ class KafkaPublisher:
         client_id: str,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        producer: AIOKafkaProducer | None = None,
     ) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,  # latency first; sends queued during a request still batch
-            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        )
+        # `producer` replaces aiokafka's in unit tests; none is built then.
+        if producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap_servers,
+                client_id=client_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=0,  # latency first; sends queued during a request still batch
+                max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            )
+        self._producer = producer
         self._sleep = sleep
 
     async def start(self) -> None:
