@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from comfyserve.contracts.events import (
@@ -23,7 +24,7 @@ from comfyserve.executor.worker.service import (
     catalog_hash,
 )
 
-IDENTITY = WorkerIdentity(worker_id="w-1", source="executor/w-1")
+IDENTITY = WorkerIdentity(worker_id="w-1", source="executor/w-1", pool="gpu-a")
 
 
 class Engine:
@@ -52,17 +53,33 @@ class Engine:
         return {"system": {"comfyui_version": "0.3.10"}}
 
 
+class DeliveryFailed(Exception):
+    pass
+
+
 class Publisher:
+    """`publish` retries until delivered; `enqueue` sends once, and its
+    delivery fails with the next of `failures` while any are left."""
+
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.published: list[Event] = []
+        self.enqueued: list[Event] = []
+        self.failures: list[Exception] = []
+
+    @property
+    def events(self) -> list[Event]:
+        return self.published + self.enqueued
 
     async def publish(self, event: Event) -> None:
-        self.events.append(event)
+        self.published.append(event)
 
     async def enqueue(self, event: Event) -> Awaitable[object]:
-        self.events.append(event)
+        self.enqueued.append(event)
         delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        delivery.set_result(None)
+        if self.failures:
+            delivery.set_exception(self.failures.pop(0))
+        else:
+            delivery.set_result(None)
         return delivery
 
 
@@ -83,15 +100,17 @@ def test_catalog_hash_ignores_key_order():
     assert catalog_hash({"a": 1}) != catalog_hash({"a": 2})
 
 
-async def test_start_publishes_the_catalog_keyed_by_worker():
+async def test_start_publishes_the_catalog_keyed_by_pool():
     engine = Engine()
     sup, publisher = supervisor(engine)
 
     await sup.start()
 
-    [event] = publisher.events
+    # Published with retries: validation of the pool's jobs depends on it.
+    [event] = publisher.published
     assert isinstance(event, NodeCatalogPublished)
-    assert event.subject == "w-1"
+    assert event.subject == "gpu-a"
+    assert (event.data.pool, event.data.worker_id) == ("gpu-a", "w-1")
     assert event.data.object_info == engine.info
     assert event.data.catalog_hash == catalog_hash(engine.info)
     assert sup.healthy
@@ -105,7 +124,7 @@ async def test_a_crashed_engine_is_restarted_and_its_catalog_republished():
     assert await sup.check(0) == 0
 
     assert engine.restarts == 1
-    assert [type(e) for e in publisher.events] == [NodeCatalogPublished]
+    assert [type(e) for e in publisher.published] == [NodeCatalogPublished]
 
 
 async def test_an_engine_that_stops_answering_is_restarted_after_three_checks():
@@ -137,27 +156,66 @@ async def test_failed_or_unsupported_restarts_leave_the_worker_unhealthy():
     assert len(publisher.events) == 1
 
 
-async def test_heartbeat_reports_job_gpus_and_engine():
-    publisher = Publisher()
+def heartbeats(publisher: Publisher, clock: Any = None) -> Heartbeats:
     gpu = GpuInfo(index=0, name="H100", vram_total=80, vram_free=60)
 
     async def gpus() -> list[GpuInfo]:
         return [gpu]
 
-    beats = Heartbeats(
-        publisher,
-        IDENTITY,
-        2.0,
-        lambda: "job-9",
-        lambda: "0.3.10",
-        gpus,
-        clock=None,  # type: ignore[arg-type]
+    return Heartbeats(
+        publisher, IDENTITY, 2.0, lambda: "job-9", lambda: "0.3.10", gpus, clock
     )
-    await beats.beat()
 
-    [event] = publisher.events
+
+async def test_heartbeat_reports_pool_job_gpus_and_engine():
+    publisher = Publisher()
+
+    await heartbeats(publisher).beat()
+
+    [event] = publisher.enqueued
     assert isinstance(event, WorkerHeartbeat)
     assert event.subject == "w-1"
+    assert event.data.pool == "gpu-a"
     assert event.data.current_job_id == "job-9"
-    assert event.data.gpus == [gpu]
+    assert [gpu.name for gpu in event.data.gpus] == ["H100"]
     assert (event.data.engine_version, event.data.interval_s) == ("0.3.10", 2.0)
+
+
+async def test_a_heartbeat_is_sent_once_never_retried():
+    publisher = Publisher()
+    publisher.failures = [DeliveryFailed("broker gone")]
+
+    with pytest.raises(DeliveryFailed):
+        await heartbeats(publisher).beat()
+
+    assert len(publisher.enqueued) == 1
+    assert publisher.published == []
+
+
+class Stop(Exception):
+    pass
+
+
+class CountingClock:
+    """Lets the heartbeat loop sleep `rounds` times, then stops it."""
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds = rounds
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if len(self.sleeps) == self.rounds:
+            raise Stop
+
+
+async def test_the_heartbeat_loop_outlives_a_missed_beat():
+    publisher = Publisher()
+    publisher.failures = [DeliveryFailed("broker gone")]
+    clock = CountingClock(rounds=2)
+
+    with pytest.raises(Stop):
+        await heartbeats(publisher, clock).run()
+
+    assert len(publisher.enqueued) == 2
+    assert clock.sleeps == [2.0, 2.0]
