@@ -14,7 +14,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from comfyserve.contracts.events import InputFile
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as wf_grpc
-from comfyserve.executor.adapters.workflow import GrpcDispatch, assignment_from_pb
+from comfyserve.executor.adapters.workflow import (
+    DispatchRefused,
+    GrpcDispatch,
+    assignment_from_pb,
+)
 from comfyserve.executor.errors import DispatchUnavailable
 from comfyserve.executor.jobs.models import (
     Assignment,
@@ -227,6 +231,19 @@ async def test_acquire_retries_with_backoff_while_the_service_is_away(serve):
     assert assignment == EXPECTED
     assert len(servicer.acquires) == 5
     assert sleeps.delays == [0.2, 0.4, 0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED]
+)
+async def test_acquire_refused_for_good_stops_instead_of_retrying(serve, code):
+    servicer = Workflow()
+    servicer.failures = [code]
+    async with await serve(servicer) as channel:
+        dispatch = GrpcDispatch(channel, 5.0, sleep=Sleeps())
+        with pytest.raises(DispatchRefused, match=code.name):
+            await dispatch.acquire("w-1", "bad pool", 0)
+    assert len(servicer.acquires) == 1
 
 
 async def test_renew_sends_the_leases_and_maps_each_state(serve):

@@ -26,6 +26,22 @@ log = structlog.get_logger(__name__)
 _EXPECTED_OUTAGES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
+# Answers no retry can change (a wrong pool name, a workflow service without
+# AcquireJob, a refused credential): the worker stops and says why.
+_MISCONFIGURED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+class DispatchRefused(Exception):
+    """The workflow service refuses this worker's AcquireJob for good."""
+
+
 _LEASE_FROM_PB = {
     wf.LEASE_STATE_HELD: LeaseState.HELD,
     wf.LEASE_STATE_CANCEL_REQUESTED: LeaseState.CANCEL_REQUESTED,
@@ -93,6 +109,8 @@ class GrpcDispatch:
                 )
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
+                if code in _MISCONFIGURED:
+                    raise DispatchRefused(f"{code.name}: {exc.details()}") from exc
                 level = log.warning if code in _EXPECTED_OUTAGES else log.error
                 level("executor.acquire.retry", code=code.name, details=exc.details())
                 await self._sleep(delay)
