@@ -59,9 +59,10 @@ fmt: install ## format the code
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, and the import boundaries between packages
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports
 
 typecheck: install ## mypy --strict over every package
 	$(UV) run --frozen mypy -p comfyserve.contracts -p comfyserve.runtime -p comfyserve.auth -p comfyserve.gateway \
