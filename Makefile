@@ -28,8 +28,9 @@ up: install ## install (cached) and start Kafka, Postgres, Redis, S3 and ComfyUI
 down: ## stop everything `up` started
 	@if [ -x $(PY) ]; then $(STACK) down; fi
 
-status: ## show which parts of the local stack answer
-	$(STACK) status
+status: ## show which parts of the local stack and which services answer (fails if any is down)
+	@$(STACK) status; stack=$$?; $(PY) infra/runner.py status; services=$$?; \
+	  test $$stack -eq 0 -a $$services -eq 0
 
 run: install ## start the stack and the services; Ctrl-C stops what it started
 	@if $(STACK) status >/dev/null 2>&1; then started=0; else started=1; fi; \

@@ -282,10 +282,7 @@ def supervise(services: ServiceSet, say: IO[str]) -> None:
 def wait_until_ready(ports: Ports, services: ServiceSet, limit_s: float = 300) -> None:
     """Ready when a job can run: the gateway is ready (a node catalog exists, so
     it accepts jobs) and the executor is (its ComfyUI answers)."""
-    probes = [
-        f"http://127.0.0.1:{ports.gateway}/health/ready",
-        f"http://127.0.0.1:{ports.executor_http}/health/ready",
-    ]
+    probes = [_health(ports.gateway), _health(ports.executor_http)]
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         dead = [s.name for s in services.services.values() if not s.alive]
@@ -307,7 +304,34 @@ def _answers_ok(url: str) -> bool:
         return False
 
 
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def status(ports: Ports, say: IO[str]) -> int:
+    """Which services of `make run` answer; 1 when any does not."""
+    checks: dict[str, tuple[int, bool]] = {
+        "gateway": (ports.gateway, _answers_ok(_health(ports.gateway))),
+        "workflow": (ports.workflow_grpc, _port_open(ports.workflow_grpc)),
+        "storage": (ports.storage_grpc, _port_open(ports.storage_grpc)),
+        "executor": (ports.executor_http, _answers_ok(_health(ports.executor_http))),
+    }
+    down = 0
+    for name, (port, up) in checks.items():
+        down += not up
+        say.write(f"run: {name:<8} 127.0.0.1:{port} {'up' if up else 'down'}\n")
+    return 1 if down else 0
+
+
+def _health(port: int) -> str:
+    return f"http://127.0.0.1:{port}/health/ready"
+
+
 def main() -> int:
+    if sys.argv[1:] == ["status"]:
+        return status(Ports(), sys.stderr)
     ports = Ports()
     key = dev_api_key()
     # The gateway's environment is set from this list, so keys exported for
