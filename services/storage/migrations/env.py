@@ -41,7 +41,8 @@ def run(connection: Connection) -> None:
 async def run_online() -> None:
     url = config.attributes.get("url") or os.environ["STORAGE_DATABASE_URL"]
     engine = create_async_engine(
-        str(url).replace("postgresql://", "postgresql+asyncpg://", 1)
+        str(url).replace("postgresql://", "postgresql+asyncpg://", 1),
+        hide_parameters=True,
     )
     try:
         async with engine.begin() as connection:

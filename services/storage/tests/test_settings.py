@@ -1,6 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
+from comfyserve.contracts.topics import FINISHED
 from comfyserve.storage.settings import DEFAULT_CONTENT_TYPES, Settings
 
 REQUIRED = {
@@ -27,6 +28,9 @@ def test_defaults(env: pytest.MonkeyPatch) -> None:
     assert settings.max_upload_bytes == 50 * 1024 * 1024
     assert settings.allowed_content_types == DEFAULT_CONTENT_TYPES
     assert settings.presign_endpoint == "s3:9000"
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:19092"
+    assert settings.consumer_group == "storage"
+    assert settings.finished_topic == FINISHED
     assert settings.async_database_url == "postgresql+asyncpg://u:p@db:5432/comfyserve"
     assert "s3cr3t-value" not in repr(settings)
 
@@ -36,11 +40,15 @@ def test_environment_overrides(env: pytest.MonkeyPatch) -> None:
     env.setenv("STORAGE_ALLOWED_CONTENT_TYPES", "image/png, Text/Plain")
     env.setenv("STORAGE_S3_PUBLIC_ENDPOINT", "files.example.com")
     env.setenv("STORAGE_S3_SECURE", "true")
+    env.setenv("STORAGE_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
+    env.setenv("STORAGE_CONSUMER_GROUP", "storage-blue")
     settings = Settings()
     assert settings.schema_name == "storage_blue"
     assert settings.allowed_content_types == {"image/png", "text/plain"}
     assert settings.presign_endpoint == "files.example.com"
     assert settings.s3_secure is True
+    assert settings.kafka_bootstrap_servers == "kafka-0:9092,kafka-1:9092"
+    assert settings.consumer_group == "storage-blue"
 
 
 @pytest.mark.parametrize(

@@ -273,7 +273,7 @@ async def test_output_re_registration_keeps_one_row_and_key(
         "index": 0,
     }
     first = await create(client, tenant, filename="ComfyUI_00001_.png", **slot)
-    assert first.file.key == f"outputs/{tenant}/{job}/9/0-ComfyUI_00001_.png"
+    assert first.file.key == f"outputs/{tenant}/{job}/1/9/0-ComfyUI_00001_.png"
     await put(http, first, PNG)
     await client.CompleteUpload(
         pb.CompleteUploadRequest(tenant_id=tenant, file_id=first.file.id)
@@ -305,6 +305,29 @@ async def test_output_re_registration_keeps_one_row_and_key(
         await status_of(create(client, other, **slot))
         == grpc.StatusCode.FAILED_PRECONDITION
     )
+
+
+async def test_each_attempt_of_a_job_registers_its_own_output(client, tenant) -> None:
+    job = str(uuid.uuid4())
+    slot = {
+        "purpose": pb.FILE_PURPOSE_OUTPUT,
+        "job_id": job,
+        "node_id": "9",
+        "index": 0,
+    }
+    legacy = await create(client, tenant, **slot)
+    second = await create(client, tenant, attempt=2, **slot)
+    again = await create(client, tenant, attempt=2, **slot)
+
+    assert legacy.file.attempt == 1
+    assert (second.file.attempt, second.file.key) == (
+        2,
+        f"outputs/{tenant}/{job}/2/9/0-cat.png",
+    )
+    assert second.file.id != legacy.file.id
+    assert (again.file.id, again.file.key) == (second.file.id, second.file.key)
+    listed = await client.ListFiles(pb.ListFilesRequest(tenant_id=tenant, job_id=job))
+    assert sorted(info.attempt for info in listed.files) == [1, 2]
 
 
 async def test_delete_removes_object_and_row(client, http, tenant, real_store) -> None:

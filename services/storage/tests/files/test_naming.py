@@ -6,6 +6,7 @@ from comfyserve.storage.errors import InvalidArgument
 from comfyserve.storage.files.naming import (
     attachment_disposition,
     input_key,
+    job_output_prefix,
     key_segment,
     normalise_content_type,
     output_key,
@@ -96,8 +97,14 @@ def test_keys_follow_the_layout() -> None:
     assert input_key("t1", file_id, "cat.png") == (
         "inputs/t1/00000000-0000-4000-8000-000000000001/cat.png"
     )
-    assert output_key("t1", "job9", "12:3", 0, "out.png") == (
-        "outputs/t1/job9/12:3/0-out.png"
+    assert output_key("t1", "job9", 2, "12:3", 0, "out.png") == (
+        "outputs/t1/job9/2/12:3/0-out.png"
+    )
+    assert output_key("t1", "job9", 2, "12:3", 0, "out.png").startswith(
+        job_output_prefix("t1", "job9")
+    )
+    assert not output_key("t1", "job90", 1, "9", 0, "out.png").startswith(
+        job_output_prefix("t1", "job9")
     )
 
 

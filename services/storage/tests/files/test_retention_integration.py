@@ -6,10 +6,13 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from comfyserve.storage.db import create_engine, migrate, session_factory
 from comfyserve.storage.errors import FileNotFound
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
-from comfyserve.storage.files.service import FileService, utcnow
+from comfyserve.storage.files.service import (
+    DELETION_RETRY_AFTER,
+    RETENTION_BATCH,
+    utcnow,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,50 +60,65 @@ async def test_retention_deletes_expired_object_and_row(
     assert (await files.get_file(tenant, str(lasting.file.id))).state == "ready"
 
 
-@pytest.fixture
-async def isolated_files(settings_for, schema_dropper, fake_store):
-    """A file service on a schema of its own, over the fake store."""
-    settings = settings_for(f"storage_test_{uuid.uuid4().hex[:12]}")
-    engine = create_engine(settings)
-    try:
-        await migrate(engine, settings)
-        yield FileService(session_factory(engine), fake_store, settings)
-    finally:
-        await engine.dispose()
-        await schema_dropper(settings)
+async def rows(isolated, file_id: uuid.UUID) -> object:
+    return await isolated.scalar(
+        f'SELECT state FROM "{isolated.settings.schema_name}".files WHERE id = :id',
+        id=file_id,
+    )
 
 
-async def test_failed_object_delete_keeps_the_row_for_next_round(
-    isolated_files, fake_store
+async def test_failed_object_delete_keeps_the_row_for_a_later_round(
+    isolated, fake_store
 ) -> None:
-    created = await isolated_files.create_upload(upload("tenant1", ttl_seconds=60))
+    files = isolated.files
+    created = await files.create_upload(upload("tenant1", ttl_seconds=60))
     fake_store.objects[created.file.key] = b"abc"
-    await isolated_files.complete_upload("tenant1", str(created.file.id))
+    await files.complete_upload("tenant1", str(created.file.id))
     later = utcnow() + timedelta(seconds=120)
 
     fake_store.fail_deletes = True
-    failed = await isolated_files.run_retention_once(later)
+    failed = await files.run_retention_once(later)
     assert (failed.deleted, failed.failed) == (0, 1)
-    assert (await isolated_files.get_file("tenant1", str(created.file.id))).id
+    # Claimed: gone for reads, its row kept until its object is gone.
+    with pytest.raises(FileNotFound):
+        await files.get_file("tenant1", str(created.file.id))
+    assert await rows(isolated, created.file.id) == "deleting"
+    assert created.file.key in fake_store.objects
 
     fake_store.fail_deletes = False
-    retried = await isolated_files.run_retention_once(later)
+    # Another deleter may still be at work on it until the retry delay passes.
+    soon = await files.run_retention_once(later + timedelta(seconds=1))
+    assert (soon.deleted, soon.failed) == (0, 0)
+    retried = await files.run_retention_once(later + DELETION_RETRY_AFTER * 2)
     assert (retried.deleted, retried.failed) == (1, 0)
     assert created.file.key not in fake_store.objects
-    with pytest.raises(FileNotFound):
-        await isolated_files.get_file("tenant1", str(created.file.id))
+    assert await rows(isolated, created.file.id) is None
 
 
 async def test_abandoned_pending_uploads_are_swept_after_a_day(
-    isolated_files, fake_store
+    isolated, fake_store
 ) -> None:
-    stale = await isolated_files.create_upload(
-        upload("tenant1", ttl_seconds=30 * 24 * 3600)
-    )
+    files = isolated.files
+    stale = await files.create_upload(upload("tenant1", ttl_seconds=30 * 24 * 3600))
     fake_store.objects[stale.file.key] = b"partial"
 
-    early = await isolated_files.run_retention_once(utcnow() + timedelta(hours=23))
+    early = await files.run_retention_once(utcnow() + timedelta(hours=23))
     assert early.deleted == 0
-    late = await isolated_files.run_retention_once(utcnow() + timedelta(hours=25))
+    late = await files.run_retention_once(utcnow() + timedelta(hours=25))
     assert late.deleted == 1
     assert stale.file.key not in fake_store.objects
+
+
+async def test_a_round_drains_more_than_one_batch(isolated, fake_store) -> None:
+    files = isolated.files
+    created = [
+        await files.create_upload(upload("tenant1", ttl_seconds=60))
+        for _ in range(RETENTION_BATCH + 5)
+    ]
+    for item in created:
+        fake_store.objects[item.file.key] = b"abc"
+
+    report = await files.run_retention_once(utcnow() + timedelta(seconds=120))
+
+    assert (report.deleted, report.failed) == (RETENTION_BATCH + 5, 0)
+    assert fake_store.objects == {}

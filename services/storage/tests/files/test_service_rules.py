@@ -92,6 +92,7 @@ def upload(**changes) -> UploadRequest:
         ({"purpose": None}, "purpose"),
         ({"job_id": "j1"}, "job_id"),
         ({"index": 0}, "index"),
+        ({"attempt": 1}, "attempt"),
         ({"purpose": FilePurpose.OUTPUT, "node_id": "9", "index": 0}, "job_id"),
         ({"purpose": FilePurpose.OUTPUT, "job_id": "j1", "index": 0}, "node_id"),
         ({"purpose": FilePurpose.OUTPUT, "job_id": "j1", "node_id": "9"}, "index"),
@@ -112,6 +113,16 @@ def upload(**changes) -> UploadRequest:
                 "index": -1,
             },
             "index",
+        ),
+        (
+            {
+                "purpose": FilePurpose.OUTPUT,
+                "job_id": "j1",
+                "node_id": "9",
+                "index": 0,
+                "attempt": 0,
+            },
+            "attempt",
         ),
     ],
 )

@@ -22,8 +22,10 @@ MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 
 def create_engine(settings: Settings) -> AsyncEngine:
     # Tables are declared without a schema; every statement is pointed at ours.
+    # SQLAlchemy then never renders bound values (file names, tenant ids) into
+    # the errors it raises, which end up in logged tracebacks.
     return create_async_engine(
-        settings.async_database_url, pool_pre_ping=True
+        settings.async_database_url, pool_pre_ping=True, hide_parameters=True
     ).execution_options(schema_translate_map={None: settings.schema_name})
 
 

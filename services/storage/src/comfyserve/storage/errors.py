@@ -50,6 +50,24 @@ class OutputSlotTaken(StorageError):
     status = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class AttemptSuperseded(StorageError):
+    """The job has ended: no attempt may register outputs any more."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"attempt_superseded: job {job_id!r} has ended; its outputs are those "
+            "of the attempt that ended it"
+        )
+
+
+class RegisteredAgain(StorageError):
+    """The file was registered again while its upload was being checked."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class TooLarge(StorageError):
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
 

@@ -40,3 +40,7 @@ class ObjectStore(Protocol):
     async def delete(self, key: str) -> None:
         """Removes the object; removing a missing object is not an error."""
         ...
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Keys of every object whose key starts with `prefix`."""
+        ...

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from comfyserve.contracts.topics import FINISHED
+
 MIB = 1024 * 1024
 # Presigned GET URLs never live longer than this, whatever a caller asks for.
 MAX_DOWNLOAD_URL_TTL_SECONDS = 3600
@@ -62,6 +64,11 @@ class Settings(BaseSettings):
     input_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     output_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     retention_interval_seconds: float = Field(default=60, gt=0)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    consumer_group: str = Field(default="storage", min_length=1)
+    # The topic of job ends; only tests point it elsewhere.
+    finished_topic: str = Field(default=FINISHED, min_length=1)
 
     @field_validator("database_url")
     @classmethod

@@ -107,6 +107,15 @@ class MinioObjectStore:
     async def delete(self, key: str) -> None:
         await _call(lambda: self._client.remove_object(self._bucket, key))
 
+    async def list_keys(self, prefix: str) -> list[str]:
+        def keys() -> list[str]:
+            listing = self._client.list_objects(
+                self._bucket, prefix=prefix, recursive=True
+            )
+            return [item.object_name for item in listing if item.object_name]
+
+        return await _call(keys)
+
 
 def _sign(operation: Callable[[], str]) -> str:
     # Presigning with the region set is a local HMAC, far cheaper than the

@@ -93,6 +93,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
                 ttl_seconds=(
                     request.ttl_seconds if request.HasField("ttl_seconds") else None
                 ),
+                attempt=request.attempt if request.HasField("attempt") else None,
             )
         )
         return pb.CreateUploadResponse(
@@ -187,6 +188,7 @@ def file_info(row: StoredFile) -> pb.FileInfo:
         job_id=row.job_id,
         node_id=row.node_id,
         index=row.index,
+        attempt=row.attempt,
         width=row.width,
         height=row.height,
         state=_STATES[FileState(row.state)],

@@ -19,6 +19,8 @@ class FilePurpose(StrEnum):
 class FileState(StrEnum):
     PENDING = "pending"
     READY = "ready"
+    # Claimed for deletion: gone for every read, its object on the way out.
+    DELETING = "deleting"
 
 
 class StorageModel(SQLModel):
@@ -42,11 +44,15 @@ class StoredFile(StorageModel, table=True):
     job_id: str | None = Field(default=None, sa_type=String(128))
     node_id: str | None = Field(default=None, sa_type=String(128))
     index: int | None = Field(default=None, sa_type=Integer)
+    attempt: int | None = Field(default=None, sa_type=Integer)
     width: int | None = Field(default=None, sa_type=Integer)
     height: int | None = Field(default=None, sa_type=Integer)
     state: str = Field(sa_type=String(16))
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    deleting_since: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class UploadRequest:
     index: int | None
     sha256: str | None
     ttl_seconds: int | None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ class FilePage:
 
 
 @dataclass(frozen=True)
-class RetentionReport:
+class PurgeReport:
+    """Rows whose object and row are gone, and rows left `deleting` for a retry."""
+
     deleted: int
     failed: int

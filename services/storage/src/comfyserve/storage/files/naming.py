@@ -59,9 +59,17 @@ def input_key(tenant_id: str, file_id: uuid.UUID, filename: str) -> str:
 
 
 def output_key(
-    tenant_id: str, job_id: str, node_id: str, index: int, filename: str
+    tenant_id: str, job_id: str, attempt: int, node_id: str, index: int, filename: str
 ) -> str:
-    return f"outputs/{tenant_id}/{job_id}/{node_id}/{index}-{filename}"
+    # Each attempt writes under its own folder, so a losing attempt can never
+    # overwrite an object of the attempt that ends the job.
+    prefix = job_output_prefix(tenant_id, job_id)
+    return f"{prefix}{attempt}/{node_id}/{index}-{filename}"
+
+
+def job_output_prefix(tenant_id: str, job_id: str) -> str:
+    """The folder holding every object of the job's outputs, of all attempts."""
+    return f"outputs/{tenant_id}/{job_id}/"
 
 
 def attachment_disposition(filename: str) -> str:

@@ -1,4 +1,10 @@
-"""Every query on the `files` table. Functions never commit: callers own the unit."""
+"""Every query on the `files` table. Functions never commit: callers own the unit.
+
+Rows in state `deleting` are gone for every read; only the deletion path sees them.
+Predicates that partial indexes are built on are written as literals: with a bound
+parameter Postgres cannot match the partial index once it switches to a generic
+plan for the prepared statement.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +12,43 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    TextClause,
+    and_,
+    delete,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlmodel import col
 
 from comfyserve.storage.files.models import FilePurpose, FileState, StoredFile
 
+_IS_OUTPUT = text(f"purpose = '{FilePurpose.OUTPUT.value}'")
+_IS_PENDING = text(f"state = '{FileState.PENDING.value}'")
+_IS_DELETING = text(f"state = '{FileState.DELETING.value}'")
+
+
+def _live() -> ColumnElement[bool]:
+    return col(StoredFile.state) != FileState.DELETING.value
+
 
 async def get(
-    session: AsyncSession,
-    tenant_id: str,
-    file_id: uuid.UUID,
-    *,
-    for_update: bool = False,
+    session: AsyncSession, tenant_id: str, file_id: uuid.UUID
 ) -> StoredFile | None:
-    statement = select(StoredFile).where(
-        col(StoredFile.id) == file_id, col(StoredFile.tenant_id) == tenant_id
+    result = await session.execute(
+        select(StoredFile).where(
+            col(StoredFile.id) == file_id,
+            col(StoredFile.tenant_id) == tenant_id,
+            _live(),
+        )
     )
-    if for_update:
-        statement = statement.with_for_update()
-    result = await session.execute(statement)
     return result.scalar_one_or_none()
 
 
@@ -37,6 +59,7 @@ async def get_many(
         select(StoredFile).where(
             col(StoredFile.id).in_(file_ids),
             col(StoredFile.tenant_id) == tenant_id,
+            _live(),
         )
     )
     return {row.id: row for row in result.scalars()}
@@ -48,20 +71,20 @@ async def add(session: AsyncSession, row: StoredFile) -> None:
 
 
 async def upsert_output(session: AsyncSession, row: StoredFile) -> StoredFile | None:
-    """Inserts an output, or resets the tenant's row for the same (job, node, index).
+    """Inserts an output, or resets the tenant's row for the same (job, attempt,
+    node, index).
 
-    Returns None when another tenant holds that slot. The existing row keeps its
-    id and key, so a re-run overwrites the same object.
+    Returns None when another tenant holds that slot or its row is being deleted.
+    The existing row keeps its id and key, so a retry within one attempt
+    overwrites its own object.
     """
     values = row.model_dump()
     statement = (
         pg_insert(StoredFile)
         .values(values)
         .on_conflict_do_update(
-            index_elements=["job_id", "node_id", "index"],
-            # A literal, as the index has it: with a bound parameter Postgres cannot
-            # match the partial index once it switches to a generic plan.
-            index_where=text(f"purpose = '{FilePurpose.OUTPUT.value}'"),
+            index_elements=["job_id", "attempt", "node_id", "index"],
+            index_where=_IS_OUTPUT,
             set_={
                 name: values[name]
                 for name in (
@@ -76,7 +99,7 @@ async def upsert_output(session: AsyncSession, row: StoredFile) -> StoredFile | 
                     "expires_at",
                 )
             },
-            where=col(StoredFile.tenant_id) == row.tenant_id,
+            where=and_(col(StoredFile.tenant_id) == row.tenant_id, _live()),
         )
         .returning(StoredFile)
         .execution_options(populate_existing=True)
@@ -92,19 +115,28 @@ async def mark_ready(
     size: int,
     width: int | None,
     height: int | None,
-) -> None:
-    row.size = size
-    row.state = FileState.READY.value
+) -> StoredFile | None:
+    """Marks the registration `row` was read as ready; None when the row was
+    deleted or registered again since (its `created_at` moved)."""
+    values: dict[str, object] = {"size": size, "state": FileState.READY.value}
     if width is not None:
-        row.width = width
+        values["width"] = width
     if height is not None:
-        row.height = height
-    await session.flush()
-
-
-async def remove(session: AsyncSession, row: StoredFile) -> None:
-    await session.delete(row)
-    await session.flush()
+        values["height"] = height
+    statement = (
+        update(StoredFile)
+        .where(
+            col(StoredFile.id) == row.id,
+            col(StoredFile.tenant_id) == row.tenant_id,
+            col(StoredFile.created_at) == row.created_at,
+            _live(),
+        )
+        .values(values)
+        .returning(StoredFile)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    result = await session.execute(statement)
+    return result.scalar_one_or_none()
 
 
 async def page(
@@ -116,7 +148,9 @@ async def page(
     limit: int,
 ) -> list[StoredFile]:
     """Newest first; `after` is the (created_at, id) of the previous page's last row."""
-    statement = select(StoredFile).where(col(StoredFile.tenant_id) == tenant_id)
+    statement = select(StoredFile).where(
+        col(StoredFile.tenant_id) == tenant_id, _live()
+    )
     if job_id is not None:
         statement = statement.where(col(StoredFile.job_id) == job_id)
     if after is not None:
@@ -131,29 +165,125 @@ async def page(
     return list(result.scalars())
 
 
-async def lock_expired(
-    session: AsyncSession, *, now: datetime, pending_before: datetime, limit: int
-) -> list[StoredFile]:
-    """Expired files and stale pending uploads, locked; rows other instances hold are
-    skipped."""
-    statement = (
-        select(StoredFile)
-        .where(
-            or_(
-                col(StoredFile.expires_at) <= now,
-                and_(
-                    col(StoredFile.state) == FileState.PENDING.value,
-                    col(StoredFile.created_at) < pending_before,
-                ),
-            )
+async def claim(
+    session: AsyncSession, tenant_id: str, file_id: uuid.UUID, *, now: datetime
+) -> StoredFile | None:
+    """Marks one live file `deleting`; None when there is no such file."""
+    result = await session.execute(
+        _mark_deleting(
+            now,
+            col(StoredFile.id) == file_id,
+            col(StoredFile.tenant_id) == tenant_id,
+            _live(),
         )
-        .order_by(col(StoredFile.expires_at))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    result = await session.execute(statement)
+    return result.scalar_one_or_none()
+
+
+async def claim_expired(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[StoredFile]:
+    """Live files past their expiry (index `files_expires_at`)."""
+    return await _claim(
+        session,
+        _candidates(limit, col(StoredFile.expires_at) <= now, _live()).order_by(
+            col(StoredFile.expires_at)
+        ),
+        now,
+    )
+
+
+async def claim_abandoned(
+    session: AsyncSession, *, created_before: datetime, now: datetime, limit: int
+) -> list[StoredFile]:
+    """Uploads still pending since before `created_before` (index
+    `files_pending_created_at`)."""
+    return await _claim(
+        session,
+        _candidates(
+            limit, _IS_PENDING, col(StoredFile.created_at) < created_before
+        ).order_by(col(StoredFile.created_at)),
+        now,
+    )
+
+
+async def claim_stalled(
+    session: AsyncSession, *, deleting_before: datetime, now: datetime, limit: int
+) -> list[StoredFile]:
+    """Rows left `deleting` since before `deleting_before`: their deletion crashed or
+    the store refused it (index `files_deleting_since`)."""
+    return await _claim(
+        session,
+        _candidates(
+            limit, _IS_DELETING, col(StoredFile.deleting_since) < deleting_before
+        ).order_by(col(StoredFile.deleting_since)),
+        now,
+    )
+
+
+async def claim_superseded(
+    session: AsyncSession, *, job_id: str, attempt: int, now: datetime
+) -> list[StoredFile]:
+    """The job's live outputs of every attempt but `attempt`, marked `deleting`."""
+    result = await session.execute(
+        _mark_deleting(
+            now,
+            _IS_OUTPUT,
+            col(StoredFile.job_id) == job_id,
+            col(StoredFile.attempt) != attempt,
+            _live(),
+        )
+    )
     return list(result.scalars())
 
 
-async def delete_ids(session: AsyncSession, file_ids: Sequence[uuid.UUID]) -> None:
-    await session.execute(delete(StoredFile).where(col(StoredFile.id).in_(file_ids)))
+async def output_keys(session: AsyncSession, *, job_id: str, attempt: int) -> set[str]:
+    """Object keys of the job's outputs of `attempt`, in any state."""
+    result = await session.execute(
+        select(col(StoredFile.key)).where(
+            _IS_OUTPUT,
+            col(StoredFile.job_id) == job_id,
+            col(StoredFile.attempt) == attempt,
+        )
+    )
+    return set(result.scalars())
+
+
+async def delete_claimed(session: AsyncSession, file_ids: Sequence[uuid.UUID]) -> None:
+    await session.execute(
+        delete(StoredFile).where(col(StoredFile.id).in_(file_ids), _IS_DELETING)
+    )
+
+
+Condition = ColumnElement[bool] | TextClause
+
+
+def _candidates(limit: int, *conditions: Condition) -> Select[uuid.UUID]:
+    # Rows another instance is claiming right now are skipped, not waited for.
+    return (
+        select(col(StoredFile.id))
+        .where(*conditions)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def _claim(
+    session: AsyncSession, candidates: Select[uuid.UUID], now: datetime
+) -> list[StoredFile]:
+    result = await session.execute(
+        _mark_deleting(now, col(StoredFile.id).in_(candidates))
+    )
+    return list(result.scalars())
+
+
+def _mark_deleting(
+    now: datetime, *conditions: Condition
+) -> ReturningUpdate[StoredFile]:
+    return (
+        update(StoredFile)
+        .where(*conditions)
+        .values(state=FileState.DELETING.value, deleting_since=now)
+        .returning(StoredFile)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )

@@ -10,28 +10,31 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfyserve.storage.errors import (
+    AttemptSuperseded,
     ContentMismatch,
     FileNotFound,
     FileNotReady,
     InvalidArgument,
     ObjectStoreUnavailable,
     OutputSlotTaken,
+    RegisteredAgain,
     TooLarge,
     UploadMissing,
 )
+from comfyserve.storage.fences import repository as fences
 from comfyserve.storage.files import repository
 from comfyserve.storage.files.models import (
     DownloadLink,
     FilePage,
     FilePurpose,
     FileState,
-    RetentionReport,
+    PurgeReport,
     StoredFile,
     Upload,
     UploadRequest,
@@ -54,6 +57,8 @@ MAX_PAGE_SIZE = 200
 MAX_URLS_PER_CALL = 200
 # An upload not completed within a day is abandoned.
 PENDING_UPLOAD_MAX_AGE = timedelta(days=1)
+# A row left `deleting` this long lost its deleter (crash, store outage).
+DELETION_RETRY_AFTER = timedelta(minutes=5)
 RETENTION_BATCH = 100
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -85,12 +90,7 @@ class FileService:
                 await repository.add(session, row)
                 stored = row
             else:
-                upserted = await repository.upsert_output(session, row)
-                if upserted is None:
-                    raise OutputSlotTaken(
-                        "this job, node and index belong to another owner"
-                    )
-                stored = upserted
+                stored = await self._register_output(session, row)
         ttl = timedelta(seconds=self._settings.upload_url_ttl_seconds)
         async with _store_errors():
             url = await self._store.presign_put(stored.key, ttl)
@@ -107,6 +107,23 @@ class FileService:
             headers={"Content-Type": stored.content_type},
         )
 
+    async def _register_output(
+        self, session: AsyncSession, row: StoredFile
+    ) -> StoredFile:
+        job_id = _required("job_id", row.job_id)
+        # Shared with other registrations, exclusive with the job's fence: once
+        # the fence commits, no registration of the job gets past this check.
+        await fences.lock_job(session, job_id, exclusive=False)
+        if await fences.get(session, job_id) is not None:
+            raise AttemptSuperseded(job_id)
+        upserted = await repository.upsert_output(session, row)
+        if upserted is None:
+            raise OutputSlotTaken(
+                "this job, attempt, node and index belong to another owner "
+                "or are being deleted"
+            )
+        return upserted
+
     async def complete_upload(
         self,
         tenant_id: str,
@@ -118,32 +135,44 @@ class FileService:
         for field, value in (("width", width), ("height", height)):
             if value is not None and value <= 0:
                 raise InvalidArgument(field, "must be positive")
-        parsed = _file_id(file_id)
-        # One transaction reads the row, checks the object and marks it ready:
-        # a second checkout and read of the same row cost every output a round
-        # trip. Only the final update writes, so a refusal leaves nothing behind.
+        row = await self.get_file(tenant_id, file_id)
+        # The object is checked outside any transaction: a stat and, for client
+        # uploads, a read of up to the size limit must hold no connection or
+        # lock. The update then applies only to the registration that was read.
+        found = await self._checked_upload(row)
         async with self._sessions.begin() as session:
-            row = await repository.get(session, tenant_id, parsed)
-            if row is None:
-                raise FileNotFound(file_id)
-            async with _store_errors():
-                found = await self._store.stat(row.key)
-                if found is None:
-                    raise UploadMissing(f"nothing was uploaded for file {file_id!r}")
-                if found.size > self._settings.max_upload_bytes:
-                    await self._store.delete(row.key)
-                    raise TooLarge(
-                        f"the upload has {found.size} bytes; the limit is "
-                        f"{self._settings.max_upload_bytes}"
-                    )
-                if row.sha256 and not await self._content_matches(row, found):
-                    await self._store.delete(row.key)
-                    raise ContentMismatch("the uploaded bytes do not match sha256")
-            await repository.mark_ready(
+            done = await repository.mark_ready(
                 session, row, size=found.size, width=width, height=height
             )
+        if done is None:
+            await self._raise_changed(tenant_id, file_id)
         log.info("storage.upload.completed", file_id=file_id, size=found.size)
-        return row
+        return done
+
+    async def _checked_upload(self, row: StoredFile) -> ObjectStat:
+        """The uploaded object, refused (and deleted) when it breaks the limits."""
+        async with _store_errors():
+            found = await self._store.stat(row.key)
+            if found is None:
+                raise UploadMissing(f"nothing was uploaded for file {str(row.id)!r}")
+            if found.size > self._settings.max_upload_bytes:
+                await self._store.delete(row.key)
+                raise TooLarge(
+                    f"the upload has {found.size} bytes; the limit is "
+                    f"{self._settings.max_upload_bytes}"
+                )
+            if row.sha256 and not await self._content_matches(row, found):
+                await self._store.delete(row.key)
+                raise ContentMismatch("the uploaded bytes do not match sha256")
+        return found
+
+    async def _raise_changed(self, tenant_id: str, file_id: str) -> NoReturn:
+        # Raises FileNotFound when the file was deleted meanwhile.
+        await self.get_file(tenant_id, file_id)
+        raise RegisteredAgain(
+            f"file {file_id!r} was registered again while its upload was checked; "
+            "complete the new upload"
+        )
 
     async def _content_matches(self, known: StoredFile, found: ObjectStat) -> bool:
         # Client uploads are re-read and hashed. Outputs come only from the
@@ -200,15 +229,14 @@ class FileService:
 
     async def delete_file(self, tenant_id: str, file_id: str) -> None:
         parsed = _file_id(file_id)
+        # The claim commits before the store is called: the file is gone for every
+        # read, and a re-registration of the same output slot is refused, while
+        # the object goes without a lock held.
         async with self._sessions.begin() as session:
-            # The row stays locked while its object goes, so a concurrent re-upload
-            # of the same output waits instead of leaving an orphaned object.
-            row = await repository.get(session, tenant_id, parsed, for_update=True)
-            if row is None:
-                raise FileNotFound(file_id)
-            async with _store_errors():
-                await self._store.delete(row.key)
-            await repository.remove(session, row)
+            row = await repository.claim(session, tenant_id, parsed, now=self._clock())
+        if row is None:
+            raise FileNotFound(file_id)
+        await self.purge([row])
         log.info("storage.file.deleted", file_id=file_id, tenant_id=tenant_id)
 
     async def list_files(
@@ -234,41 +262,68 @@ class FileService:
             files=rows[:size], next_cursor=_encode_cursor(last.created_at, last.id)
         )
 
-    async def run_retention_once(self, now: datetime) -> RetentionReport:
-        """Deletes expired files and abandoned uploads: the object, then the row.
+    async def run_retention_once(self, now: datetime) -> PurgeReport:
+        """Deletes expired files, abandoned uploads and stalled deletions.
 
-        A row whose object could not be deleted stays for the next round.
+        Each batch is claimed (marked `deleting`) in a short transaction; objects
+        are then deleted outside it, and the rows whose object is gone after them.
+        A row whose object could not be deleted is retried after
+        `DELETION_RETRY_AFTER`.
         """
         deleted = failed = 0
         while True:
-            async with self._sessions.begin() as session:
-                rows = await repository.lock_expired(
-                    session,
-                    now=now,
-                    pending_before=now - PENDING_UPLOAD_MAX_AGE,
-                    limit=RETENTION_BATCH,
-                )
-                gone: list[uuid.UUID] = []
-                for row in rows:
-                    try:
-                        await self._store.delete(row.key)
-                    except ObjectStoreError as error:
-                        failed += 1
-                        log.warning(
-                            "storage.retention.delete_failed",
-                            file_id=str(row.id),
-                            error=str(error),
-                        )
-                        continue
-                    gone.append(row.id)
-                if gone:
-                    await repository.delete_ids(session, gone)
-            deleted += len(gone)
-            if len(rows) < RETENTION_BATCH or len(gone) < len(rows):
+            rows = await self._claim_retention_batch(now)
+            report = await self.purge(rows)
+            deleted += report.deleted
+            failed += report.failed
+            if len(rows) < RETENTION_BATCH or report.failed:
                 break
         if deleted or failed:
             log.info("storage.retention.swept", deleted=deleted, failed=failed)
-        return RetentionReport(deleted=deleted, failed=failed)
+        return PurgeReport(deleted=deleted, failed=failed)
+
+    async def _claim_retention_batch(self, now: datetime) -> list[StoredFile]:
+        # One query per reason, each served by an index of its own.
+        async with self._sessions.begin() as session:
+            rows = await repository.claim_expired(
+                session, now=now, limit=RETENTION_BATCH
+            )
+            if len(rows) < RETENTION_BATCH:
+                rows += await repository.claim_abandoned(
+                    session,
+                    created_before=now - PENDING_UPLOAD_MAX_AGE,
+                    now=now,
+                    limit=RETENTION_BATCH - len(rows),
+                )
+            if len(rows) < RETENTION_BATCH:
+                rows += await repository.claim_stalled(
+                    session,
+                    deleting_before=now - DELETION_RETRY_AFTER,
+                    now=now,
+                    limit=RETENTION_BATCH - len(rows),
+                )
+        return rows
+
+    async def purge(self, rows: Sequence[StoredFile]) -> PurgeReport:
+        """Deletes the objects of rows claimed `deleting`, then those rows.
+
+        Never raises for the store: a row whose object stays is left `deleting`,
+        and retention retries it.
+        """
+        gone: list[uuid.UUID] = []
+        for row in rows:
+            try:
+                await self._store.delete(row.key)
+            except ObjectStoreError as error:
+                log.warning(
+                    "storage.file.delete_failed", file_id=str(row.id), error=str(error)
+                )
+                continue
+            gone.append(row.id)
+        if gone:
+            async with self._sessions.begin() as session:
+                await repository.delete_claimed(session, gone)
+        return PurgeReport(deleted=len(gone), failed=len(rows) - len(gone))
 
     def _new_row(self, request: UploadRequest) -> StoredFile:
         tenant_id = key_segment("tenant_id", request.tenant_id)
@@ -289,8 +344,9 @@ class FileService:
         if request.ttl_seconds is not None and request.ttl_seconds <= 0:
             raise InvalidArgument("ttl_seconds", "must be positive")
         file_id = uuid.uuid4()
+        attempt: int | None = None
         if request.purpose == FilePurpose.INPUT:
-            for field in ("job_id", "node_id", "index"):
+            for field in ("job_id", "node_id", "index", "attempt"):
                 if getattr(request, field) is not None:
                     raise InvalidArgument(field, "is only accepted for outputs")
             key = input_key(tenant_id, file_id, filename)
@@ -301,7 +357,11 @@ class FileService:
             index = _required("index", request.index)
             if index < 0:
                 raise InvalidArgument("index", "must not be negative")
-            key = output_key(tenant_id, job_id, node_id, index, filename)
+            # Callers from before attempts were fenced write attempt 1.
+            attempt = 1 if request.attempt is None else request.attempt
+            if attempt < 1:
+                raise InvalidArgument("attempt", "must be at least 1")
+            key = output_key(tenant_id, job_id, attempt, node_id, index, filename)
             default_ttl = self._settings.output_ttl_seconds
         else:
             raise InvalidArgument("purpose", "must be input or output")
@@ -319,6 +379,7 @@ class FileService:
             job_id=request.job_id,
             node_id=request.node_id,
             index=request.index,
+            attempt=attempt,
             state=FileState.PENDING.value,
             created_at=now,
             expires_at=now + timedelta(seconds=request.ttl_seconds or default_ttl),
