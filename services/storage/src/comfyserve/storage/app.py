@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_health.v1.health import aio as health_aio  # type: ignore[import-untyped]
@@ -17,8 +16,11 @@ from prometheus_client import start_http_server
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
+from comfyserve.runtime.grpc import create_server
 from comfyserve.storage.adapters.minio_store import MinioObjectStore
 from comfyserve.storage.db import create_engine, migrate, session_factory
+from comfyserve.storage.fences.handlers import create_broker, subscribe
+from comfyserve.storage.fences.service import FenceService
 from comfyserve.storage.files.grpc import StorageServicer
 from comfyserve.storage.files.retention import sweep_forever
 from comfyserve.storage.files.service import FileService
@@ -35,6 +37,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 @dataclass(frozen=True)
 class App:
     files: FileService
+    fences: FenceService
     grpc_port: int
     metrics_port: int
     metrics: Metrics
@@ -50,18 +53,24 @@ async def running(
         await migrate(engine, settings)
         store = store or MinioObjectStore.from_settings(settings)
         await store.ensure_bucket()
-        files = FileService(session_factory(engine), store, settings)
+        sessions = session_factory(engine)
+        files = FileService(sessions, store, settings)
+        fences = FenceService(sessions, store, files, settings)
         metrics = Metrics()
         async with (
             _grpc_server(settings, files, metrics) as grpc_port,
             _metrics_server(settings, metrics) as metrics_port,
+            _finished_consumer(settings, fences, metrics),
             _background(
-                sweep_forever(files, settings.retention_interval_seconds, metrics)
+                sweep_forever(
+                    files, fences, settings.retention_interval_seconds, metrics
+                )
             ),
         ):
             log.info("storage.started", grpc_port=grpc_port, metrics_port=metrics_port)
             yield App(
                 files=files,
+                fences=fences,
                 grpc_port=grpc_port,
                 metrics_port=metrics_port,
                 metrics=metrics,
@@ -74,7 +83,7 @@ async def running(
 async def _grpc_server(
     settings: Settings, files: FileService, metrics: Metrics
 ) -> AsyncIterator[int]:
-    server = grpc.aio.server()
+    server = create_server()
     pb_grpc.add_StorageServiceServicer_to_server(
         StorageServicer(files, metrics), server
     )
@@ -97,6 +106,19 @@ async def _grpc_server(
     finally:
         await health.enter_graceful_shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def _finished_consumer(
+    settings: Settings, fences: FenceService, metrics: Metrics
+) -> AsyncIterator[None]:
+    broker = create_broker(settings)
+    subscribe(broker, settings, fences, metrics)
+    await broker.start()
+    try:
+        yield
+    finally:
+        await broker.stop()
 
 
 @contextlib.asynccontextmanager

@@ -34,3 +34,24 @@ class Metrics:
             "Object deletions retention will retry next round.",
             registry=self.registry,
         )
+        self.fenced_jobs = Counter(
+            "storage_fenced_jobs",
+            "Job ends recorded from the finished topic (redeliveries included).",
+            registry=self.registry,
+        )
+        self.superseded_deleted = Counter(
+            "storage_superseded_outputs_deleted",
+            "Outputs of attempts that did not end their job, deleted at its end.",
+            registry=self.registry,
+        )
+        self.orphans_deleted = Counter(
+            "storage_orphan_objects_deleted",
+            "Objects uploaded after their job ended, removed by the sweep.",
+            registry=self.registry,
+        )
+        self.consumer_errors = Counter(
+            "storage_consumer_errors",
+            "Finished-topic records retried or dead-lettered, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
