@@ -15,6 +15,7 @@ from typing import NoReturn, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL
 from comfyserve.storage.errors import (
     AttemptSuperseded,
     ContentMismatch,
@@ -54,7 +55,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-MAX_URLS_PER_CALL = 200
 # An upload not completed within a day is abandoned.
 PENDING_UPLOAD_MAX_AGE = timedelta(days=1)
 # A row left `deleting` this long lost its deleter (crash, store outage).
@@ -200,9 +200,9 @@ class FileService:
     async def download_urls(
         self, tenant_id: str, file_ids: Sequence[str], expires_in: int | None = None
     ) -> list[DownloadLink]:
-        if len(file_ids) > MAX_URLS_PER_CALL:
+        if len(file_ids) > DOWNLOAD_URLS_PER_CALL:
             raise InvalidArgument(
-                "file_ids", f"at most {MAX_URLS_PER_CALL} files per call"
+                "file_ids", f"at most {DOWNLOAD_URLS_PER_CALL} files per call"
             )
         ttl = self._download_ttl(expires_in)
         parsed = [_file_id(file_id) for file_id in file_ids]
