@@ -241,3 +241,24 @@ async def test_a_poison_record_is_dead_lettered_and_committed(
         await consumer.stop()
     assert (record.key, record.value) == (b"k", b"not json{")
     assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"unparseable")
+
+
+async def test_a_record_whose_handler_keeps_failing_is_dead_lettered() -> None:
+    # A bug, not an outage: retried a few times with a pause, then put aside.
+    config = settings()
+    broker = create_broker(config)
+    jobs = FakeFinishedJobs(KeyError("a handler bug"))
+    subscribe(broker, config, jobs, Metrics(), retry_seconds=0)
+    dead = DeadLetters(broker, config.finished_topic)
+    async with TestKafkaBroker(broker) as test_broker:
+        for _ in range(3):
+            # The in-memory broker does not redeliver a nacked record: each
+            # publish stands for one redelivery (same partition and offset).
+            await test_broker.publish(
+                dump_event(finished_event()), topic=config.finished_topic, key=b"j"
+            )
+    assert len(jobs.seen) == 3
+    [record] = dead.records
+    assert dict(record.headers)[DLQ_REASON_HEADER] == (
+        b"handler failed 3 times: KeyError"
+    )

@@ -27,6 +27,7 @@ from comfyserve.contracts.events import JobFinished
 from comfyserve.contracts.headers import headers_to_carrier
 from comfyserve.contracts.topics import dlq
 from comfyserve.runtime.kafka import FETCH_MAX_BYTES, PRODUCER_MAX_REQUEST_BYTES
+from comfyserve.runtime.logging import describe_error
 from comfyserve.storage.errors import InvalidArgument
 from comfyserve.storage.fences.models import FenceReport, FinishedJob
 from comfyserve.storage.settings import Settings
@@ -36,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 DLQ_REASON_HEADER = "dlq-reason"
 RETRY_SECONDS = 1.0
+# Runs of a record whose handler fails unexpectedly (a bug) before it goes to
+# the DLQ: it must neither loop forever nor hold up the records behind it.
+HANDLER_ATTEMPTS = 3
 # Outages: the record is retried. IntegrityError and DataError are the database
 # refusing the record's values, which no retry changes; they are caught first.
 _RETRYABLE = (SQLAlchemyError, asyncpg.PostgresError, OSError, KafkaError)
@@ -108,22 +112,38 @@ class FinishedHandler:
         self._jobs = jobs
         self._metrics = metrics
         self._retry_seconds = retry_seconds
+        self._failures: dict[tuple[str, int, int], int] = {}
 
     async def on_job_finished(self, body: bytes, record: Record) -> None:
+        where = (record.topic, record.partition, record.offset)
         try:
             await self._handle(body, record)
         except _RETRYABLE as error:
-            self._metrics.consumer_errors.labels("retried").inc()
-            log.warning(
-                "storage.consumer.retry",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                error=repr(error),
-            )
-            # The pause keeps an outage from turning into a busy loop of retries.
-            await asyncio.sleep(self._retry_seconds)
-            raise NackMessage() from error
+            await self._retry_later(record, error)
+        except Exception as error:
+            failures = self._failures.get(where, 0) + 1
+            if failures >= HANDLER_ATTEMPTS:
+                self._failures.pop(where, None)
+                await self._dead_letter(
+                    record, f"handler failed {failures} times: {type(error).__name__}"
+                )
+                return
+            self._failures[where] = failures
+            await self._retry_later(record, error)
+        self._failures.pop(where, None)
+
+    async def _retry_later(self, record: ConsumerRecord, error: Exception) -> None:
+        self._metrics.consumer_errors.labels("retried").inc()
+        log.warning(
+            "storage.consumer.retry",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=describe_error(error),
+        )
+        # The pause keeps an outage from turning into a busy loop of retries.
+        await asyncio.sleep(self._retry_seconds)
+        raise NackMessage() from error
 
     async def _handle(self, body: bytes, record: ConsumerRecord) -> None:
         try:
