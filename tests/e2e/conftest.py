@@ -34,12 +34,12 @@ def product(
         extra={
             "workflow": {
                 "WORKFLOW_CONSUMER_GROUP": f"workflow-e2e-{run_id}",
-                "WORKFLOW_HEARTBEAT_TIMEOUT_SECONDS": "8",
+                # Short leases, so a lost worker's job moves on quickly.
+                "WORKFLOW_LEASE_SECONDS": "6",
                 "WORKFLOW_SWEEP_INTERVAL_SECONDS": "1",
                 "WORKFLOW_DEADLINE_GRACE_SECONDS": "5",
             },
             "executor": {
-                "EXECUTOR_CONSUMER_GROUP": f"executor-e2e-{run_id}",
                 "EXECUTOR_SCRATCH_DIR": str(tmp_path_factory.mktemp("executor-1")),
                 "EXECUTOR_INTERRUPT_GRACE_SECONDS": "5",
             },
@@ -48,7 +48,7 @@ def product(
     services.start()
     base_url = f"http://127.0.0.1:{ports.gateway}"
     try:
-        wait_until_ready(ports, key_a, services)
+        wait_until_ready(ports, services)
         yield Product(base_url, key_a, key_b, services, stack)
     finally:
         services.stop()

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from minio import Minio
 from pydantic import ValidationError
 
 from comfyserve.contracts import topics
@@ -132,18 +133,26 @@ async def test_workflow_service_restarted_while_events_in_flight(
         await assert_single_final_state(client, ids)
 
 
-@pytest.fixture
-async def second_executor(product: Product) -> AsyncIterator[ServiceProcess]:
+def extra_executor(product: Product, number: int) -> tuple[ServiceProcess, str]:
+    """Another executor of the same pool, with its own ComfyUI; and the URL
+    that answers once it takes jobs."""
     first = product.services["executor"]
+    port = free_port()
     env = {
         **first.env,
-        "EXECUTOR_HTTP_PORT": str(free_port()),
-        "EXECUTOR_SCRATCH_DIR": first.env["EXECUTOR_SCRATCH_DIR"] + "-2",
+        "EXECUTOR_HTTP_PORT": str(port),
+        "EXECUTOR_SCRATCH_DIR": f"{first.env['EXECUTOR_SCRATCH_DIR']}-{number}",
     }
-    second = ServiceProcess("executor", env, first.log_dir / "executor-2")
+    process = ServiceProcess("executor", env, first.log_dir / f"executor-{number}")
+    return process, f"http://127.0.0.1:{port}/health/ready"
+
+
+@pytest.fixture
+async def second_executor(product: Product) -> AsyncIterator[ServiceProcess]:
+    second, ready = extra_executor(product, 2)
     second.start()
-    # Submit only once it has joined the group, or the first worker drains the burst.
-    await wait_http_ok(f"http://127.0.0.1:{env['EXECUTOR_HTTP_PORT']}/health/ready")
+    # Submit only once it takes jobs, or the first worker drains the burst.
+    await wait_http_ok(ready)
     yield second
     second.stop()
 
@@ -198,3 +207,122 @@ async def test_two_executors_share_a_burst_without_running_a_job_twice(
     assert set(starts) == set(ids)
     assert max(starts.values()) == 1
     assert len(workers) == 2, "both executors took part"
+
+
+@pytest.mark.parametrize("outage_s", [20, 60])
+async def test_the_broker_away_mid_job(product: Product, outage_s: int) -> None:
+    """Liveness does not ride on Kafka: the running attempt is neither declared
+    dead nor run twice, and its outcome reaches the job once the broker is
+    back, as do jobs submitted meanwhile."""
+    async with product.client() as client:
+        running = await submit(client, slow_graph(4, 31 + outage_s))
+        await wait_for_status(client, running["execution_id"], {"running"})
+        stack_command("down", "kafka")
+        try:
+            during = await submit(client, invert_graph((outage_s, 1, 1)))
+            await asyncio.sleep(outage_s)
+        finally:
+            stack_command("up", "kafka")
+        ids = [running["execution_id"], during["execution_id"]]
+        await assert_single_final_state(
+            client, ids, {running["execution_id"]: SLOW_BATCH}
+        )
+        job = (await client.get(f"/workflows/{running['execution_id']}")).json()
+    assert job["attempt"] == 1, "the live worker's attempt was taken from it"
+    assert product.services["executor"].restarts == 0
+    assert product.services["executor"].alive
+
+
+async def test_a_joining_executor_takes_work_while_the_others_run_long_jobs(
+    product: Product,
+) -> None:
+    """Three executors busy with long jobs; a fourth joins and runs the queued
+    job at once. No group rebalance waits on a running job any more."""
+    helpers = [extra_executor(product, number) for number in (3, 4)]
+    for process, _ in helpers:
+        process.start()
+    fourth, fourth_ready = extra_executor(product, 5)
+    try:
+        for _, ready in helpers:
+            await wait_http_ok(ready)
+        async with product.client() as client:
+            long = [await submit(client, slow_graph(60, 40 + i)) for i in range(3)]
+            for job in long:
+                await wait_for_status(client, job["execution_id"], {"running"})
+            queued = await submit(client, invert_graph((4, 4, 4)))
+            fourth.start()
+            await wait_http_ok(fourth_ready)
+            done = await wait_final(client, queued["execution_id"], limit_s=120)
+            assert done["status"] == "completed", done
+            statuses = [
+                (await client.get(f"/workflows/{job['execution_id']}")).json()["status"]
+                for job in long
+            ]
+            assert statuses == ["running"] * 3, "the long jobs were held up or moved"
+            for job in long:
+                await client.post(f"/workflows/{job['execution_id']}/cancel")
+            for job in long:
+                assert (await wait_final(client, job["execution_id"]))[
+                    "status"
+                ] == "cancelled"
+    finally:
+        for process in (*(p for p, _ in helpers), fourth):
+            process.stop()
+
+
+async def test_two_attempts_race_on_one_output_slot(
+    product: Product, second_executor: ServiceProcess
+) -> None:
+    """The first worker freezes mid-job, loses its lease, and wakes up after a
+    second attempt took over: only the attempt that ends the job owns outputs,
+    and the loser's objects are deleted."""
+    first = product.services["executor"]
+    s3 = Minio(
+        product.stack["S3_ENDPOINT"],
+        access_key=product.stack["S3_ACCESS_KEY"],
+        secret_key=product.stack["S3_SECRET_KEY"],
+        secure=product.stack["S3_SECURE"] == "true",
+        region=product.stack["S3_REGION"],
+    )
+    bucket = product.stack["S3_BUCKET"]
+    async with product.client() as client:
+        # Occupy the second worker, so the first takes the racing job.
+        blocker = await submit(client, slow_graph(2, 51))
+        await wait_for_status(client, blocker["execution_id"], {"running"})
+        racing = await submit(client, slow_graph(3, 52))
+        job_id = racing["execution_id"]
+        running = await wait_for_status(client, job_id, {"running"})
+        first.signal(signal.SIGSTOP)
+        try:
+            retried = await wait_for_status(client, job_id, {"pending", "running"})
+            async with asyncio.timeout(120):
+                while retried["attempt"] < 2:
+                    await asyncio.sleep(0.5)
+                    retried = (await client.get(f"/workflows/{job_id}")).json()
+        finally:
+            first.signal(signal.SIGCONT)
+        await assert_single_final_state(
+            client,
+            [blocker["execution_id"], job_id],
+            {blocker["execution_id"]: SLOW_BATCH, job_id: SLOW_BATCH},
+        )
+        job = (await client.get(f"/workflows/{job_id}")).json()
+    assert running["attempt"] == 1
+    assert job["attempt"] == 2
+    tenant_prefix = next(
+        o.object_name
+        for o in s3.list_objects(bucket, prefix="outputs/", recursive=True)
+        if f"/{job_id}/" in o.object_name
+    ).split(f"/{job_id}/")[0]
+    async with asyncio.timeout(120):
+        while True:
+            names = [
+                o.object_name
+                for o in s3.list_objects(
+                    bucket, prefix=f"{tenant_prefix}/{job_id}/", recursive=True
+                )
+            ]
+            if names and all(f"/{job_id}/2/" in name for name in names):
+                break
+            await asyncio.sleep(1)
+    assert len(names) == SLOW_BATCH

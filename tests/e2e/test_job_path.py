@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -211,7 +212,67 @@ async def test_oversized_body_rejected(product: Product) -> None:
         response = await client.post("/workflows/execute", json={"workflow": graph})
         assert response.status_code == 413
         assert response.json()["error"] == "payload_too_large"
+        assert response.json()["limit_bytes"] > 0
         assert await job_ids(client) == before
+
+
+async def test_a_request_that_once_blocked_every_queue_is_refused(
+    product: Product,
+) -> None:
+    # A SaveImage with 80 undeclared inputs of 20,000 characters (1.6 MB): it
+    # was accepted, could not be relayed, and stopped every tenant's jobs.
+    graph = invert_graph((0, 0, 0))
+    graph["3"]["inputs"].update({f"pad{i}": "x" * 20_000 for i in range(80)})
+    async with product.client(product.key_b) as attacker:
+        response = await attacker.post("/workflows/execute", json={"workflow": graph})
+    assert response.status_code == 422, response.text
+    assert "3" in response.json()["node_errors"]
+    async with product.client() as client:
+        job = await wait_final(
+            client, (await submit(client, invert_graph((3, 3, 3))))["execution_id"]
+        )
+    assert job["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "name", ["ComfyUI_00001_.png [output]", "other-job/secret.png", "../x.png"]
+)
+async def test_file_inputs_cannot_reach_comfyuis_shared_folders(
+    product: Product, name: str
+) -> None:
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "x"},
+        },
+    }
+    async with product.client() as client:
+        response = await client.post("/workflows/execute", json={"workflow": graph})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["node_errors"]["1"]["errors"]
+    assert item["extra_info"]["input_name"] == "image"
+
+
+async def test_a_plain_file_name_finds_only_the_jobs_own_files(
+    product: Product,
+) -> None:
+    # Another job's input, left in ComfyUI's shared input folder.
+    scratch = Path(product.services["executor"].env["EXECUTOR_SCRATCH_DIR"])
+    shared = scratch / "comfyui" / "input" / "left-behind.png"
+    shared.write_bytes(png((9, 9, 9), (4, 4)))
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "left-behind.png"}},
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "x"},
+        },
+    }
+    async with product.client() as client:
+        job = await wait_final(client, (await submit(client, graph))["execution_id"])
+    assert job["status"] == "failed", job
+    assert "left-behind.png" in job["error"]["message"]
+    assert str(scratch) not in job["error"]["message"]
 
 
 async def test_other_tenants_file_is_not_usable(product: Product) -> None:
@@ -252,15 +313,23 @@ async def test_other_tenant_cannot_see_a_job(product: Product) -> None:
 
 
 async def test_runtime_error_names_the_node(product: Product) -> None:
+    # Valid to every check, but scaled down to nothing: ComfyUI raises at runtime.
     graph = invert_graph((0, 0, 0))
-    graph["3"]["inputs"]["filename_prefix"] = "../escape"
+    graph["2"] = {
+        "class_type": "ImageScaleBy",
+        "inputs": {
+            "image": ["1", 0],
+            "upscale_method": "nearest-exact",
+            "scale_by": 0.01,
+        },
+    }
     async with product.client() as client:
         job = await wait_final(client, (await submit(client, graph))["execution_id"])
     assert job["status"] == "failed"
     assert job["error"]["code"] == "node_execution_error"
-    assert job["error"]["node_id"] == "3"
-    assert job["error"]["class_type"] == "SaveImage"
-    assert "output folder" in job["error"]["message"]
+    assert job["error"]["node_id"] == "2"
+    assert job["error"]["class_type"] == "ImageScaleBy"
+    assert "sizes should be greater than 0" in job["error"]["message"]
 
 
 async def test_cancel_while_running_then_while_queued(product: Product) -> None:
