@@ -166,3 +166,41 @@ async def test_idempotency_keys_expire_after_their_lifetime(
     )
     second = await submit(stub, tenant_id, make_workflow, idempotency_key="daily")
     assert second.id != first.id
+
+
+async def test_pools_and_workers_unheard_of_are_forgotten(runtime, settings, db):
+    gone, scaled = f"gone-{uuid.uuid4().hex[:6]}", f"kept-{uuid.uuid4().hex[:6]}"
+    ttl = timedelta(hours=settings.pool_ttl_hours)
+    now = datetime.now(UTC)
+    for pool in (gone, scaled):
+        await db.execute(
+            "INSERT INTO pool_catalogs (pool, worker_id, catalog_hash, object_info,"
+            " updated_at) VALUES ($1, 'w', 'h', '{}'::jsonb, $2)",
+            pool,
+            now - ttl - timedelta(hours=1),
+        )
+    # A worker of the second pool was heard from lately: its catalog stays.
+    await db.execute(
+        "INSERT INTO workers (worker_id, pool, last_heartbeat, info)"
+        " VALUES ($1, $2, $3, '{}')",
+        f"w-{scaled}",
+        scaled,
+        now,
+    )
+    await db.execute(
+        "INSERT INTO workers (worker_id, pool, last_heartbeat, info)"
+        " VALUES ($1, $2, $3, '{}')",
+        f"w-{gone}",
+        gone,
+        now - ttl - timedelta(hours=1),
+    )
+
+    report = await runtime.sweeper.sweep_once(now, expire_leases=False)
+
+    assert report.pools_deleted >= 1
+    assert report.workers_deleted >= 1
+    pools = {row["pool"] for row in await db.fetch("SELECT pool FROM pool_catalogs")}
+    assert gone not in pools
+    assert scaled in pools
+    await db.execute("DELETE FROM pool_catalogs WHERE pool = $1", scaled)
+    await db.execute("DELETE FROM workers WHERE pool = $1", scaled)
