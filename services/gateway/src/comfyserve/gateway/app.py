@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
 from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
+from comfyserve.gateway.docs import add_docs
 from comfyserve.gateway.errors import exception_handlers
 from comfyserve.gateway.files.endpoints import router as files_router
 from comfyserve.gateway.jobs.endpoints import router as jobs_router
@@ -68,12 +69,16 @@ def create_app(
         version="1.0.0",
         lifespan=lifespan,
         exception_handlers=exception_handlers(),
+        # Served by `add_docs` with local assets instead of FastAPI's CDN ones.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(jobs_router)
     app.include_router(files_router)
     app.include_router(ops_router)
+    add_docs(app)
 
     # Added innermost first: the body limit sits closest to the routes.
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit(settings))
