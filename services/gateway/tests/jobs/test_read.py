@@ -300,6 +300,27 @@ async def test_cancel_returns_the_job(client, workflow, auth_a, tenant_a):
     assert response.status_code == 200
     assert response.json()["execution_id"] == job.id
     assert response.json()["status"] == "cancelled"
+    assert response.json()["cancel_requested"] is False
+
+
+async def test_cancelling_a_running_job_answers_running_with_the_cancel_taken(
+    client, workflow, auth_a, tenant_a
+):
+    job = workflow.add_job(tenant_a, status=wf.JOB_STATUS_RUNNING, attempt=1)
+    path = f"/workflows/{job.id}"
+
+    before = (await client.get(path, headers=auth_a)).json()
+    cancel = await client.post(f"{path}/cancel", headers=auth_a)
+    after = (await client.get(path, headers=auth_a)).json()
+    listed = (await client.get("/workflows", headers=auth_a)).json()
+
+    assert before["cancel_requested"] is False
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "running"
+    assert cancel.json()["cancel_requested"] is True
+    assert (after["status"], after["cancel_requested"]) == ("running", True)
+    [summary] = listed["items"]
+    assert summary["cancel_requested"] is True
 
 
 def _job_with_outputs(workflow, storage, tenant, count):

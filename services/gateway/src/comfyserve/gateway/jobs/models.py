@@ -121,6 +121,13 @@ class JobSummary(BaseModel):
     duration_seconds: float | None
     queue_position: int | None
     attempt: int
+    cancel_requested: bool = Field(
+        description=(
+            "True once a cancel was accepted for the job while it ran: the job "
+            "stays `running` until its worker stops it, then is `cancelled` "
+            "(or ends as it would have, if it finished first)."
+        )
+    )
     error: JobError | None
     metadata: dict[str, str]
     links: JobLinks

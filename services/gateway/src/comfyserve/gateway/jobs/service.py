@@ -390,6 +390,7 @@ class JobsService:
             ),
             queue_position=_queue_position(job),
             attempt=job.attempt,
+            cancel_requested=job.cancel_requested,
             error=_error(job),
             metadata=dict(job.metadata),
             links=self._job_links(job.id),
