@@ -29,12 +29,18 @@ from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.app import create_app
-from comfyserve.gateway.auth import StaticKeyAuthenticator, tenant_id_for_key
+from comfyserve.gateway.auth import (
+    Principal,
+    StaticKeyAuthenticator,
+    tenant_id_for_key,
+)
 from comfyserve.gateway.resources import Resources
 from comfyserve.gateway.settings import Settings
 
 KEY_A = "test-key-tenant-a"
 KEY_B = "test-key-tenant-b"
+# A key whose principal holds no scope, as the auth service may issue.
+KEY_NO_SCOPES = "test-key-no-scopes"
 OBJECT_HOST = "objects.test"
 _FINAL = {
     wf.JOB_STATUS_COMPLETED,
@@ -95,15 +101,21 @@ class FakeWorkflow:
         self.idempotency: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.validation_errors: wf.ValidationErrors | None = None
         self.fail_with: BaseException | None = None
+        # Raised by the named method only, like one call's status.
+        self.failures: dict[str, BaseException] = {}
+        self.calls: list[str] = []
         self.watch_scripts: dict[str, list[wf.JobUpdate]] = {}
         # When set, a watch waits for it after its first update.
         self.watch_gate: asyncio.Event | None = None
         self._clock = datetime(2030, 1, 1, tzinfo=UTC)
 
-    def _record(self, request: object) -> None:
+    def _record(self, method: str, request: object) -> None:
         self.requests.append(request)
+        self.calls.append(method)
         if self.fail_with is not None:
             raise self.fail_with
+        if method in self.failures:
+            raise self.failures[method]
 
     def add_job(self, tenant_id: str, **fields: object) -> wf.Job:
         self._clock += timedelta(seconds=1)
@@ -127,7 +139,7 @@ class FakeWorkflow:
         return job
 
     async def submit_job(self, request: wf.SubmitJobRequest) -> wf.SubmitJobResponse:
-        self._record(request)
+        self._record("submit_job", request)
         if self.validation_errors is not None:
             return wf.SubmitJobResponse(validation_errors=self.validation_errors)
         body = request.SerializeToString(deterministic=True)
@@ -158,7 +170,7 @@ class FakeWorkflow:
     async def validate_workflow(
         self, request: wf.ValidateWorkflowRequest
     ) -> wf.ValidateWorkflowResponse:
-        self._record(request)
+        self._record("validate_workflow", request)
         if self.validation_errors is not None:
             return wf.ValidateWorkflowResponse(
                 valid=False, errors=self.validation_errors
@@ -166,11 +178,11 @@ class FakeWorkflow:
         return wf.ValidateWorkflowResponse(valid=True)
 
     async def get_job(self, request: wf.GetJobRequest) -> wf.Job:
-        self._record(request)
+        self._record("get_job", request)
         return self._find(request.tenant_id, request.job_id)
 
     async def list_jobs(self, request: wf.ListJobsRequest) -> wf.ListJobsResponse:
-        self._record(request)
+        self._record("list_jobs", request)
         # As the service: every status a job can have is a filter, and nothing else.
         unknown = [value for value in request.statuses if value not in _LISTABLE]
         if unknown:
@@ -198,7 +210,7 @@ class FakeWorkflow:
         )
 
     async def cancel_job(self, request: wf.CancelJobRequest) -> wf.Job:
-        self._record(request)
+        self._record("cancel_job", request)
         job = self._find(request.tenant_id, request.job_id)
         if job.status == wf.JOB_STATUS_PENDING:
             job.status = wf.JOB_STATUS_CANCELLED
@@ -210,7 +222,7 @@ class FakeWorkflow:
     async def watch_job(
         self, request: wf.WatchJobRequest
     ) -> AsyncGenerator[wf.JobUpdate, None]:
-        self._record(request)
+        self._record("watch_job", request)
         job = self._find(request.tenant_id, request.job_id)
         script = self.watch_scripts.get(job.id)
         if script is None:
@@ -252,6 +264,14 @@ class FakeStorage:
         self.files: dict[str, st.FileInfo] = {}
         self.download_url_calls: list[st.GetDownloadUrlsRequest] = []
         self.create_requests: list[st.CreateUploadRequest] = []
+        # Raised by the named method only, like one call's status.
+        self.failures: dict[str, BaseException] = {}
+        self.calls: list[str] = []
+
+    def _enter(self, method: str) -> None:
+        self.calls.append(method)
+        if method in self.failures:
+            raise self.failures[method]
 
     def add_file(self, tenant_id: str, **fields: object) -> st.FileInfo:
         values: dict[str, object] = {
@@ -276,6 +296,11 @@ class FakeStorage:
         return f"/bucket/{info.key}"
 
     def _download(self, info: st.FileInfo) -> st.DownloadUrl:
+        if info.state != st.FILE_STATE_READY:
+            raise make_rpc_error(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"file {info.id!r} has not been uploaded yet",
+            )
         return st.DownloadUrl(
             file_id=info.id,
             url=f"http://{OBJECT_HOST}{self._path(info)}?sig=get",
@@ -285,6 +310,7 @@ class FakeStorage:
     async def create_upload(
         self, request: st.CreateUploadRequest
     ) -> st.CreateUploadResponse:
+        self._enter("create_upload")
         self.create_requests.append(request)
         if self.max_upload_bytes is not None and request.size > self.max_upload_bytes:
             raise make_rpc_error(
@@ -310,6 +336,7 @@ class FakeStorage:
         )
 
     async def complete_upload(self, request: st.CompleteUploadRequest) -> st.FileInfo:
+        self._enter("complete_upload")
         info = self._find(request.tenant_id, request.file_id)
         data = self.objects.objects.get(self._path(info))
         if data is None:
@@ -328,11 +355,13 @@ class FakeStorage:
     async def get_download_url(
         self, request: st.GetDownloadUrlRequest
     ) -> st.DownloadUrl:
+        self._enter("get_download_url")
         return self._download(self._find(request.tenant_id, request.file_id))
 
     async def get_download_urls(
         self, request: st.GetDownloadUrlsRequest
     ) -> st.GetDownloadUrlsResponse:
+        self._enter("get_download_urls")
         self.download_url_calls.append(request)
         if len(request.file_ids) > DOWNLOAD_URLS_PER_CALL:
             raise make_rpc_error(
@@ -350,7 +379,19 @@ class FakeStorage:
         )
 
     async def get_file(self, request: st.GetFileRequest) -> st.FileInfo:
+        self._enter("get_file")
         return self._find(request.tenant_id, request.file_id)
+
+
+class FakeAuthenticator:
+    """The configured keys, and principals with chosen scopes for other keys."""
+
+    def __init__(self, keys: list[SecretStr], scoped: dict[str, Principal]) -> None:
+        self._keys = StaticKeyAuthenticator(keys)
+        self._scoped = scoped
+
+    async def authenticate(self, token: str) -> Principal | None:
+        return self._scoped.get(token) or await self._keys.authenticate(token)
 
 
 @dataclass
@@ -432,7 +473,16 @@ def make_app(
             transport = httpx.MockTransport(object_store.handle)
             async with httpx.AsyncClient(transport=transport) as http:
                 yield Resources(
-                    authenticator=StaticKeyAuthenticator(settings.api_keys),
+                    authenticator=FakeAuthenticator(
+                        settings.api_keys,
+                        {
+                            KEY_NO_SCOPES: Principal(
+                                tenant_id=tenant_of(KEY_NO_SCOPES),
+                                subject="key:no-scopes",
+                                scopes=frozenset(),
+                            )
+                        },
+                    ),
                     workflow=workflow,
                     storage=storage,
                     http=http,
@@ -527,6 +577,11 @@ def auth_a() -> dict[str, str]:
 @pytest.fixture
 def auth_b() -> dict[str, str]:
     return {"Authorization": f"Bearer {KEY_B}"}
+
+
+@pytest.fixture
+def auth_no_scopes() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY_NO_SCOPES}"}
 
 
 @pytest.fixture
