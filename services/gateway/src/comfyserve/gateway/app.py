@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
-from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 from comfyserve.gateway.docs import add_docs
 from comfyserve.gateway.errors import exception_handlers
 from comfyserve.gateway.files.endpoints import router as files_router
@@ -21,12 +20,10 @@ from comfyserve.gateway.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
+from comfyserve.gateway.openapi import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import ResourcesFactory, open_resources
-from comfyserve.gateway.settings import Settings
-
-# Room for the multipart framing and the small form fields around the file.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings
 
 
 def _body_limit(settings: Settings) -> Callable[[Scope], int]:
@@ -42,12 +39,17 @@ def _body_limit(settings: Settings) -> Callable[[Scope], int]:
 
 def _description(settings: Settings) -> str:
     return (
-        "Limits: a JSON body carries at most "
-        f"{settings.max_body_bytes} bytes, and its workflow graph at most "
-        f"{MAX_WORKFLOW_BYTES} bytes as compact JSON; an uploaded file at most "
-        f"{settings.max_upload_bytes} bytes. A body or file over its limit "
-        "answers 413 `payload_too_large` with the limit in `limit_bytes`; a graph "
-        "over its limit, 422 `invalid_workflow` (`prompt_limit_exceeded`)."
+        "Every route but `/health/*` needs `Authorization: Bearer <key>`; another "
+        "tenant's execution or file answers 404 like a missing one. Every error "
+        'is an `ErrorBody`: `{"error": <code>, "detail": <text>, ...}`.\n\n'
+        "Limits in force: a JSON body carries at most ${max_body_bytes} bytes, "
+        "and its workflow graph at most ${max_workflow_bytes} bytes as compact "
+        "JSON; an uploaded file at most ${max_upload_bytes} bytes; the request "
+        "line and headers together at most ${max_header_bytes} bytes. A body or "
+        "file over its limit answers 413 `payload_too_large` with the limit in "
+        "`limit_bytes`; a graph over its limit, 422 `invalid_workflow` "
+        "(`prompt_limit_exceeded`); a request head over its limit, a bare 400 "
+        "from the HTTP server."
     )
 
 
@@ -62,7 +64,8 @@ def create_app(
             yield {"resources": opened}
 
     metrics = HttpMetrics()
-    app = FastAPI(
+    app = GatewayApp(
+        settings,
         title="ComfyUI Serverless API",
         summary="Run ComfyUI workflows over HTTP.",
         description=_description(settings),

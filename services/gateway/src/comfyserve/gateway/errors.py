@@ -1,6 +1,7 @@
 """Every error the gateway answers, and the handlers that render them.
 
-All error bodies share one shape: `{"error": <code>, "detail": <text>, ...extra}`.
+All error bodies share one shape: `{"error": <code>, "detail": <text>, ...extra}`,
+documented as `responses.ErrorBody`; a new error or extra field belongs there too.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ MIB = 1024 * 1024
 # webhook URL, timeout.
 ENVELOPE_BYTES = 64 * 1024
 DEFAULT_MAX_BODY_BYTES = MAX_WORKFLOW_BYTES + ENVELOPE_BYTES
+# Room in an upload's body for the multipart framing and the small form fields
+# around the file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def _split_commas(value: object) -> object:

@@ -14,6 +14,18 @@ from comfyserve.gateway.files.models import FileMetadata
 from comfyserve.gateway.files.service import FilesService
 from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.resources import ResourcesDep
+from comfyserve.gateway.responses import (
+    AUTHENTICATED,
+    CONTENT_TYPE_MISMATCH,
+    EMPTY_FILE,
+    FILE_TOO_LARGE,
+    MALFORMED_UPLOAD,
+    MULTIPART_TOO_LARGE,
+    NO_FILE_PART,
+    UPLOAD_FAILED,
+    calls,
+    error_responses,
+)
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -22,12 +34,6 @@ MAX_CONTENT_TYPE_CHARS = 127
 
 FilesReader = Annotated[Principal, Depends(require_scope(Scope.FILES_READ))]
 FilesWriter = Annotated[Principal, Depends(require_scope(Scope.FILES_WRITE))]
-
-_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid credentials"},
-    404: {"description": "No such file (or another tenant's)"},
-    503: {"description": "A backing service is unavailable"},
-}
 
 
 def _service(
@@ -85,23 +91,27 @@ _UPLOAD_BODY = {
     status_code=status.HTTP_201_CREATED,
     response_model=FileMetadata,
     openapi_extra={"requestBody": _UPLOAD_BODY},
-    responses={
-        **_ERROR_RESPONSES,
-        413: {
-            "description": (
-                "The file is larger than `GATEWAY_MAX_UPLOAD_BYTES`; "
-                "`limit_bytes` says how large it may be"
-            )
-        },
-        422: {
-            "description": (
-                "No `file` part (`invalid_request`), an empty file "
-                "(`empty_file`), or bytes that are not the declared image type "
-                "(`content_type_mismatch`)"
-            )
-        },
-        502: {"description": "The object store refused the bytes"},
-    },
+    summary="Upload a file",
+    description=(
+        "A `multipart/form-data` body with one `file` part of at most "
+        "${max_upload_bytes} bytes (`GATEWAY_MAX_UPLOAD_BYTES`), the whole body "
+        "at most ${max_multipart_bytes} bytes, and an optional `content_type` field of "
+        f"at most {MAX_CONTENT_TYPE_CHARS} characters. The file's type is that "
+        "field, else the part's own type, else a guess from its name. An image "
+        "type Pillow reads must match the bytes; other types are stored as "
+        "declared. Answers the file's metadata; use its id as a workflow input."
+    ),
+    responses=error_responses(
+        MALFORMED_UPLOAD,
+        *AUTHENTICATED,
+        MULTIPART_TOO_LARGE,
+        FILE_TOO_LARGE,
+        NO_FILE_PART,
+        EMPTY_FILE,
+        CONTENT_TYPE_MISMATCH,
+        UPLOAD_FAILED,
+        *calls("create_upload", "complete_upload"),
+    ),
 )
 async def upload_file(
     request: Request, response: Response, files: WriteFiles
@@ -122,7 +132,13 @@ async def upload_file(
     return metadata
 
 
-@router.get("/{file_id}", response_model=FileMetadata, responses=_ERROR_RESPONSES)
+@router.get(
+    "/{file_id}",
+    response_model=FileMetadata,
+    summary="Get a file's metadata",
+    description="The file's name, type, size, SHA-256, dimensions and expiry.",
+    responses=error_responses(*AUTHENTICATED, *calls("get_file")),
+)
 async def get_file(file_id: str, files: ReadFiles) -> FileMetadata:
     return await files.get(file_id)
 
@@ -131,9 +147,14 @@ async def get_file(file_id: str, files: ReadFiles) -> FileMetadata:
     "/{file_id}/content",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
+    summary="Download a file",
+    description=(
+        "Redirects (307) to a short-lived presigned URL of the object store, which "
+        "serves the bytes; the redirect is never cached."
+    ),
     responses={
         307: {"description": "Redirects to a short-lived presigned URL"},
-        **_ERROR_RESPONSES,
+        **error_responses(*AUTHENTICATED, *calls("get_download_url")),
     },
 )
 async def get_file_content(file_id: str, files: ReadFiles) -> RedirectResponse:

@@ -8,10 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 from comfyserve.gateway.auth import Principal, Scope, require_scope
 from comfyserve.gateway.errors import InvalidIdempotencyKeyError
 from comfyserve.gateway.jobs.models import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_PAGE_SIZE,
+    MAX_TIMEOUT_MINUTES,
+    MIN_TIMEOUT_MINUTES,
     ExecuteRequest,
     Job,
     JobAccepted,
@@ -23,35 +28,34 @@ from comfyserve.gateway.jobs.models import (
 from comfyserve.gateway.jobs.service import JobEvent, JobsService
 from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.settings import DEFAULT_MAX_BODY_BYTES, Settings
+from comfyserve.gateway.responses import (
+    AUTHENTICATED,
+    BODY_TOO_LARGE,
+    INVALID_IDEMPOTENCY_KEY,
+    INVALID_REQUEST,
+    INVALID_WORKFLOW,
+    WORKFLOW_FORMAT_UI,
+    calls,
+    error_responses,
+)
+from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 JobsReader = Annotated[Principal, Depends(require_scope(Scope.JOBS_READ))]
 JobsWriter = Annotated[Principal, Depends(require_scope(Scope.JOBS_WRITE))]
 
-_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid credentials"},
-    404: {"description": "No such execution (or another tenant's)"},
-    422: {"description": "Invalid request or workflow"},
-    503: {"description": "A backing service is unavailable"},
-}
-_BODY_RESPONSES: dict[int | str, dict[str, object]] = {
-    **_ERROR_RESPONSES,
-    413: {
-        "description": (
-            "The JSON body is over `GATEWAY_MAX_BODY_BYTES` (by default "
-            f"{DEFAULT_MAX_BODY_BYTES} bytes); `limit_bytes` holds the limit"
-        )
-    },
-    422: {
-        "description": (
-            "Invalid request or workflow; a graph over "
-            f"{MAX_WORKFLOW_BYTES} bytes as compact JSON is `invalid_workflow` "
-            "with `error_type` `prompt_limit_exceeded`"
-        )
-    },
-}
+# What every job route says about the body limit and the job's fields.
+_BODY_LIMIT = (
+    "The JSON body is at most ${max_body_bytes} bytes (`GATEWAY_MAX_BODY_BYTES`), "
+    "counted as sent; its `workflow` graph at most ${max_workflow_bytes} bytes as "
+    "compact JSON."
+)
+_JOB_FIELDS = (
+    "`status` is `pending`, `running`, `completed`, `failed` (expired jobs "
+    "included; `error.code` says why) or `cancelled`; `cancel_requested` is true "
+    "once a cancel was taken while the job ran."
+)
 
 
 def _reader_service(
@@ -95,7 +99,26 @@ def _idempotency_key(
     "/execute",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=_BODY_RESPONSES,
+    summary="Submit a workflow",
+    description=(
+        "Queues an API-format graph and answers at once with the execution's id "
+        "and links; follow it with `GET /workflows/{id}` or its event stream. "
+        f"{_BODY_LIMIT} At most {MAX_METADATA_KEYS} `metadata` entries (keys of 1 "
+        f"to {MAX_METADATA_KEY_CHARS} characters, values of at most "
+        f"{MAX_METADATA_VALUE_CHARS}); `timeout_minutes` from "
+        f"{MIN_TIMEOUT_MINUTES} to {MAX_TIMEOUT_MINUTES} (10 by default), for one "
+        "attempt. The same `Idempotency-Key` (1 to 255 printable ASCII characters) "
+        "with the same body returns the first job with `Idempotent-Replayed: true`."
+    ),
+    responses=error_responses(
+        *AUTHENTICATED,
+        INVALID_IDEMPOTENCY_KEY,
+        BODY_TOO_LARGE,
+        INVALID_REQUEST,
+        INVALID_WORKFLOW,
+        WORKFLOW_FORMAT_UI,
+        *calls("submit_job"),
+    ),
 )
 async def execute_workflow(
     body: ExecuteRequest,
@@ -110,30 +133,81 @@ async def execute_workflow(
     return submitted.job
 
 
-@router.post("/validate", response_model=ValidationResult, responses=_BODY_RESPONSES)
+@router.post(
+    "/validate",
+    response_model=ValidationResult,
+    summary="Validate a workflow without running it",
+    description=(
+        "Checks a graph exactly as `POST /workflows/execute` would, against the "
+        f"nodes the executors offer, and queues nothing. {_BODY_LIMIT}"
+    ),
+    responses=error_responses(
+        *AUTHENTICATED,
+        BODY_TOO_LARGE,
+        INVALID_REQUEST,
+        INVALID_WORKFLOW,
+        WORKFLOW_FORMAT_UI,
+        *calls("validate_workflow"),
+    ),
+)
 async def validate_workflow(body: ValidateRequest, jobs: WriteJobs) -> ValidationResult:
     await jobs.validate(body.workflow)
     return ValidationResult(valid=True)
 
 
-@router.get("", response_model=JobPage, responses=_ERROR_RESPONSES)
+@router.get(
+    "",
+    response_model=JobPage,
+    summary="List executions",
+    description=(
+        "The caller's executions, newest first, without outputs or progress. "
+        f"`limit` is 1 to {MAX_PAGE_SIZE} (20 by default); pass `next_cursor` as "
+        "`cursor` for the next page (it is null on the last). `status` may be "
+        f"repeated. {_JOB_FIELDS}"
+    ),
+    responses=error_responses(*AUTHENTICATED, INVALID_REQUEST, *calls("list_jobs")),
+)
 async def list_workflows(
     jobs: ReadJobs,
     status_filter: Annotated[
         list[JobStatus] | None, Query(alias="status", description="Repeatable.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> JobPage:
     return await jobs.page(status_filter or [], limit, cursor)
 
 
-@router.get("/{execution_id}", response_model=Job, responses=_ERROR_RESPONSES)
+@router.get(
+    "/{execution_id}",
+    response_model=Job,
+    summary="Get an execution",
+    description=(
+        "The execution with its progress, error and outputs, each output with a "
+        f"short-lived presigned download `url` (null once the file is gone). "
+        f"{_JOB_FIELDS}"
+    ),
+    responses=error_responses(*AUTHENTICATED, *calls("get_job", "get_download_urls")),
+)
 async def get_workflow(execution_id: str, jobs: ReadJobs) -> Job:
     return await jobs.get(execution_id)
 
 
-@router.post("/{execution_id}/cancel", response_model=Job, responses=_ERROR_RESPONSES)
+@router.post(
+    "/{execution_id}/cancel",
+    response_model=Job,
+    summary="Cancel an execution",
+    description=(
+        "A pending execution is `cancelled` at once. A running one answers "
+        "`status: running` with `cancel_requested: true`: its worker is told to "
+        "stop, and the execution becomes `cancelled` when it has (or ends as it "
+        "would have, if it finished first). An execution that has ended is "
+        "returned unchanged. Answers the execution like `GET /workflows/{id}`."
+    ),
+    responses=error_responses(
+        *AUTHENTICATED, *calls("cancel_job", "get_download_urls")
+    ),
+)
 async def cancel_workflow(execution_id: str, jobs: WriteJobs) -> Job:
     return await jobs.cancel(execution_id)
 
@@ -156,8 +230,17 @@ async def _server_sent(
             ),
             "content": {"text/event-stream": {}},
         },
-        **_ERROR_RESPONSES,
+        **error_responses(*AUTHENTICATED, *calls("watch_job")),
     },
+    summary="Follow an execution as server-sent events",
+    description=(
+        "Events: `status` ({status, queue_position, error}) when it changes, "
+        "`progress` ({progress}) while it runs and `output` (an output, with its "
+        "`url`) as each is stored. Every output precedes the final `status`, "
+        "after which the stream ends; a `: ping` comment comes every "
+        "`GATEWAY_SSE_KEEPALIVE_SECONDS`. Errors are answered before the stream "
+        "starts."
+    ),
 )
 async def watch_workflow(
     execution_id: str, jobs: ReadJobs, request: Request

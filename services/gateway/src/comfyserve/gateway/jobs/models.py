@@ -9,9 +9,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
 MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_CHARS = 40
+MAX_METADATA_VALUE_CHARS = 256
+MAX_PAGE_SIZE = 100
+MIN_TIMEOUT_MINUTES = 0.05
+MAX_TIMEOUT_MINUTES = 60
 
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
-MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS)
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
 
 
 class Priority(StrEnum):
@@ -50,12 +57,25 @@ class ExecuteRequest(_Request):
         ),
     )
     priority: Priority = Priority.NORMAL
-    webhook_url: HttpUrl | None = None
+    webhook_url: HttpUrl | None = Field(
+        default=None, description="Called when the execution ends."
+    )
     metadata: dict[MetadataKey, MetadataValue] = Field(
-        default_factory=dict, max_length=MAX_METADATA_KEYS
+        default_factory=dict,
+        max_length=MAX_METADATA_KEYS,
+        description=(
+            f"At most {MAX_METADATA_KEYS} entries; keys of 1 to "
+            f"{MAX_METADATA_KEY_CHARS} characters, values of at most "
+            f"{MAX_METADATA_VALUE_CHARS}. Returned with the execution."
+        ),
     )
     # Fractions are allowed (0.5 = 30 s); the limit applies to one attempt.
-    timeout_minutes: float = Field(default=10, ge=0.05, le=60)
+    timeout_minutes: float = Field(
+        default=10,
+        ge=MIN_TIMEOUT_MINUTES,
+        le=MAX_TIMEOUT_MINUTES,
+        description="The limit of one attempt; fractions allowed (0.5 = 30 s).",
+    )
 
 
 class ValidateRequest(_Request):

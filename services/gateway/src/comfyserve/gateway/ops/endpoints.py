@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from comfyserve.gateway.errors import error_response
+from comfyserve.gateway.ops.models import Liveness, Readiness
 from comfyserve.gateway.resources import ResourcesDep
+from comfyserve.gateway.responses import NOT_READY, error_responses
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/health/live",
+    response_model=Liveness,
+    summary="Liveness",
+    description="Always 200 while the process serves; checks nothing else.",
+)
+async def live() -> Liveness:
+    return Liveness(status="ok")
 
 
 @router.get(
     "/health/ready",
-    responses={503: {"description": "Lists the dependencies that failed"}},
+    response_model=Readiness,
+    summary="Readiness",
+    description=(
+        "200 when a job can be accepted: the workflow service serves "
+        "`comfyserve.workflow.v1.WorkflowService` (an executor has published its "
+        "node catalog), the storage service serves and Redis answers `PING`, each "
+        "within `GATEWAY_READINESS_TIMEOUT_SECONDS`."
+    ),
+    responses=error_responses(NOT_READY),
 )
 async def ready(request: Request, resources: ResourcesDep) -> JSONResponse:
     settings: Settings = request.app.state.settings
@@ -43,8 +57,7 @@ async def ready(request: Request, resources: ResourcesDep) -> JSONResponse:
             failed=failed,
             checks=checks,
         )
-    body: dict[str, Any] = {"status": "ready", "checks": checks}
-    return JSONResponse(body)
+    return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
 
 
 @router.get("/metrics", include_in_schema=False)
