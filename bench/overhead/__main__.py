@@ -136,8 +136,14 @@ def main() -> int:
         logs,
         namespace=f"_bench_{run_id}",
         extra={
-            "workflow": {"WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}"},
-            "executor": {"EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"]},
+            "workflow": {
+                "WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}",
+                "WORKFLOW_POOLS": f"bench-{run_id}",
+            },
+            "executor": {
+                "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
+                "EXECUTOR_POOL": f"bench-{run_id}",
+            },
         },
     )
     # Remote mode: both paths drive the one ComfyUI of the local stack.

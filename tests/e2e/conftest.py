@@ -34,12 +34,15 @@ def product(
         extra={
             "workflow": {
                 "WORKFLOW_CONSUMER_GROUP": f"workflow-e2e-{run_id}",
+                # Other tests' executors publish catalogs on the same brokers.
+                "WORKFLOW_POOLS": f"e2e-{run_id}",
                 # Short leases, so a lost worker's job moves on quickly.
                 "WORKFLOW_LEASE_SECONDS": "6",
                 "WORKFLOW_SWEEP_INTERVAL_SECONDS": "1",
                 "WORKFLOW_DEADLINE_GRACE_SECONDS": "5",
             },
             "executor": {
+                "EXECUTOR_POOL": f"e2e-{run_id}",
                 "EXECUTOR_SCRATCH_DIR": str(tmp_path_factory.mktemp("executor-1")),
                 "EXECUTOR_INTERRUPT_GRACE_SECONDS": "5",
             },

@@ -126,7 +126,16 @@ def settings(stack: dict[str, str], session_id: str) -> Settings:
         outbox_poll_seconds=0.5,
         max_attempts=3,
         lease_seconds=15,
+        # Executors of other tests publish catalogs on the same brokers: only
+        # this session's pools count here.
+        pools=f"default,catalog-{session_id}",
     )
+
+
+@pytest.fixture(scope="session")
+def catalog_pool(session_id: str) -> str:
+    """The one pool this session's catalog events may stand for."""
+    return f"catalog-{session_id}"
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ async def test_submit_stores_a_pending_job_and_the_relay_publishes_it(
     assert event.tenant_id == tenant_id
     assert event.data.attempt == 1
     assert event.data.priority is Priority.NORMAL
-    assert event.data.pool == "default"
+    assert event.data.pool == job.pool
     # The graph stays out of Kafka: the executor gets it from its claim.
     assert "workflow" not in json.loads(event.model_dump_json())["data"]
     # Deleted in the relay's transaction once Kafka acknowledged the batch.

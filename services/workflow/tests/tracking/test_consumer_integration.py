@@ -237,10 +237,15 @@ async def _value(counter) -> float:
     return counter._value.get()
 
 
-async def test_a_pools_catalog_is_recorded_and_replaced_whole(executor, eventually, db):
-    pool = f"pool-{uuid.uuid4().hex[:6]}"
+async def test_a_pools_catalog_is_recorded_and_replaced_whole(
+    executor, eventually, db, catalog_pool
+):
+    pool = catalog_pool
+    stranger = f"stranger-{uuid.uuid4().hex[:6]}"
 
-    async def publish(worker_id: str, digest: str, nodes: dict) -> None:
+    async def publish(
+        worker_id: str, digest: str, nodes: dict, pool: str = pool
+    ) -> None:
         await executor(
             NodeCatalogPublished(
                 source="test",
@@ -254,6 +259,7 @@ async def test_a_pools_catalog_is_recorded_and_replaced_whole(executor, eventual
             )
         )
 
+    await publish("w-x", "h0", {"Any": {"input": {}, "output": []}}, stranger)
     await publish("w-old", "h1", {"Old": {"input": {}, "output": []}})
     await publish("w-new", "h2", {"New": {"input": {}, "output": []}})
 
@@ -269,6 +275,13 @@ async def test_a_pools_catalog_is_recorded_and_replaced_whole(executor, eventual
     # pool no longer offers stop validating.
     assert row["worker_id"] == "w-new"
     assert list(json.loads(row["object_info"])) == ["New"]
+    # A pool this deployment does not run never validates a job here.
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM pool_catalogs WHERE pool = $1", stranger
+        )
+        == 0
+    )
     await db.execute("DELETE FROM pool_catalogs WHERE pool = $1", pool)
 
 

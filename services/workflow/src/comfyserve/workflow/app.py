@@ -254,6 +254,7 @@ async def run_app(
             max_attempts=settings.max_attempts,
             source=source,
             clock=clock,
+            pools=settings.pool_allowlist,
         )
         relay = OutboxRelay(
             engine=engine,

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Comma-separated class types this deployment runs; unset allows every
     # class an executor publishes.
     node_allowlist: str | None = None
+    # Comma-separated executor pools this deployment accepts catalogs from;
+    # unset accepts every pool that publishes one.
+    pools: str | None = None
 
     @field_validator("schema_")
     @classmethod
@@ -70,11 +73,11 @@ class Settings(BaseSettings):
 
     @property
     def allowlist(self) -> frozenset[str] | None:
-        if self.node_allowlist is None or not self.node_allowlist.strip():
-            return None
-        return frozenset(
-            name.strip() for name in self.node_allowlist.split(",") if name.strip()
-        )
+        return _names(self.node_allowlist)
+
+    @property
+    def pool_allowlist(self) -> frozenset[str] | None:
+        return _names(self.pools)
 
     @property
     def asyncpg_dsn(self) -> str:
@@ -84,6 +87,12 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return "postgresql+asyncpg://" + self.asyncpg_dsn.split("://", 1)[1]
+
+
+def _names(listed: str | None) -> frozenset[str] | None:
+    """A comma-separated list as a set; None when unset or empty."""
+    names = frozenset(n.strip() for n in (listed or "").split(",") if n.strip())
+    return names or None
 
 
 def _strip_driver(url: str) -> str:

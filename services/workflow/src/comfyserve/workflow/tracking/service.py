@@ -50,8 +50,10 @@ class EventTracker:
         max_attempts: int,
         source: str,
         clock: Callable[[], datetime],
+        pools: frozenset[str] | None = None,
     ) -> None:
         self._engine = engine
+        self._pools = pools
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._source = source
@@ -140,6 +142,15 @@ class EventTracker:
 
     async def on_catalog(self, event: NodeCatalogPublished) -> Outcome:
         data = event.data
+        if self._pools is not None and data.pool not in self._pools:
+            # Another deployment's executors on the same brokers, or a rogue
+            # one: their nodes must never validate jobs here.
+            log.warning(
+                "workflow.catalog.pool_refused",
+                pool=data.pool,
+                worker_id=data.worker_id,
+            )
+            return Outcome.SKIPPED
         async with self._engine.connect() as conn, conn.begin():
             await workers.upsert_catalog(
                 conn,
