@@ -1,4 +1,5 @@
-"""gRPC channels and servers with the product's message limits.
+"""gRPC channels and servers: the product's message limits, one way errors
+become status codes, call metrics, the health service and reflection.
 
 Every channel and server sends and receives up to `GRPC_MAX_MESSAGE_BYTES`, so
 a request is only ever refused by the documented limits of the API, never by
@@ -7,23 +8,222 @@ gRPC's 4 MiB default.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
+import structlog
+from google.protobuf.any_pb2 import Any as AnyDetail
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_health.v1.health import aio as health_aio  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
+from comfyserve.runtime.logging import describe_error
 
-__all__ = ["OPTIONS", "create_server", "insecure_channel"]
+__all__ = [
+    "OPTIONS",
+    "STATUS_DETAILS_KEY",
+    "GrpcServer",
+    "RpcStatus",
+    "create_server",
+    "insecure_channel",
+    "serve_grpc",
+]
+
+log = structlog.get_logger(__name__)
 
 OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
 )
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class RpcStatus:
+    """How one expected error is answered; `field` names the request field
+    to fix (sent as a `google.rpc.BadRequest`)."""
+
+    code: grpc.StatusCode
+    message: str
+    field: str | None = None
+    problem: str | None = None
+
+
+ErrorMapping = Callable[[Exception], RpcStatus | None]
+"""A service's one mapping from its errors to answers; None: not expected."""
 
 
 def insecure_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=OPTIONS)
 
 
-def create_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=OPTIONS)
+def create_server(
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> grpc.aio.Server:
+    return grpc.aio.server(interceptors=list(interceptors), options=OPTIONS)
+
+
+def _trailer(status: RpcStatus) -> tuple[tuple[str, bytes], ...]:
+    if status.field is None:
+        return ()
+    detail = AnyDetail()
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=status.field, description=status.problem or status.message
+                )
+            ]
+        )
+    )
+    body = status_pb2.Status(
+        code=status.code.value[0], message=status.message, details=[detail]
+    )
+    return ((STATUS_DETAILS_KEY, body.SerializeToString()),)
+
+
+async def _abort(context: Any, status: RpcStatus) -> None:
+    await context.abort(status.code, status.message, trailing_metadata=_trailer(status))
+
+
+class _CallInterceptor(grpc.aio.ServerInterceptor):
+    """Answers every handler's errors through the service's mapping, and
+    counts and times every call."""
+
+    def __init__(self, mapping: ErrorMapping, requests: Counter, latency: Histogram):
+        self._mapping = mapping
+        self._requests = requests
+        self._latency = latency
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = str(details.method).rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            return handler._replace(
+                unary_unary=self._unary(method, handler.unary_unary)
+            )
+        if handler.unary_stream is not None:
+            return handler._replace(
+                unary_stream=self._stream(method, handler.unary_stream)
+            )
+        return handler
+
+    def _unary(self, method: str, behavior: Any) -> Any:
+        async def call(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as error:
+                status = self._answer(method, error)
+                code = status.code
+                await _abort(context, status)
+            finally:
+                self._observe(method, code, started)
+
+        return call
+
+    def _stream(self, method: str, behavior: Any) -> Any:
+        async def call(request: Any, context: Any) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as error:
+                status = self._answer(method, error)
+                code = status.code
+                await _abort(context, status)
+            finally:
+                self._observe(method, code, started)
+
+        return call
+
+    def _answer(self, method: str, error: Exception) -> RpcStatus:
+        status = self._mapping(error)
+        if status is None:
+            log.exception("grpc.internal_error", method=method)
+            return RpcStatus(grpc.StatusCode.INTERNAL, "internal error")
+        if status.code is grpc.StatusCode.INTERNAL:
+            log.error("grpc.internal_error", method=method, error=describe_error(error))
+        return status
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._requests.labels(method, code.name).inc()
+        self._latency.labels(method).observe(time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcServer:
+    port: int
+    _health: Any
+
+    async def set_serving(self, service: str, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        await self._health.set(
+            service, status.SERVING if serving else status.NOT_SERVING
+        )
+
+
+@asynccontextmanager
+async def serve_grpc(
+    *,
+    service: str,
+    add_servicers: Callable[[grpc.aio.Server], None],
+    errors: ErrorMapping,
+    registry: CollectorRegistry,
+    metrics_prefix: str,
+    address: str,
+    serving: bool = True,
+    shutdown_grace_s: float = 10.0,
+) -> AsyncIterator[GrpcServer]:
+    """A started server with `service`, the health service (`""` SERVING, and
+    `service` as `serving` says) and reflection; stopped gracefully on exit."""
+    requests = Counter(
+        f"{metrics_prefix}_grpc_requests",
+        "gRPC calls answered, by method and status code.",
+        ["method", "code"],
+        registry=registry,
+    )
+    latency = Histogram(
+        f"{metrics_prefix}_grpc_request_duration_seconds",
+        "Time to answer a gRPC call, by method.",
+        ["method"],
+        registry=registry,
+    )
+    server = create_server([_CallInterceptor(errors, requests, latency)])
+    add_servicers(server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (service, _HEALTH, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    await server.start()
+    running = GrpcServer(port, health)
+    await running.set_serving("", True)
+    await running.set_serving(service, serving)
+    try:
+        yield running
+    finally:
+        await health.enter_graceful_shutdown()
+        # Open streams end here; clients reconnect to another instance.
+        await server.stop(shutdown_grace_s)

@@ -3,7 +3,9 @@ and consumers agree on the largest record."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 from comfyserve.contracts.events import Event, dump_event
 from comfyserve.contracts.limits import CATALOG_MAX_BYTES
@@ -11,13 +13,19 @@ from comfyserve.contracts.topics import TopicSpec, max_message_bytes, topic_for
 
 __all__ = [
     "BATCH_OVERHEAD_BYTES",
+    "DLQ_REASON_HEADER",
     "EventTooLargeError",
     "FETCH_MAX_BYTES",
     "PRODUCER_MAX_REQUEST_BYTES",
     "check_size",
+    "dead_letter_headers",
     "encode_event",
+    "started",
     "topic_config",
 ]
+
+DLQ_REASON_HEADER = "dlq-reason"
+"""Why a record was moved to `<topic>.dlq`; the original headers stay beside it."""
 
 BATCH_OVERHEAD_BYTES = 16 * 1024
 """Room for record and batch headers above a record's payload: topics accept
@@ -71,3 +79,30 @@ def topic_config(spec: TopicSpec) -> Mapping[str, str]:
     if spec.compacted:
         config["cleanup.policy"] = "compact"
     return config
+
+
+def dead_letter_headers(
+    headers: Iterable[tuple[str, bytes]] | None, reason: str
+) -> list[tuple[str, bytes]]:
+    """A dead-lettered record's headers: its own, and why it was moved."""
+    kept = [(k, v) for k, v in headers or () if k != DLQ_REASON_HEADER]
+    return [*kept, (DLQ_REASON_HEADER, reason.encode())]
+
+
+class _Client(Protocol):
+    async def start(self) -> Any: ...
+
+    async def stop(self) -> Any: ...
+
+
+C = TypeVar("C", bound=_Client)
+
+
+@asynccontextmanager
+async def started(client: C) -> AsyncIterator[C]:
+    """A Kafka producer, consumer or broker, started, and stopped on exit."""
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()

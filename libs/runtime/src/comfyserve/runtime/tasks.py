@@ -1,0 +1,46 @@
+"""Background loops that live as long as the service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import structlog
+
+__all__ = ["supervised"]
+
+log = structlog.get_logger(__name__)
+
+Loop = Callable[[], Awaitable[None]]
+
+
+async def _supervise(name: str, run: Loop, restart_s: float) -> None:
+    """Run a loop for the life of the service, restarting it when it fails
+    unexpectedly: one failing loop must not leave the service half alive."""
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("service.task.crashed", task=name)
+        await asyncio.sleep(restart_s)
+
+
+@asynccontextmanager
+async def supervised(
+    loops: Mapping[str, Loop], *, restart_s: float = 1.0
+) -> AsyncIterator[None]:
+    """Each loop runs (and is restarted after a failure) until the block exits,
+    then is cancelled."""
+    tasks = [
+        asyncio.create_task(_supervise(name, run, restart_s), name=name)
+        for name, run in loops.items()
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,150 @@
+"""The runtime's gRPC server: one error mapping, call metrics, health."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
+from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as pb_grpc
+from comfyserve.runtime.grpc import (
+    STATUS_DETAILS_KEY,
+    RpcStatus,
+    insecure_channel,
+    serve_grpc,
+)
+
+SERVICE = "comfyserve.workflow.v1.WorkflowService"
+
+
+class Expected(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: is wrong")
+        self.field = field
+
+
+def mapping(error: Exception) -> RpcStatus | None:
+    if isinstance(error, Expected):
+        return RpcStatus(
+            grpc.StatusCode.INVALID_ARGUMENT, str(error), field=error.field
+        )
+    return None
+
+
+class Servicer(pb_grpc.WorkflowServiceServicer):
+    async def GetJob(self, request, context):
+        if request.job_id == "bad":
+            raise Expected("job_id")
+        if request.job_id == "bug":
+            raise KeyError("secret value")
+        return pb.Job(id=request.job_id)
+
+    async def WatchJob(self, request, context) -> AsyncIterator[pb.JobUpdate]:
+        yield pb.JobUpdate(job=pb.Job(id=request.job_id))
+        raise Expected("job_id")
+
+
+@pytest.fixture
+async def served():
+    registry = CollectorRegistry()
+    async with serve_grpc(
+        service=SERVICE,
+        add_servicers=lambda server: pb_grpc.add_WorkflowServiceServicer_to_server(
+            Servicer(), server
+        ),
+        errors=mapping,
+        registry=registry,
+        metrics_prefix="test",
+        address="127.0.0.1:0",
+        serving=False,
+    ) as server:
+        channel = insecure_channel(f"127.0.0.1:{server.port}")
+        yield server, pb_grpc.WorkflowServiceStub(channel), channel, registry
+        await channel.close()
+
+
+async def counted(registry, method: str, code: str) -> float | None:
+    """The calls counted so far: a call is counted just after it is answered."""
+    labels = {"method": method, "code": code}
+    async with asyncio.timeout(5):
+        while True:
+            value = registry.get_sample_value("test_grpc_requests_total", labels)
+            if value is not None:
+                return value
+            await asyncio.sleep(0.01)
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[str]:
+    [trailer] = [v for k, v in error.trailing_metadata() if k == STATUS_DETAILS_KEY]
+    [detail] = status_pb2.Status.FromString(trailer).details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    return [v.field for v in bad_request.field_violations]
+
+
+async def test_an_expected_error_is_answered_naming_its_field(served) -> None:
+    _, stub, _, registry = served
+    assert (await stub.GetJob(pb.GetJobRequest(job_id="ok"))).id == "ok"
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetJob(pb.GetJobRequest(job_id="bad"))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(raised.value) == ["job_id"]
+    assert (
+        registry.get_sample_value(
+            "test_grpc_requests_total", {"method": "GetJob", "code": "OK"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "test_grpc_requests_total", {"method": "GetJob", "code": "INVALID_ARGUMENT"}
+        )
+        == 1
+    )
+
+
+async def test_anything_else_is_internal_and_says_nothing(served) -> None:
+    _, stub, _, registry = served
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetJob(pb.GetJobRequest(job_id="bug"))
+
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert raised.value.details() == "internal error"
+    assert (
+        registry.get_sample_value(
+            "test_grpc_requests_total", {"method": "GetJob", "code": "INTERNAL"}
+        )
+        == 1
+    )
+
+
+async def test_a_stream_that_fails_midway_is_answered_the_same_way(served) -> None:
+    _, stub, _, _ = served
+    call = stub.WatchJob(pb.WatchJobRequest(job_id="j"))
+    first = await call.read()
+    assert first.job.id == "j"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call.read()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(raised.value) == ["job_id"]
+
+
+async def test_health_serves_the_process_and_the_service_as_told(served) -> None:
+    server, _, channel, _ = served
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def status(name: str) -> int:
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        return answer.status
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert await status("") == serving
+    assert await status(SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    await server.set_serving(SERVICE, True)
+    assert await status(SERVICE) == serving
