@@ -1,15 +1,21 @@
 """Request rules the service enforces before it touches the database or the store."""
 
+import asyncio
+import contextlib
+import functools
+
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
+from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
+from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.storage.errors import InvalidArgument, StorageError, TooLarge
-from comfyserve.storage.files.grpc import StorageServicer
+from comfyserve.storage.files.grpc import StorageServicer, rpc_status
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
 from comfyserve.storage.files.service import FileService
 from comfyserve.storage.settings import Settings
-from comfyserve.storage.telemetry import Metrics
 
 LIMIT = 1000
 
@@ -25,21 +31,6 @@ class UnreachableDatabase:
 
     def begin(self):
         raise self.error
-
-
-class Aborted(Exception):
-    pass
-
-
-class FakeContext:
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        self.code = code
-        self.details = details
-        raise Aborted
 
 
 @pytest.fixture
@@ -153,9 +144,26 @@ async def test_bad_listing_arguments(service, page_size, cursor, field) -> None:
     assert caught.value.field == field
 
 
+@contextlib.asynccontextmanager
+async def serving(files: FileService):
+    """The servicer behind the runtime's server (interceptor, metrics)."""
+    registry = CollectorRegistry()
+    async with serve_grpc(
+        service="comfyserve.storage.v1.StorageService",
+        add_servicers=functools.partial(
+            pb_grpc.add_StorageServiceServicer_to_server, StorageServicer(files)
+        ),
+        errors=rpc_status,
+        registry=registry,
+        metrics_prefix="storage",
+        address="127.0.0.1:0",
+    ) as server:
+        channel = insecure_channel(f"127.0.0.1:{server.port}")
+        yield pb_grpc.StorageServiceStub(channel), registry
+        await channel.close()
+
+
 async def test_grpc_maps_service_errors_to_their_status(service) -> None:
-    servicer = StorageServicer(service, Metrics())
-    context = FakeContext()
     request = pb.CreateUploadRequest(
         tenant_id="tenant1",
         purpose=pb.FILE_PURPOSE_INPUT,
@@ -163,33 +171,35 @@ async def test_grpc_maps_service_errors_to_their_status(service) -> None:
         content_type="text/html",
         size=10,
     )
-    with pytest.raises(Aborted):
-        await servicer.CreateUpload(request, context)
-    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert context.details.startswith("content_type:")
+    async with serving(service) as (stub, _):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateUpload(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith("content_type:")
 
-    context = FakeContext()
-    request.content_type = "image/png"
-    request.size = LIMIT + 1
-    with pytest.raises(Aborted):
-        await servicer.CreateUpload(request, context)
-    assert context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        request.content_type = "image/png"
+        request.size = LIMIT + 1
+        with pytest.raises(grpc.aio.AioRpcError) as too_large:
+            await stub.CreateUpload(request)
+        assert too_large.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 async def test_grpc_hides_unexpected_errors_as_internal(settings, fake_store) -> None:
     broken = FileService(
         UnreachableDatabase(RuntimeError("connection refused")), fake_store, settings
     )
-    servicer = StorageServicer(broken, Metrics())
-    context = FakeContext()
     file_id = "00000000-0000-4000-8000-000000000001"
-    with pytest.raises(Aborted):
-        await servicer.GetFile(
-            pb.GetFileRequest(tenant_id="tenant1", file_id=file_id), context
-        )
-    assert context.code == grpc.StatusCode.INTERNAL
-    assert context.details == "internal error"
-    sample = servicer.metrics.registry.get_sample_value(
-        "storage_grpc_requests_total", {"method": "GetFile", "code": "INTERNAL"}
-    )
-    assert sample == 1
+    async with serving(broken) as (stub, registry):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetFile(pb.GetFileRequest(tenant_id="tenant1", file_id=file_id))
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert raised.value.details() == "internal error"
+    labels = {"method": "GetFile", "code": "INTERNAL"}
+    async with asyncio.timeout(5):
+        # Counted just after the answer went out.
+        while True:
+            counted = registry.get_sample_value("storage_grpc_requests_total", labels)
+            if counted is not None:
+                break
+            await asyncio.sleep(0.01)
+    assert counted == 1

@@ -8,8 +8,9 @@ from sqlalchemy.exc import OperationalError
 
 from comfyserve.contracts.events import JobStarted, JobStartedData, dump_event
 from comfyserve.contracts.topics import STARTED, dlq
+from comfyserve.runtime.kafka import DLQ_REASON_HEADER
 from comfyserve.workflow.telemetry import Metrics
-from comfyserve.workflow.tracking.consumer import DLQ_REASON_HEADER, EventConsumer
+from comfyserve.workflow.tracking.consumer import EventConsumer
 from comfyserve.workflow.tracking.service import Outcome
 
 PARTITION = TopicPartition(STARTED, 0)

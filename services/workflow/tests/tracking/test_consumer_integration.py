@@ -24,8 +24,9 @@ from comfyserve.contracts.events import (
 )
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.topics import STARTED, dlq
+from comfyserve.runtime.kafka import DLQ_REASON_HEADER
 from comfyserve.workflow.telemetry import Metrics
-from comfyserve.workflow.tracking.consumer import DLQ_REASON_HEADER, EventConsumer
+from comfyserve.workflow.tracking.consumer import EventConsumer
 
 pytestmark = pytest.mark.integration
 

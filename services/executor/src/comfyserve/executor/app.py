@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import grpc
 import httpx
@@ -34,6 +33,7 @@ from comfyserve.executor.worker.service import (
     WorkerIdentity,
 )
 from comfyserve.runtime.grpc import insecure_channel
+from comfyserve.runtime.kafka import started
 
 log = structlog.get_logger(__name__)
 
@@ -61,16 +61,6 @@ async def _no_gpus() -> list[GpuInfo]:
 
 async def _cuda_gpus() -> list[GpuInfo]:
     return await asyncio.to_thread(gpu_infos)
-
-
-@asynccontextmanager
-async def _started(client: Any) -> AsyncIterator[Any]:
-    """A client with `start`/`stop` (Kafka clients), started and stopped."""
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.stop()
 
 
 @asynccontextmanager
@@ -146,7 +136,7 @@ class ExecutorApp:
         )
         async with AsyncExitStack() as stack:
             publisher = await stack.enter_async_context(
-                _started(
+                started(
                     KafkaPublisher(
                         settings.kafka_bootstrap_servers, self.identity.worker_id
                     )
@@ -171,7 +161,7 @@ class ExecutorApp:
                 _http_client(settings.transfer_timeout_seconds)
             )
             cancels = await stack.enter_async_context(
-                _started(
+                started(
                     BroadcastConsumer(
                         settings.kafka_bootstrap_servers,
                         f"{self.identity.worker_id}-cancel",

@@ -11,9 +11,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from comfyserve.contracts.events import DEFAULT_POOL
+from comfyserve.runtime.settings import ServiceSettings
 
 
 def default_worker_id() -> str:
@@ -25,8 +26,8 @@ class EngineMode(StrEnum):
     REMOTE = "remote"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore")
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EXECUTOR_")
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     # The image this worker runs: its node catalog stands for the pool, and it
@@ -55,7 +56,6 @@ class Settings(BaseSettings):
     transfer_timeout_seconds: float = Field(default=300.0, gt=0)
     # Unset: decided by torch (no CUDA → ComfyUI runs with --cpu).
     cpu: bool | None = None
-    log_level: str = "info"
 
     @model_validator(mode="after")
     def _one_engine_mode(self) -> Settings:

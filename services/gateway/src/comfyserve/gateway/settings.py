@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES, MAX_WORKFLOW_BYTES
+from comfyserve.runtime.settings import ServiceSettings
 
 MIB = 1024 * 1024
 # Room in a JSON body for what travels around the graph: metadata, priority,
@@ -25,8 +26,8 @@ def _split_commas(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -56,7 +57,6 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20, ge=0)
     # Addresses whose X-Forwarded-* headers uvicorn trusts.
     forwarded_allow_ips: str = "127.0.0.1"
-    log_level: str = "info"
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -42,8 +42,8 @@ def main() -> None:
         "command", nargs="?", choices=["serve", "migrate"], default="serve"
     )
     command = parser.parse_args().command
-    configure_logging()
     settings = Settings()
+    configure_logging(settings.log_level)
     asyncio.run(serve(settings) if command == "serve" else migrate_only(settings))
 
 

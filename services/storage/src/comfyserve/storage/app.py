@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
-from grpc_health.v1.health import aio as health_aio  # type: ignore[import-untyped]
-from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
-from prometheus_client import start_http_server
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
-from comfyserve.runtime.grpc import create_server
+from comfyserve.runtime.grpc import serve_grpc
+from comfyserve.runtime.kafka import started
+from comfyserve.runtime.metrics import serve_metrics
+from comfyserve.runtime.tasks import supervised
 from comfyserve.storage.adapters.minio_store import MinioObjectStore
 from comfyserve.storage.db import create_engine, migrate, session_factory
 from comfyserve.storage.fences.handlers import create_broker, subscribe
 from comfyserve.storage.fences.service import FenceService
-from comfyserve.storage.files.grpc import StorageServicer
+from comfyserve.storage.files.grpc import StorageServicer, rpc_status
 from comfyserve.storage.files.retention import sweep_forever
 from comfyserve.storage.files.service import FileService
 from comfyserve.storage.objects import ObjectStore
@@ -57,87 +54,41 @@ async def running(
         files = FileService(sessions, store, settings)
         fences = FenceService(sessions, store, files, settings)
         metrics = Metrics()
+        broker = create_broker(settings)
+        subscribe(broker, settings, fences, metrics)
         async with (
-            _grpc_server(settings, files, metrics) as grpc_port,
-            _metrics_server(settings, metrics) as metrics_port,
-            _finished_consumer(settings, fences, metrics),
-            _background(
-                sweep_forever(
-                    files, fences, settings.retention_interval_seconds, metrics
-                )
+            serve_grpc(
+                service=SERVICE_NAME,
+                add_servicers=lambda server: (
+                    pb_grpc.add_StorageServiceServicer_to_server(
+                        StorageServicer(files), server
+                    )
+                ),
+                errors=rpc_status,
+                registry=metrics.registry,
+                metrics_prefix="storage",
+                address=f"[::]:{settings.grpc_port}",
+                shutdown_grace_s=SHUTDOWN_GRACE_SECONDS,
+            ) as server,
+            serve_metrics(metrics.registry, settings.metrics_port) as metrics_port,
+            started(broker),
+            supervised(
+                {
+                    "retention": lambda: sweep_forever(
+                        files, fences, settings.retention_interval_seconds, metrics
+                    )
+                }
             ),
         ):
-            log.info("storage.started", grpc_port=grpc_port, metrics_port=metrics_port)
+            log.info(
+                "storage.started", grpc_port=server.port, metrics_port=metrics_port
+            )
             yield App(
                 files=files,
                 fences=fences,
-                grpc_port=grpc_port,
+                grpc_port=server.port,
                 metrics_port=metrics_port,
                 metrics=metrics,
             )
     finally:
         await engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def _grpc_server(
-    settings: Settings, files: FileService, metrics: Metrics
-) -> AsyncIterator[int]:
-    server = create_server()
-    pb_grpc.add_StorageServiceServicer_to_server(
-        StorageServicer(files, metrics), server
-    )
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
-    port = server.add_insecure_port(f"[::]:{settings.grpc_port}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    try:
-        yield port
-    finally:
-        await health.enter_graceful_shutdown()
-        await server.stop(SHUTDOWN_GRACE_SECONDS)
-
-
-@contextlib.asynccontextmanager
-async def _finished_consumer(
-    settings: Settings, fences: FenceService, metrics: Metrics
-) -> AsyncIterator[None]:
-    broker = create_broker(settings)
-    subscribe(broker, settings, fences, metrics)
-    await broker.start()
-    try:
-        yield
-    finally:
-        await broker.stop()
-
-
-@contextlib.asynccontextmanager
-async def _metrics_server(settings: Settings, metrics: Metrics) -> AsyncIterator[int]:
-    server, thread = start_http_server(settings.metrics_port, registry=metrics.registry)
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-@contextlib.asynccontextmanager
-async def _background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    task = asyncio.create_task(work)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

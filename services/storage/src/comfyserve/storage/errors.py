@@ -11,6 +11,8 @@ class StorageError(Exception):
     """Base error: `status` is the code the gRPC layer answers with."""
 
     status: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    # The request field to fix, for errors a caller made.
+    field: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

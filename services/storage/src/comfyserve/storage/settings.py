@@ -6,9 +6,10 @@ import re
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED
+from comfyserve.runtime.settings import ServiceSettings
 
 MIB = 1024 * 1024
 # Presigned GET URLs never live longer than this, whatever a caller asks for.
@@ -35,10 +36,8 @@ DEFAULT_CONTENT_TYPES = frozenset(
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="STORAGE_", extra="ignore", validate_by_name=True
-    )
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="STORAGE_", validate_by_name=True)
 
     database_url: str
     schema_name: str = Field(default="storage", alias="STORAGE_SCHEMA")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 
 @dataclass
@@ -12,18 +12,6 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        self.requests = Counter(
-            "storage_grpc_requests",
-            "gRPC calls answered, by method and status code.",
-            ["method", "code"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "storage_grpc_request_duration_seconds",
-            "Time to answer a gRPC call, by method.",
-            ["method"],
-            registry=self.registry,
-        )
         self.retention_deleted = Counter(
             "storage_retention_deleted_files",
             "Files whose object and row retention deleted.",

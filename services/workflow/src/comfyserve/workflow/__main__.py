@@ -33,8 +33,8 @@ def main() -> None:
         "command", nargs="?", default="serve", choices=["serve", "migrate"]
     )
     args = parser.parse_args()
-    configure_logging()
     settings = Settings()
+    configure_logging(settings.log_level)
     if args.command == "migrate":
         upgrade(settings)
         log.info("workflow.migrated", schema=settings.schema_)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from comfyserve.runtime.settings import ServiceSettings, comma_separated
 
 _SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="WORKFLOW_", extra="ignore", populate_by_name=True
-    )
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKFLOW_")
 
     database_url: str = "postgresql://comfyserve:comfyserve@127.0.0.1:15432/comfyserve"
     schema_: str = Field(default="workflow", alias="WORKFLOW_SCHEMA")
@@ -73,11 +73,11 @@ class Settings(BaseSettings):
 
     @property
     def allowlist(self) -> frozenset[str] | None:
-        return _names(self.node_allowlist)
+        return comma_separated(self.node_allowlist)
 
     @property
     def pool_allowlist(self) -> frozenset[str] | None:
-        return _names(self.pools)
+        return comma_separated(self.pools)
 
     @property
     def asyncpg_dsn(self) -> str:
@@ -87,12 +87,6 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return "postgresql+asyncpg://" + self.asyncpg_dsn.split("://", 1)[1]
-
-
-def _names(listed: str | None) -> frozenset[str] | None:
-    """A comma-separated list as a set; None when unset or empty."""
-    names = frozenset(n.strip() for n in (listed or "").split(",") if n.strip())
-    return names or None
 
 
 def _strip_driver(url: str) -> str:

@@ -26,7 +26,11 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from comfyserve.contracts.events import JobFinished
 from comfyserve.contracts.headers import headers_to_carrier
 from comfyserve.contracts.topics import dlq
-from comfyserve.runtime.kafka import FETCH_MAX_BYTES, PRODUCER_MAX_REQUEST_BYTES
+from comfyserve.runtime.kafka import (
+    DLQ_REASON_HEADER,
+    FETCH_MAX_BYTES,
+    PRODUCER_MAX_REQUEST_BYTES,
+)
 from comfyserve.runtime.logging import describe_error
 from comfyserve.storage.errors import InvalidArgument
 from comfyserve.storage.fences.models import FenceReport, FinishedJob
@@ -35,7 +39,6 @@ from comfyserve.storage.telemetry import Metrics
 
 log = structlog.get_logger(__name__)
 
-DLQ_REASON_HEADER = "dlq-reason"
 RETRY_SECONDS = 1.0
 # Runs of a record whose handler fails unexpectedly (a bug) before it goes to
 # the DLQ: it must neither loop forever nor hold up the records behind it.

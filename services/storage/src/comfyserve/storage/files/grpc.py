@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from functools import wraps
 from typing import Any, TypeVar
 
 import grpc
@@ -16,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
+from comfyserve.runtime.grpc import RpcStatus
 from comfyserve.storage.errors import StorageError
 from comfyserve.storage.files.models import (
     DownloadLink,
@@ -25,7 +24,6 @@ from comfyserve.storage.files.models import (
     UploadRequest,
 )
 from comfyserve.storage.files.service import FileService
-from comfyserve.storage.telemetry import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -45,37 +43,20 @@ _STATES = {
 }
 
 
-def answers(method: Method[Req, Resp]) -> Method[Req, Resp]:
-    """The one place errors become status codes; it also counts and times calls."""
-
-    @wraps(method)
-    async def call(self: StorageServicer, request: Req, context: Context) -> Resp:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            return await method(self, request, context)
-        except StorageError as error:
-            code = error.status
-            await context.abort(code, error.message)
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("storage.grpc.failed", method=method.__name__)
-            await context.abort(code, "internal error")
-        finally:
-            self.metrics.requests.labels(method.__name__, code.name).inc()
-            self.metrics.latency.labels(method.__name__).observe(
-                time.perf_counter() - started
-            )
-
-    return call
+def rpc_status(error: Exception) -> RpcStatus | None:
+    """The answer to one of this service's errors; None for anything else,
+    which the interceptor logs and answers INTERNAL."""
+    if isinstance(error, StorageError):
+        return RpcStatus(
+            error.status, error.message, field=getattr(error, "field", None)
+        )
+    return None
 
 
 class StorageServicer(pb_grpc.StorageServiceServicer):
-    def __init__(self, files: FileService, metrics: Metrics) -> None:
+    def __init__(self, files: FileService) -> None:
         self.files = files
-        self.metrics = metrics
 
-    @answers
     async def CreateUpload(
         self, request: pb.CreateUploadRequest, context: Context
     ) -> pb.CreateUploadResponse:
@@ -103,7 +84,6 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             upload_headers=upload.headers,
         )
 
-    @answers
     async def CompleteUpload(
         self, request: pb.CompleteUploadRequest, context: Context
     ) -> pb.FileInfo:
@@ -115,7 +95,6 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         )
         return file_info(row)
 
-    @answers
     async def GetDownloadUrl(
         self, request: pb.GetDownloadUrlRequest, context: Context
     ) -> pb.DownloadUrl:
@@ -130,7 +109,6 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         )
         return _download_url(link)
 
-    @answers
     async def GetDownloadUrls(
         self, request: pb.GetDownloadUrlsRequest, context: Context
     ) -> pb.GetDownloadUrlsResponse:
@@ -145,20 +123,17 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         )
         return pb.GetDownloadUrlsResponse(urls=[_download_url(link) for link in links])
 
-    @answers
     async def GetFile(
         self, request: pb.GetFileRequest, context: Context
     ) -> pb.FileInfo:
         return file_info(await self.files.get_file(request.tenant_id, request.file_id))
 
-    @answers
     async def DeleteFile(
         self, request: pb.DeleteFileRequest, context: Context
     ) -> Empty:
         await self.files.delete_file(request.tenant_id, request.file_id)
         return Empty()
 
-    @answers
     async def ListFiles(
         self, request: pb.ListFilesRequest, context: Context
     ) -> pb.ListFilesResponse:

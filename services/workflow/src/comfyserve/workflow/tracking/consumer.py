@@ -23,7 +23,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from comfyserve.contracts.events import AnyEvent, parse_event
 from comfyserve.contracts.topics import HEARTBEAT, JOB_EVENT_TOPICS, NODE_CATALOG, dlq
-from comfyserve.runtime.kafka import FETCH_MAX_BYTES
+from comfyserve.runtime.kafka import FETCH_MAX_BYTES, dead_letter_headers
 from comfyserve.runtime.logging import describe_error
 from comfyserve.workflow.telemetry import Metrics
 from comfyserve.workflow.tracking.service import Outcome
@@ -31,7 +31,6 @@ from comfyserve.workflow.tracking.service import Outcome
 log = structlog.get_logger(__name__)
 
 TOPICS: tuple[str, ...] = (*JOB_EVENT_TOPICS, HEARTBEAT, NODE_CATALOG)
-DLQ_REASON_HEADER = "dlq-reason"
 
 _RETRY_SECONDS = 1.0
 _HANDLER_ATTEMPTS = 3
@@ -175,7 +174,7 @@ class EventConsumer:
             ) from error
 
     async def _dead_letter(self, record: Any, reason: str) -> None:
-        headers = [*(record.headers or ()), (DLQ_REASON_HEADER, reason.encode())]
+        headers = dead_letter_headers(record.headers, reason)
         await (
             await self._producer.send(
                 dlq(record.topic), value=record.value, key=record.key, headers=headers
