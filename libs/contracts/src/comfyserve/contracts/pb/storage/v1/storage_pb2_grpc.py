@@ -72,6 +72,11 @@ class StorageServiceStub:
                 request_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.ListFilesRequest.SerializeToString,
                 response_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.ListFilesResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/comfyserve.storage.v1.StorageService/GetUsage',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -132,6 +137,13 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Admin: bytes and files stored per tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +181,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.ListFiles,
                     request_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.ListFilesRequest.FromString,
                     response_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +379,33 @@ class StorageService:
             '/comfyserve.storage.v1.StorageService/ListFiles',
             comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.ListFilesRequest.SerializeToString,
             comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.storage.v1.StorageService/GetUsage',
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

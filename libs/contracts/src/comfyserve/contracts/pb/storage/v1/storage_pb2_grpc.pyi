@@ -60,6 +60,8 @@ class StorageServiceStub:
     """Deletes a file record and its object. Deleting a missing file is NOT_FOUND."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListFilesRequest, _storage_pb2.ListFilesResponse]
     """Lists the tenant's files, newest first, paginated by an opaque cursor."""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetStorageUsageRequest, _storage_pb2.GetStorageUsageResponse]
+    """Admin: bytes and files stored per tenant."""
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -89,6 +91,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Deletes a file record and its object. Deleting a missing file is NOT_FOUND."""
     ListFiles: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListFilesRequest, _storage_pb2.ListFilesResponse]  # type: ignore[assignment]
     """Lists the tenant's files, newest first, paginated by an opaque cursor."""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetStorageUsageRequest, _storage_pb2.GetStorageUsageResponse]  # type: ignore[assignment]
+    """Admin: bytes and files stored per tenant."""
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every call is scoped to `tenant_id`: a file of another tenant answers
@@ -157,5 +161,13 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ListFilesResponse, _abc.Awaitable[_storage_pb2.ListFilesResponse]]:
         """Lists the tenant's files, newest first, paginated by an opaque cursor."""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _storage_pb2.GetStorageUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.GetStorageUsageResponse, _abc.Awaitable[_storage_pb2.GetStorageUsageResponse]]:
+        """Admin: bytes and files stored per tenant."""
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -81,6 +81,21 @@ class WorkflowServiceStub:
                 request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesRequest.SerializeToString,
                 response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/GetUsage',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
+        self.SetTenantQuota = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/SetTenantQuota',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.SetTenantQuotaRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.FromString,
+                _registered_method=True)
+        self.GetTenantQuota = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/GetTenantQuota',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetTenantQuotaRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -166,6 +181,29 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Admin: jobs by status and GPU seconds per tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTenantQuota(self, request, context):
+        """Admin: a tenant's limits on running and queued jobs; unset fields keep
+        the deployment's defaults. A submit over a limit is RESOURCE_EXHAUSTED
+        with reason `queue_full`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenantQuota(self, request, context):
+        """A tenant's limits, with the defaults filled in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +251,21 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.RenewLeases,
                     request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesRequest.FromString,
                     response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetUsageRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'SetTenantQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantQuota,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.SetTenantQuotaRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.SerializeToString,
+            ),
+            'GetTenantQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantQuota,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetTenantQuotaRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -460,6 +513,87 @@ class WorkflowService:
             '/comfyserve.workflow.v1.WorkflowService/RenewLeases',
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesRequest.SerializeToString,
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.RenewLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/GetUsage',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetUsageRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTenantQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/SetTenantQuota',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.SetTenantQuotaRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/GetTenantQuota',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetTenantQuotaRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,15 @@ class WorkflowServiceStub:
     for each whether the worker still holds it. A worker stops an attempt whose
     lease is LOST; an attempt not renewed within the lease is re-queued.
     """
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.GetUsageRequest, _workflow_pb2.GetUsageResponse]
+    """Admin: jobs by status and GPU seconds per tenant."""
+    SetTenantQuota: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.SetTenantQuotaRequest, _workflow_pb2.TenantQuota]
+    """Admin: a tenant's limits on running and queued jobs; unset fields keep
+    the deployment's defaults. A submit over a limit is RESOURCE_EXHAUSTED
+    with reason `queue_full`.
+    """
+    GetTenantQuota: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.GetTenantQuotaRequest, _workflow_pb2.TenantQuota]
+    """A tenant's limits, with the defaults filled in."""
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -124,6 +133,15 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     for each whether the worker still holds it. A worker stops an attempt whose
     lease is LOST; an attempt not renewed within the lease is re-queued.
     """
+    GetUsage: _aio.UnaryUnaryMultiCallable[_workflow_pb2.GetUsageRequest, _workflow_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """Admin: jobs by status and GPU seconds per tenant."""
+    SetTenantQuota: _aio.UnaryUnaryMultiCallable[_workflow_pb2.SetTenantQuotaRequest, _workflow_pb2.TenantQuota]  # type: ignore[assignment]
+    """Admin: a tenant's limits on running and queued jobs; unset fields keep
+    the deployment's defaults. A submit over a limit is RESOURCE_EXHAUSTED
+    with reason `queue_full`.
+    """
+    GetTenantQuota: _aio.UnaryUnaryMultiCallable[_workflow_pb2.GetTenantQuotaRequest, _workflow_pb2.TenantQuota]  # type: ignore[assignment]
+    """A tenant's limits, with the defaults filled in."""
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every call is scoped to `tenant_id`: a job of another tenant answers
@@ -222,5 +240,32 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         for each whether the worker still holds it. A worker stops an attempt whose
         lease is LOST; an attempt not renewed within the lease is re-queued.
         """
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _workflow_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.GetUsageResponse, _abc.Awaitable[_workflow_pb2.GetUsageResponse]]:
+        """Admin: jobs by status and GPU seconds per tenant."""
+
+    @_abc_1.abstractmethod
+    def SetTenantQuota(
+        self,
+        request: _workflow_pb2.SetTenantQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.TenantQuota, _abc.Awaitable[_workflow_pb2.TenantQuota]]:
+        """Admin: a tenant's limits on running and queued jobs; unset fields keep
+        the deployment's defaults. A submit over a limit is RESOURCE_EXHAUSTED
+        with reason `queue_full`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTenantQuota(
+        self,
+        request: _workflow_pb2.GetTenantQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.TenantQuota, _abc.Awaitable[_workflow_pb2.TenantQuota]]:
+        """A tenant's limits, with the defaults filled in."""
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
