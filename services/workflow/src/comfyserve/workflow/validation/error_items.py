@@ -1,5 +1,6 @@
 """How validation errors are shaped: ComfyUI's node error items and prompt
-errors, and the rejections of a whole graph built from them."""
+errors, the rejections of a whole graph built from them, and the refusal of a
+workflow that is not a graph at all."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from comfyserve.workflow.validation.catalog import InputSpec
 from comfyserve.workflow.validation.graph import Graph, closure
 from comfyserve.workflow.validation.models import (
     ErrorType,
+    InvalidWorkflowError,
     NodeError,
     NodeErrorItem,
     PromptError,
@@ -23,7 +25,9 @@ __all__ = [
     "cycle_rejection",
     "detail_lines",
     "error_item",
+    "invalid_workflow",
     "json_name",
+    "json_type",
     "node_errors",
     "rejected",
     "required_missing",
@@ -158,10 +162,46 @@ def cycle_rejection(
 
 
 def json_name(value: Any) -> str:
+    """What `value` is, as the validator's messages name it ("not an object")."""
     if value is None:
         return "null"
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, list | tuple):
         return "an array"
+    return type(value).__name__
+
+
+def invalid_workflow(
+    message: str, details: str, *, field: str | None, node_id: Any = None
+) -> InvalidWorkflowError:
+    extra: dict[str, Any] = {}
+    if node_id is not None:
+        extra["node_id"] = str(node_id)
+    if field is not None:
+        extra["field"] = field
+    return InvalidWorkflowError(
+        PromptError(
+            type=ErrorType.INVALID_PROMPT,
+            message=message,
+            details=details,
+            extra_info=extra,
+        )
+    )
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of `value`, as normalisation messages name it ("got object")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
     return type(value).__name__
