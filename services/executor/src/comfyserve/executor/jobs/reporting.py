@@ -1,13 +1,17 @@
 """The events an attempt reports, and the text they carry: clipped to the
-event limits, and free of this machine's paths."""
+event limits, and free of this machine's paths; and how the intermediate ones
+are sent without holding up the job."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import structlog
 
 from comfyserve.contracts.events import (
     Event,
@@ -18,13 +22,22 @@ from comfyserve.contracts.events import (
     JobCompletedData,
     JobFailed,
     JobFailedData,
+    JobStarted,
+    JobStartedData,
     OutputFile,
 )
-from comfyserve.contracts.limits import TEXT_FIELD_MAX_CHARS, TRACEBACK_MAX_CHARS
+from comfyserve.contracts.limits import (
+    MAX_OUTPUTS_PER_JOB,
+    TEXT_FIELD_MAX_CHARS,
+    TRACEBACK_MAX_CHARS,
+)
 from comfyserve.executor.engine import ExecutionFailed, PromptRejected
 from comfyserve.executor.jobs.models import JobResult, Outcome
+from comfyserve.executor.jobs.ports import Publisher
 from comfyserve.executor.jobs.staging import output_folder
-from comfyserve.executor.jobs.state import JobState
+from comfyserve.executor.jobs.state import JobState, StopReason
+
+log = structlog.get_logger(__name__)
 
 _E = TypeVar("_E", bound=Event)
 
@@ -107,6 +120,12 @@ class Reporter:
             }
         )
 
+    def started(self) -> JobStarted:
+        return self.event(
+            JobStarted,
+            JobStartedData(attempt=self._state.attempt, worker_id=self._worker_id),
+        )
+
     def completed(self, duration_ms: int, outputs: list[OutputFile]) -> JobCompleted:
         return self.event(
             JobCompleted,
@@ -170,6 +189,33 @@ class Reporter:
             ),
         )
 
+    def stopped(self) -> Event | None:
+        """The final event of an attempt stopped for `state.stop`."""
+        state = self._state
+        match state.stop:
+            case StopReason.CANCEL:
+                return self.cancelled()
+            case StopReason.SUPERSEDED:
+                return None
+            case StopReason.TIMEOUT:
+                return self.failed(
+                    FailureCode.TIMEOUT,
+                    f"the job did not finish within "
+                    f"{state.assignment.timeout_seconds}s or before its deadline",
+                    retryable=False,
+                )
+            case StopReason.OUTPUT_LIMIT:
+                return self.failed(
+                    FailureCode.OUTPUT_LIMIT_EXCEEDED,
+                    f"the job produced more than {MAX_OUTPUTS_PER_JOB} outputs",
+                    retryable=False,
+                )
+        return self.failed(
+            FailureCode.INTERNAL_ERROR,
+            "ComfyUI interrupted the prompt without a request from this worker",
+            retryable=True,
+        )
+
 
 def result_of(event: Event | None, duration_s: float) -> JobResult:
     if event is None:
@@ -181,3 +227,39 @@ def result_of(event: Event | None, duration_s: float) -> JobResult:
     if isinstance(event, JobFailed):
         return JobResult(Outcome.FAILED, event.data.code, duration_s)
     raise TypeError(f"{type(event).__name__} does not end a job")
+
+
+async def send(publisher: Publisher, state: JobState, event: Event) -> None:
+    """Queues an intermediate event without waiting for Kafka, so the job
+    runs on meanwhile; a failed one is logged, never retried: the final
+    event carries everything the job needs."""
+    try:
+        delivery = asyncio.ensure_future(await publisher.enqueue(event))
+    except Exception as exc:  # a broker outage or an oversized event
+        log.warning(
+            "executor.event.not_queued",
+            job_id=state.job_id,
+            event_type=event.type,
+            error=repr(exc),
+        )
+        return
+    delivery.add_done_callback(
+        lambda done: _log_failed_delivery(done, state.job_id, event.type)
+    )
+    state.deliveries.append(delivery)
+
+
+def _log_failed_delivery(
+    delivery: asyncio.Future[object], job_id: str, event_type: str
+) -> None:
+    # Also retrieves the error of a delivery nobody awaits (the job was stopped).
+    if delivery.cancelled():
+        return
+    error = delivery.exception()
+    if error is not None:
+        log.warning(
+            "executor.event.send_failed",
+            job_id=job_id,
+            event_type=event_type,
+            error=repr(error),
+        )

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import io
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -23,8 +22,6 @@ from comfyserve.contracts.events import (
     FailureCode,
     JobProgressData,
     JobProgressed,
-    JobStarted,
-    JobStartedData,
     OutputFile,
 )
 from comfyserve.contracts.events import OutputKind as ContractOutputKind
@@ -52,7 +49,7 @@ from comfyserve.executor.engine import (
 from comfyserve.executor.errors import ExecutorError
 from comfyserve.executor.jobs.models import Assignment, JobResult, NewOutput
 from comfyserve.executor.jobs.ports import Clock, EngineKeeper, FileStore, Publisher
-from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of
+from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of, send
 from comfyserve.executor.jobs.staging import (
     confine_file_inputs,
     confine_outputs,
@@ -61,7 +58,7 @@ from comfyserve.executor.jobs.staging import (
     node_inputs,
     prompt_for,
 )
-from comfyserve.executor.jobs.state import JobState, StopReason
+from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.runtime.kafka import EventTooLargeError
 
 log = structlog.get_logger(__name__)
@@ -69,15 +66,6 @@ log = structlog.get_logger(__name__)
 # The engine's own deadline is only a backstop behind the runner's guard.
 _ENGINE_DEADLINE_MARGIN_S = 5.0
 _SHUTDOWN_INTERRUPT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Ending:
-    """The final event of an attempt (None when it was superseded: the job's
-    new owner reports), and why the engine must restart first."""
-
-    event: Event | None
-    restart: str | None = None
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -117,7 +105,6 @@ class JobRunner:
         self._interrupt_grace_s = interrupt_grace_s
         self._local_roots = local_roots
         self._state: JobState | None = None
-        self._reporter: Reporter | None = None
 
     @property
     def current_job_id(self) -> str | None:
@@ -160,11 +147,11 @@ class JobRunner:
         reporter = Reporter(
             state, worker_id=self._worker_id, source=self._source, scrub=scrub
         )
-        self._state, self._reporter = state, reporter
+        self._state = state
         try:
             return await self._handle(state, reporter, reported)
         finally:
-            self._state = self._reporter = None
+            self._state = None
 
     async def _handle(
         self,
@@ -175,13 +162,7 @@ class JobRunner:
         bound = log.bind(job_id=state.job_id, tenant_id=state.tenant_id)
         state.started_at = self._clock.monotonic()
         bound.info("executor.job.started", attempt=state.attempt)
-        await self._send(
-            state,
-            reporter.event(
-                JobStarted,
-                JobStartedData(attempt=state.attempt, worker_id=self._worker_id),
-            ),
-        )
+        await send(self._publisher, state, reporter.started())
         ending = await self._attempt(state, reporter)
         if ending.restart is not None:
             await self._keeper.restart(ending.restart)
@@ -225,10 +206,10 @@ class JobRunner:
             float(assignment.timeout_seconds), until_deadline
         )
 
-    async def _attempt(self, state: JobState, reporter: Reporter) -> _Ending:
+    async def _attempt(self, state: JobState, reporter: Reporter) -> Ending:
         deadline = self._deadline(state)
         if deadline <= self._clock.monotonic():
-            return _Ending(
+            return Ending(
                 reporter.failed(
                     FailureCode.TIMEOUT,
                     "the job's deadline passed before it started",
@@ -252,7 +233,7 @@ class JobRunner:
             await self._cleanup(state)
 
     async def _guard(
-        self, state: JobState, deadline: float, work: asyncio.Task[_Ending]
+        self, state: JobState, deadline: float, work: asyncio.Task[Ending]
     ) -> None:
         """At the deadline or on a stop: interrupt, then give up after a grace."""
         timer = asyncio.ensure_future(
@@ -301,11 +282,11 @@ class JobRunner:
                 self._engine.interrupt(state.prompt_id), _SHUTDOWN_INTERRUPT_S
             )
 
-    def _hung(self, state: JobState, reporter: Reporter) -> _Ending:
+    def _hung(self, state: JobState, reporter: Reporter) -> Ending:
         restart = None
         if state.prompt_id is not None and not state.run_ended:
             restart = f"prompt {state.prompt_id} ignored an interrupt"
-        return _Ending(self._stopped(state, reporter), restart)
+        return Ending(reporter.stopped(), restart)
 
     async def _cleanup(self, state: JobState) -> None:
         files = JobFiles(inputs=tuple(state.inputs), outputs=tuple(state.refs))
@@ -318,14 +299,14 @@ class JobRunner:
 
     async def _work(
         self, state: JobState, reporter: Reporter, deadline: float
-    ) -> _Ending:
+    ) -> Ending:
         try:
             prompt = await self._stage(state)
             if state.stop is not None:
-                return _Ending(self._stopped(state, reporter))
+                return Ending(reporter.stopped())
             return await self._run(state, reporter, prompt, deadline)
         except ExecutorError as exc:
-            return _Ending(
+            return Ending(
                 reporter.failed(exc.code, exc.message, retryable=exc.retryable)
             )
         except EngineTimeout:
@@ -337,15 +318,15 @@ class JobRunner:
             failed = reporter.failed(
                 FailureCode.ENGINE_CRASHED, str(exc), retryable=True
             )
-            return _Ending(failed, restart=str(exc))
+            return Ending(failed, restart=str(exc))
         except EngineError as exc:
-            return _Ending(
+            return Ending(
                 reporter.failed(FailureCode.ENGINE_CRASHED, str(exc), retryable=True)
             )
         except Exception as exc:
             # A bug must still end the attempt, or the job would never end.
             log.exception("executor.job.crashed", job_id=state.job_id)
-            return _Ending(
+            return Ending(
                 reporter.failed(FailureCode.INTERNAL_ERROR, repr(exc), retryable=True)
             )
 
@@ -374,7 +355,7 @@ class JobRunner:
         reporter: Reporter,
         prompt: dict[str, object],
         deadline: float,
-    ) -> _Ending:
+    ) -> Ending:
         engine_deadline = deadline + self._interrupt_grace_s + _ENGINE_DEADLINE_MARGIN_S
         async with contextlib.aclosing(
             self._engine.run(prompt, state.job_id, engine_deadline)
@@ -387,7 +368,7 @@ class JobRunner:
 
     async def _on_event(
         self, state: JobState, reporter: Reporter, event: EngineEvent
-    ) -> _Ending | None:
+    ) -> Ending | None:
         """The attempt's ending once the engine's events tell it; else None."""
         match event:
             case PromptQueued(prompt_id=prompt_id):
@@ -402,7 +383,7 @@ class JobRunner:
                     await self._interrupt(state)
             case PromptRejected():
                 state.run_ended = True
-                return _Ending(reporter.rejected(event))
+                return Ending(reporter.rejected(event))
             case NodeStarted(node_id=node_id):
                 if state.current_node is not None:
                     state.done.add(state.current_node)
@@ -426,19 +407,19 @@ class JobRunner:
                 state.refs.extend(event.outputs + event.previews)
                 await self._store_all(state, event.outputs)
                 if state.stop is StopReason.OUTPUT_LIMIT:
-                    return _Ending(self._stopped(state, reporter))
+                    return Ending(reporter.stopped())
                 duration_ms = int((self._clock.monotonic() - state.started_at) * 1000)
-                return _Ending(
+                return Ending(
                     reporter.completed(duration_ms, list(state.stored.values()))
                 )
             case ExecutionFailed():
                 state.run_ended = True
                 if state.stop is not None:
-                    return _Ending(self._stopped(state, reporter))
-                return _Ending(reporter.node_failed(event))
+                    return Ending(reporter.stopped())
+                return Ending(reporter.node_failed(event))
             case ExecutionInterrupted():
                 state.run_ended = True
-                return _Ending(self._stopped(state, reporter))
+                return Ending(reporter.stopped())
         return None
 
     async def _store_all(
@@ -520,64 +501,4 @@ class JobRunner:
                 nodes_total=total,
                 outputs=chunk,
             )
-            await self._send(state, reporter.event(JobProgressed, data))
-
-    async def _send(self, state: JobState, event: Event) -> None:
-        """Queues an intermediate event without waiting for Kafka, so the job
-        runs on meanwhile; a failed one is logged, never retried: the final
-        event carries everything the job needs."""
-        try:
-            delivery = asyncio.ensure_future(await self._publisher.enqueue(event))
-        except Exception as exc:  # a broker outage or an oversized event
-            log.warning(
-                "executor.event.not_queued",
-                job_id=state.job_id,
-                event_type=event.type,
-                error=repr(exc),
-            )
-            return
-        delivery.add_done_callback(
-            lambda done: _log_failed_delivery(done, state.job_id, event.type)
-        )
-        state.deliveries.append(delivery)
-
-    def _stopped(self, state: JobState, reporter: Reporter) -> Event | None:
-        match state.stop:
-            case StopReason.CANCEL:
-                return reporter.cancelled()
-            case StopReason.SUPERSEDED:
-                return None
-            case StopReason.TIMEOUT:
-                return reporter.failed(
-                    FailureCode.TIMEOUT,
-                    f"the job did not finish within "
-                    f"{state.assignment.timeout_seconds}s or before its deadline",
-                    retryable=False,
-                )
-            case StopReason.OUTPUT_LIMIT:
-                return reporter.failed(
-                    FailureCode.OUTPUT_LIMIT_EXCEEDED,
-                    f"the job produced more than {MAX_OUTPUTS_PER_JOB} outputs",
-                    retryable=False,
-                )
-        return reporter.failed(
-            FailureCode.INTERNAL_ERROR,
-            "ComfyUI interrupted the prompt without a request from this worker",
-            retryable=True,
-        )
-
-
-def _log_failed_delivery(
-    delivery: asyncio.Future[object], job_id: str, event_type: str
-) -> None:
-    # Also retrieves the error of a delivery nobody awaits (the job was stopped).
-    if delivery.cancelled():
-        return
-    error = delivery.exception()
-    if error is not None:
-        log.warning(
-            "executor.event.send_failed",
-            job_id=job_id,
-            event_type=event_type,
-            error=repr(error),
-        )
+            await send(self._publisher, state, reporter.event(JobProgressed, data))

@@ -1,4 +1,4 @@
-"""What the runner knows about the attempt it runs."""
+"""What the runner knows about the attempt it runs, and how the attempt ends."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from comfyserve.contracts.events import OutputFile
+from comfyserve.contracts.events import Event, OutputFile
 from comfyserve.executor.engine import OutputRef
 from comfyserve.executor.jobs.models import Assignment
 
@@ -69,3 +69,12 @@ class JobState:
             self.stop = reason
             self.cancel_reason = why
         self.stop_requested.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """The final event of an attempt (None when it was superseded: the job's
+    new owner reports), and why the engine must restart first."""
+
+    event: Event | None
+    restart: str | None = None
