@@ -75,5 +75,5 @@ def test_settings_conventions(monkeypatch) -> None:
     monkeypatch.setenv("DEMO_UNKNOWN", "ignored")
     settings = Settings()
     assert settings.log_level == "debug"
-    assert comma_separated(settings.names) == {"a", "b"}
+    assert comma_separated(settings.names) == frozenset({"a", "b"})
     assert comma_separated("  ") is None

@@ -24,6 +24,8 @@ from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
+from comfyserve.runtime.auth import AuthUnavailable, CredentialVerifier, Unauthenticated
+from comfyserve.runtime.grpc_auth import AuthInterceptor, Bearer, Forbidden
 from comfyserve.runtime.logging import describe_error
 
 __all__ = [
@@ -44,6 +46,8 @@ OPTIONS: Sequence[tuple[str, int]] = (
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+_UNAUTHENTICATED = "a valid credential is required"
+_AUTH_UNAVAILABLE = "credentials cannot be checked now; retry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +65,10 @@ ErrorMapping = Callable[[Exception], RpcStatus | None]
 """A service's one mapping from its errors to answers; None: not expected."""
 
 
-def insecure_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=OPTIONS)
+def insecure_channel(target: str, credential: str | None = None) -> grpc.aio.Channel:
+    """A channel to `target`; with `credential`, every call carries it."""
+    interceptors = [] if credential is None else [Bearer(credential)]
+    return grpc.aio.insecure_channel(target, options=OPTIONS, interceptors=interceptors)
 
 
 def create_server(
@@ -158,6 +164,14 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _answer(self, method: str, error: Exception) -> RpcStatus:
+        if isinstance(error, Unauthenticated):
+            return RpcStatus(grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED)
+        if isinstance(error, Forbidden):
+            return RpcStatus(grpc.StatusCode.PERMISSION_DENIED, str(error))
+        if isinstance(error, AuthUnavailable):
+            return RpcStatus(
+                grpc.StatusCode.UNAVAILABLE, "credentials cannot be checked now"
+            )
         status = self._mapping(error)
         if status is None:
             log.exception("grpc.internal_error", method=method)
@@ -194,9 +208,15 @@ async def serve_grpc(
     address: str,
     serving: bool = True,
     shutdown_grace_s: float = 10.0,
+    verifier: CredentialVerifier | None = None,
+    public_services: Sequence[str] = (),
 ) -> AsyncIterator[GrpcServer]:
     """A started server with `service`, the health service (`""` SERVING, and
-    `service` as `serving` says) and reflection; stopped gracefully on exit."""
+    `service` as `serving` says) and reflection; stopped gracefully on exit.
+
+    With `verifier`, every call but those of health, reflection and
+    `public_services` must carry a credential it accepts.
+    """
     requests = Counter(
         f"{metrics_prefix}_grpc_requests",
         "gRPC calls answered, by method and status code.",
@@ -209,7 +229,13 @@ async def serve_grpc(
         ["method"],
         registry=registry,
     )
-    server = create_server([_CallInterceptor(errors, requests, latency)])
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        _CallInterceptor(errors, requests, latency)
+    ]
+    if verifier is not None:
+        public = frozenset({_HEALTH, reflection.SERVICE_NAME, *public_services})
+        interceptors.append(AuthInterceptor(verifier, public))
+    server = create_server(interceptors)
     add_servicers(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -1,0 +1,34 @@
+"""What a principal may do: the scopes every service checks, and the claims of
+an access token."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ALL_SCOPES", "SERVICE_SCOPE", "Scope", "TokenClaim"]
+
+
+class Scope(StrEnum):
+    WORKFLOWS_READ = "workflows:read"
+    WORKFLOWS_WRITE = "workflows:write"
+    FILES_READ = "files:read"
+    FILES_WRITE = "files:write"
+    KEYS_MANAGE = "keys:manage"
+    ADMIN = "admin"
+
+
+ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
+
+SERVICE_SCOPE = "service"
+"""Held only by this product's own services: they act for any tenant, which the
+request names (the gateway, having authenticated its caller; the executor)."""
+
+
+class TokenClaim(StrEnum):
+    """Claims of an access token beyond the registered ones (`iss`, `aud`,
+    `exp`, `iat`, `nbf`, `jti`, `sub`)."""
+
+    TENANT = "tenant"
+    SCOPES = "scopes"
+    ROLE = "role"
+    EMAIL = "email"
