@@ -18,9 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.storage.adapters.minio_store import MinioObjectStore
 from comfyserve.storage.app import App, running
+from comfyserve.storage.clock import utcnow
 from comfyserve.storage.db import create_engine, migrate, session_factory
 from comfyserve.storage.fences.service import FenceService
-from comfyserve.storage.files.service import FileService, utcnow
+from comfyserve.storage.files.deletion import DeletionService
+from comfyserve.storage.files.reads import ReadService
+from comfyserve.storage.files.retention import RetentionService
+from comfyserve.storage.files.uploads import UploadService
 from comfyserve.storage.objects import ObjectStat, ObjectStoreError
 from comfyserve.storage.settings import Settings
 
@@ -198,7 +202,7 @@ async def storage_app(
             yield app
             # Retention far in the future removes every object the tests left in
             # the shared bucket, along with its row.
-            await app.files.run_retention_once(utcnow() + timedelta(days=3650))
+            await app.retention.sweep_once(utcnow() + timedelta(days=3650))
     finally:
         await drop_schema(storage_settings)
 
@@ -224,7 +228,10 @@ class Isolated:
     settings: Settings
     engine: AsyncEngine
     store: FakeObjectStore
-    files: FileService
+    uploads: UploadService
+    reads: ReadService
+    deletion: DeletionService
+    retention: RetentionService
     fences: FenceService
 
     async def scalar(self, sql: str, **params: object) -> object:
@@ -244,13 +251,16 @@ async def isolated(
     try:
         await migrate(engine, settings)
         sessions = session_factory(engine)
-        files = FileService(sessions, fake_store, settings)
+        deletion = DeletionService(sessions, fake_store)
         yield Isolated(
             settings=settings,
             engine=engine,
             store=fake_store,
-            files=files,
-            fences=FenceService(sessions, fake_store, files, settings),
+            uploads=UploadService(sessions, fake_store, settings),
+            reads=ReadService(sessions, fake_store, settings),
+            deletion=deletion,
+            retention=RetentionService(sessions, deletion),
+            fences=FenceService(sessions, fake_store, deletion, settings),
         )
     finally:
         await engine.dispose()

@@ -20,8 +20,8 @@ from comfyserve.contracts.events import (
     dump_event,
 )
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
+from comfyserve.storage.clock import utcnow
 from comfyserve.storage.fences.service import LATE_PUT_GRACE
-from comfyserve.storage.files.service import utcnow
 
 pytestmark = pytest.mark.integration
 

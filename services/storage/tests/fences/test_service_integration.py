@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from comfyserve.storage.clock import utcnow
 from comfyserve.storage.db import session_factory
 from comfyserve.storage.errors import AttemptSuperseded, FileNotFound, InvalidArgument
 from comfyserve.storage.fences.models import FinishedJob
 from comfyserve.storage.fences.service import LATE_PUT_GRACE
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
-from comfyserve.storage.files.service import DELETION_RETRY_AFTER, utcnow
+from comfyserve.storage.files.retention import DELETION_RETRY_AFTER
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +40,14 @@ def output(job_id: str, attempt: int | None, index: int = 0, **changes):
 
 async def stored(isolated, request: UploadRequest):
     """An output registered, uploaded and completed."""
-    created = await isolated.files.create_upload(request)
+    created = await isolated.uploads.create_upload(request)
     isolated.store.objects[created.file.key] = b"abc"
-    return await isolated.files.complete_upload(TENANT, str(created.file.id))
+    return await isolated.uploads.complete_upload(TENANT, str(created.file.id))
 
 
 async def gone(isolated, row) -> bool:
     try:
-        await isolated.files.get_file(TENANT, str(row.id))
+        await isolated.reads.get_file(TENANT, str(row.id))
     except FileNotFound:
         return row.key not in isolated.store.objects
     return False
@@ -59,10 +60,10 @@ def finished(job_id: str, attempt: int) -> FinishedJob:
 async def test_each_attempt_writes_its_own_output_row_and_object(
     isolated, unique
 ) -> None:
-    first = await isolated.files.create_upload(output(unique, 1))
-    second = await isolated.files.create_upload(output(unique, 2))
-    retry = await isolated.files.create_upload(output(unique, 2, size=5))
-    legacy = await isolated.files.create_upload(output(unique, None, index=1))
+    first = await isolated.uploads.create_upload(output(unique, 1))
+    second = await isolated.uploads.create_upload(output(unique, 2))
+    retry = await isolated.uploads.create_upload(output(unique, 2, size=5))
+    legacy = await isolated.uploads.create_upload(output(unique, None, index=1))
 
     assert first.file.id != second.file.id
     assert first.file.key == f"outputs/{TENANT}/{unique}/1/9/0-out.png"
@@ -92,7 +93,7 @@ async def test_the_end_of_a_job_deletes_the_outputs_of_other_attempts(
     for row in losers:
         assert await gone(isolated, row)
     for row in (winner, other_job):
-        assert (await isolated.files.get_file(TENANT, str(row.id))).state == "ready"
+        assert (await isolated.reads.get_file(TENANT, str(row.id))).state == "ready"
         assert row.key in isolated.store.objects
 
 
@@ -105,7 +106,7 @@ async def test_a_redelivered_end_keeps_the_first_fence_and_deletes_nothing(
     again = await isolated.fences.on_job_finished(finished(unique, 1))
 
     assert (again.attempt, again.deleted, again.failed) == (2, 0, 0)
-    assert (await isolated.files.get_file(TENANT, str(winner.id))).state == "ready"
+    assert (await isolated.reads.get_file(TENANT, str(winner.id))).state == "ready"
 
 
 async def test_a_job_that_never_started_keeps_no_outputs(isolated, unique) -> None:
@@ -122,7 +123,7 @@ async def test_outputs_of_an_ended_job_are_refused(isolated, unique) -> None:
 
     for attempt in (1, 2, 3):
         with pytest.raises(AttemptSuperseded) as caught:
-            await isolated.files.create_upload(output(unique, attempt))
+            await isolated.uploads.create_upload(output(unique, attempt))
         assert caught.value.message.startswith(f"attempt_superseded: job '{unique}'")
     assert (
         await isolated.scalar(
@@ -140,11 +141,9 @@ async def test_outputs_the_store_kept_are_left_for_retention(isolated, unique) -
 
     assert (report.deleted, report.failed) == (0, 1)
     with pytest.raises(FileNotFound):
-        await isolated.files.get_file(TENANT, str(loser.id))
+        await isolated.reads.get_file(TENANT, str(loser.id))
     isolated.store.fail_deletes = False
-    retried = await isolated.files.run_retention_once(
-        utcnow() + DELETION_RETRY_AFTER * 2
-    )
+    retried = await isolated.retention.sweep_once(utcnow() + DELETION_RETRY_AFTER * 2)
     assert retried.deleted == 1
     assert await gone(isolated, loser)
 
@@ -163,11 +162,11 @@ async def test_a_registration_in_flight_is_deleted_by_the_fence_it_raced(
 ) -> None:
     """A loser's registration that had checked for a fence before the fence
     committed must still be seen by the fence's clean-up."""
-    files = isolated.files
-    row = files._new_row(output(unique, 1))
+    uploads = isolated.uploads
+    row = uploads._new_row(output(unique, 1))
     async with session_factory(isolated.engine).begin() as session:
         # CreateUpload's transaction, held open past its fence check.
-        await files._register_output(session, row)
+        await uploads._register_output(session, row)
         fencing = asyncio.create_task(
             isolated.fences.on_job_finished(finished(unique, 2))
         )
@@ -176,7 +175,7 @@ async def test_a_registration_in_flight_is_deleted_by_the_fence_it_raced(
     report = await fencing
     assert report.deleted == 1
     with pytest.raises(FileNotFound):
-        await files.get_file(TENANT, str(row.id))
+        await isolated.reads.get_file(TENANT, str(row.id))
 
 
 async def wait_for_lock_waiter(isolated, job_id: str) -> None:
@@ -199,8 +198,8 @@ async def test_the_sweep_removes_late_uploads_once_every_url_expired(
     isolated, unique
 ) -> None:
     winner = await stored(isolated, output(unique, 2))
-    pending_winner = await isolated.files.create_upload(output(unique, 2, index=1))
-    late_loser = await isolated.files.create_upload(output(unique, 1))
+    pending_winner = await isolated.uploads.create_upload(output(unique, 2, index=1))
+    late_loser = await isolated.uploads.create_upload(output(unique, 1))
     await isolated.fences.on_job_finished(finished(unique, 2))
     # PUTs through URLs issued before the fence land after it.
     store = isolated.store
@@ -227,7 +226,7 @@ async def test_the_sweep_removes_late_uploads_once_every_url_expired(
 
 
 async def test_a_sweep_the_store_refused_is_retried(isolated, unique) -> None:
-    late_loser = await isolated.files.create_upload(output(unique, 1))
+    late_loser = await isolated.uploads.create_upload(output(unique, 1))
     await isolated.fences.on_job_finished(finished(unique, 2))
     isolated.store.objects[late_loser.file.key] = b"late"
     later = utcnow() + timedelta(days=1)

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.storage.app import SERVICE_NAME
-from comfyserve.storage.files.service import utcnow
+from comfyserve.storage.clock import utcnow
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from sqlalchemy import event, text
 
+from comfyserve.storage.clock import utcnow
 from comfyserve.storage.fences.models import FinishedJob
-from comfyserve.storage.files.service import utcnow
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ async def test_each_sweep_query_uses_its_index(isolated) -> None:
         await isolated.fences.on_job_finished(
             FinishedJob(job_id="job1", tenant_id="tenant1", attempt=1)
         )
-        await isolated.files.run_retention_once(utcnow())
+        await isolated.retention.sweep_once(utcnow())
         await isolated.fences.sweep_once(utcnow())
     finally:
         event.remove(isolated.engine.sync_engine, "before_cursor_execute", capture)

@@ -12,9 +12,11 @@ from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.storage.errors import InvalidArgument, StorageError, TooLarge
+from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.grpc import StorageServicer, rpc_status
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
-from comfyserve.storage.files.service import FileService
+from comfyserve.storage.files.reads import ReadService
+from comfyserve.storage.files.uploads import UploadService
 from comfyserve.storage.settings import Settings
 
 LIMIT = 1000
@@ -48,8 +50,21 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def service(settings, fake_store) -> FileService:
-    return FileService(UnreachableDatabase(), fake_store, settings)
+def uploads(settings, fake_store) -> UploadService:
+    return UploadService(UnreachableDatabase(), fake_store, settings)
+
+
+@pytest.fixture
+def reads(settings, fake_store) -> ReadService:
+    return ReadService(UnreachableDatabase(), fake_store, settings)
+
+
+def servicer(sessions, store, settings) -> StorageServicer:
+    return StorageServicer(
+        UploadService(sessions, store, settings),
+        ReadService(sessions, store, settings),
+        DeletionService(sessions, store),
+    )
 
 
 def upload(**changes) -> UploadRequest:
@@ -117,20 +132,20 @@ def upload(**changes) -> UploadRequest:
         ),
     ],
 )
-async def test_invalid_uploads_name_the_field(service, changes, field) -> None:
+async def test_invalid_uploads_name_the_field(uploads, changes, field) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await service.create_upload(upload(**changes))
+        await uploads.create_upload(upload(**changes))
     assert caught.value.field == field
 
 
-async def test_declared_size_over_the_limit_is_resource_exhausted(service) -> None:
+async def test_declared_size_over_the_limit_is_resource_exhausted(uploads) -> None:
     with pytest.raises(TooLarge):
-        await service.create_upload(upload(size=LIMIT + 1))
+        await uploads.create_upload(upload(size=LIMIT + 1))
 
 
-async def test_malformed_file_id_is_not_found(service) -> None:
+async def test_malformed_file_id_is_not_found(reads) -> None:
     with pytest.raises(StorageError) as caught:
-        await service.get_file("tenant1", "not-a-uuid")
+        await reads.get_file("tenant1", "not-a-uuid")
     assert caught.value.status == grpc.StatusCode.NOT_FOUND
 
 
@@ -138,20 +153,20 @@ async def test_malformed_file_id_is_not_found(service) -> None:
     ("page_size", "cursor", "field"),
     [(-1, "", "page_size"), (10, "bm90IGEgY3Vyc29y", "cursor"), (10, "%%%", "cursor")],
 )
-async def test_bad_listing_arguments(service, page_size, cursor, field) -> None:
+async def test_bad_listing_arguments(reads, page_size, cursor, field) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await service.list_files("tenant1", page_size=page_size, cursor=cursor)
+        await reads.list_files("tenant1", page_size=page_size, cursor=cursor)
     assert caught.value.field == field
 
 
 @contextlib.asynccontextmanager
-async def serving(files: FileService):
+async def serving(servicer: StorageServicer):
     """The servicer behind the runtime's server (interceptor, metrics)."""
     registry = CollectorRegistry()
     async with serve_grpc(
         service="comfyserve.storage.v1.StorageService",
         add_servicers=functools.partial(
-            pb_grpc.add_StorageServiceServicer_to_server, StorageServicer(files)
+            pb_grpc.add_StorageServiceServicer_to_server, servicer
         ),
         errors=rpc_status,
         registry=registry,
@@ -163,7 +178,7 @@ async def serving(files: FileService):
         await channel.close()
 
 
-async def test_grpc_maps_service_errors_to_their_status(service) -> None:
+async def test_grpc_maps_service_errors_to_their_status(settings, fake_store) -> None:
     request = pb.CreateUploadRequest(
         tenant_id="tenant1",
         purpose=pb.FILE_PURPOSE_INPUT,
@@ -171,7 +186,10 @@ async def test_grpc_maps_service_errors_to_their_status(service) -> None:
         content_type="text/html",
         size=10,
     )
-    async with serving(service) as (stub, _):
+    async with serving(servicer(UnreachableDatabase(), fake_store, settings)) as (
+        stub,
+        _,
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.CreateUpload(request)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -185,7 +203,7 @@ async def test_grpc_maps_service_errors_to_their_status(service) -> None:
 
 
 async def test_grpc_hides_unexpected_errors_as_internal(settings, fake_store) -> None:
-    broken = FileService(
+    broken = servicer(
         UnreachableDatabase(RuntimeError("connection refused")), fake_store, settings
     )
     file_id = "00000000-0000-4000-8000-000000000001"

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from comfyserve.storage.clock import utcnow
 from comfyserve.storage.errors import FileNotFound, RegisteredAgain
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
-from comfyserve.storage.files.service import utcnow
 from comfyserve.storage.objects import ObjectStore
 
 pytestmark = pytest.mark.integration
@@ -94,17 +94,17 @@ async def while_blocked(isolated, blocking, work, file_id) -> None:
 async def test_complete_upload_checks_the_object_outside_any_transaction(
     isolated, blocking
 ) -> None:
-    created = await isolated.files.create_upload(upload())
+    created = await isolated.uploads.create_upload(upload())
     blocking.objects[created.file.key] = DATA
 
     await while_blocked(
         isolated,
         blocking,
-        isolated.files.complete_upload("tenant1", str(created.file.id)),
+        isolated.uploads.complete_upload("tenant1", str(created.file.id)),
         created.file.id,
     )
 
-    done = await isolated.files.get_file("tenant1", str(created.file.id))
+    done = await isolated.reads.get_file("tenant1", str(created.file.id))
     assert done.state == "ready"
 
 
@@ -119,10 +119,10 @@ async def state_of(isolated, file_id) -> object:
 async def test_a_file_claimed_while_its_upload_is_checked_is_not_revived(
     isolated, blocking
 ) -> None:
-    created = await isolated.files.create_upload(upload())
+    created = await isolated.uploads.create_upload(upload())
     blocking.objects[created.file.key] = DATA
     completing = asyncio.create_task(
-        isolated.files.complete_upload("tenant1", str(created.file.id))
+        isolated.uploads.complete_upload("tenant1", str(created.file.id))
     )
     await asyncio.wait_for(blocking.entered.wait(), timeout=10)
     # What a concurrent DeleteFile or retention round commits first.
@@ -153,13 +153,13 @@ async def test_an_output_registered_again_while_checked_stays_pending(
         "attempt": 1,
         "sha256": None,
     }
-    created = await isolated.files.create_upload(upload(**slot))
+    created = await isolated.uploads.create_upload(upload(**slot))
     blocking.objects[created.file.key] = DATA
     completing = asyncio.create_task(
-        isolated.files.complete_upload("tenant1", str(created.file.id))
+        isolated.uploads.complete_upload("tenant1", str(created.file.id))
     )
     await asyncio.wait_for(blocking.entered.wait(), timeout=10)
-    again = await isolated.files.create_upload(upload(size=5, **slot))
+    again = await isolated.uploads.create_upload(upload(size=5, **slot))
     assert again.file.id == created.file.id
     blocking.release.set()
 
@@ -172,13 +172,13 @@ async def test_an_output_registered_again_while_checked_stays_pending(
 async def test_delete_file_holds_no_lock_while_the_object_goes(
     isolated, blocking
 ) -> None:
-    created = await isolated.files.create_upload(upload(sha256=None))
+    created = await isolated.uploads.create_upload(upload(sha256=None))
     blocking.objects[created.file.key] = DATA
 
     await while_blocked(
         isolated,
         blocking,
-        isolated.files.delete_file("tenant1", str(created.file.id)),
+        isolated.deletion.delete_file("tenant1", str(created.file.id)),
         created.file.id,
     )
 
@@ -193,13 +193,13 @@ async def test_delete_file_holds_no_lock_while_the_object_goes(
 
 @pytest.mark.parametrize("blocking", ["delete"], indirect=True)
 async def test_retention_holds_no_lock_while_objects_go(isolated, blocking) -> None:
-    created = await isolated.files.create_upload(upload(sha256=None))
+    created = await isolated.uploads.create_upload(upload(sha256=None))
     blocking.objects[created.file.key] = DATA
 
     await while_blocked(
         isolated,
         blocking,
-        isolated.files.run_retention_once(utcnow() + timedelta(seconds=120)),
+        isolated.retention.sweep_once(utcnow() + timedelta(seconds=120)),
         created.file.id,
     )
 

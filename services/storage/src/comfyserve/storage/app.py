@@ -18,9 +18,11 @@ from comfyserve.storage.adapters.minio_store import MinioObjectStore
 from comfyserve.storage.db import create_engine, migrate, session_factory
 from comfyserve.storage.fences.handlers import create_broker, subscribe
 from comfyserve.storage.fences.service import FenceService
+from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.grpc import StorageServicer, rpc_status
-from comfyserve.storage.files.retention import sweep_forever
-from comfyserve.storage.files.service import FileService
+from comfyserve.storage.files.reads import ReadService
+from comfyserve.storage.files.retention import RetentionService, sweep_forever
+from comfyserve.storage.files.uploads import UploadService
 from comfyserve.storage.objects import ObjectStore
 from comfyserve.storage.settings import Settings
 from comfyserve.storage.telemetry import Metrics
@@ -33,7 +35,10 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class App:
-    files: FileService
+    uploads: UploadService
+    reads: ReadService
+    deletion: DeletionService
+    retention: RetentionService
     fences: FenceService
     grpc_port: int
     metrics_port: int
@@ -51,8 +56,11 @@ async def running(
         store = store or MinioObjectStore.from_settings(settings)
         await store.ensure_bucket()
         sessions = session_factory(engine)
-        files = FileService(sessions, store, settings)
-        fences = FenceService(sessions, store, files, settings)
+        uploads = UploadService(sessions, store, settings)
+        reads = ReadService(sessions, store, settings)
+        deletion = DeletionService(sessions, store)
+        retention = RetentionService(sessions, deletion)
+        fences = FenceService(sessions, store, deletion, settings)
         metrics = Metrics()
         broker = create_broker(settings)
         subscribe(broker, settings, fences, metrics)
@@ -61,7 +69,7 @@ async def running(
                 service=SERVICE_NAME,
                 add_servicers=lambda server: (
                     pb_grpc.add_StorageServiceServicer_to_server(
-                        StorageServicer(files), server
+                        StorageServicer(uploads, reads, deletion), server
                     )
                 ),
                 errors=rpc_status,
@@ -75,7 +83,7 @@ async def running(
             supervised(
                 {
                     "retention": lambda: sweep_forever(
-                        files, fences, settings.retention_interval_seconds, metrics
+                        retention, fences, settings.retention_interval_seconds, metrics
                     )
                 }
             ),
@@ -84,7 +92,10 @@ async def running(
                 "storage.started", grpc_port=server.port, metrics_port=metrics_port
             )
             yield App(
-                files=files,
+                uploads=uploads,
+                reads=reads,
+                deletion=deletion,
+                retention=retention,
                 fences=fences,
                 grpc_port=server.port,
                 metrics_port=metrics_port,

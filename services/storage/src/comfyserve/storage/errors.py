@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import ClassVar
 
 import grpc
+import structlog
+
+from comfyserve.storage.objects import ObjectStoreError
+
+log = structlog.get_logger(__name__)
 
 
 class StorageError(Exception):
@@ -76,3 +83,13 @@ class TooLarge(StorageError):
 
 class ObjectStoreUnavailable(StorageError):
     status = grpc.StatusCode.UNAVAILABLE
+
+
+@asynccontextmanager
+async def store_errors() -> AsyncIterator[None]:
+    """Answers a failed object store call as UNAVAILABLE, logging the cause."""
+    try:
+        yield
+    except ObjectStoreError as error:
+        log.warning("storage.object_store.failed", error=str(error))
+        raise ObjectStoreUnavailable("the object store is unavailable") from error

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from comfyserve.storage.clock import utcnow
 from comfyserve.storage.fences import repository
 from comfyserve.storage.fences.models import (
     FenceReport,
@@ -17,8 +18,8 @@ from comfyserve.storage.fences.models import (
     SweepReport,
 )
 from comfyserve.storage.files import repository as files
+from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.naming import job_output_prefix, key_segment
-from comfyserve.storage.files.service import FileService, utcnow
 from comfyserve.storage.objects import ObjectStore, ObjectStoreError
 from comfyserve.storage.settings import Settings
 
@@ -35,13 +36,13 @@ class FenceService:
         self,
         sessions: async_sessionmaker[AsyncSession],
         store: ObjectStore,
-        files: FileService,
+        deletion: DeletionService,
         settings: Settings,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessions = sessions
         self._store = store
-        self._files = files
+        self._deletion = deletion
         self._settings = settings
         self._clock = clock
 
@@ -70,7 +71,7 @@ class FenceService:
             superseded = await files.claim_superseded(
                 session, job_id=fence.job_id, attempt=fence.attempt, now=now
             )
-        purged = await self._files.purge(superseded)
+        purged = await self._deletion.purge(superseded)
         log.info(
             "storage.job.fenced",
             job_id=fence.job_id,

@@ -1,4 +1,4 @@
-"""StorageService over gRPC: decode, call the file service, encode."""
+"""StorageService over gRPC: decode, call the file services, encode."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.runtime.grpc import RpcStatus
 from comfyserve.storage.errors import StorageError
+from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.models import (
     DownloadLink,
     FilePurpose,
@@ -23,7 +24,8 @@ from comfyserve.storage.files.models import (
     StoredFile,
     UploadRequest,
 )
-from comfyserve.storage.files.service import FileService
+from comfyserve.storage.files.reads import ReadService
+from comfyserve.storage.files.uploads import UploadService
 
 log = structlog.get_logger(__name__)
 
@@ -54,13 +56,17 @@ def rpc_status(error: Exception) -> RpcStatus | None:
 
 
 class StorageServicer(pb_grpc.StorageServiceServicer):
-    def __init__(self, files: FileService) -> None:
-        self.files = files
+    def __init__(
+        self, uploads: UploadService, reads: ReadService, deletion: DeletionService
+    ) -> None:
+        self.uploads = uploads
+        self.reads = reads
+        self.deletion = deletion
 
     async def CreateUpload(
         self, request: pb.CreateUploadRequest, context: Context
     ) -> pb.CreateUploadResponse:
-        upload = await self.files.create_upload(
+        upload = await self.uploads.create_upload(
             UploadRequest(
                 tenant_id=request.tenant_id,
                 purpose=_PURPOSES.get(request.purpose),
@@ -87,7 +93,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def CompleteUpload(
         self, request: pb.CompleteUploadRequest, context: Context
     ) -> pb.FileInfo:
-        row = await self.files.complete_upload(
+        row = await self.uploads.complete_upload(
             request.tenant_id,
             request.file_id,
             width=request.width if request.HasField("width") else None,
@@ -98,7 +104,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def GetDownloadUrl(
         self, request: pb.GetDownloadUrlRequest, context: Context
     ) -> pb.DownloadUrl:
-        link = await self.files.download_url(
+        link = await self.reads.download_url(
             request.tenant_id,
             request.file_id,
             (
@@ -112,7 +118,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def GetDownloadUrls(
         self, request: pb.GetDownloadUrlsRequest, context: Context
     ) -> pb.GetDownloadUrlsResponse:
-        links = await self.files.download_urls(
+        links = await self.reads.download_urls(
             request.tenant_id,
             list(request.file_ids),
             (
@@ -126,18 +132,18 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def GetFile(
         self, request: pb.GetFileRequest, context: Context
     ) -> pb.FileInfo:
-        return file_info(await self.files.get_file(request.tenant_id, request.file_id))
+        return file_info(await self.reads.get_file(request.tenant_id, request.file_id))
 
     async def DeleteFile(
         self, request: pb.DeleteFileRequest, context: Context
     ) -> Empty:
-        await self.files.delete_file(request.tenant_id, request.file_id)
+        await self.deletion.delete_file(request.tenant_id, request.file_id)
         return Empty()
 
     async def ListFiles(
         self, request: pb.ListFilesRequest, context: Context
     ) -> pb.ListFilesResponse:
-        page = await self.files.list_files(
+        page = await self.reads.list_files(
             request.tenant_id,
             job_id=request.job_id if request.HasField("job_id") else None,
             page_size=request.page_size,
