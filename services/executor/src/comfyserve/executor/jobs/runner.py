@@ -50,14 +50,7 @@ from comfyserve.executor.errors import ExecutorError
 from comfyserve.executor.jobs.models import Assignment, JobResult, NewOutput
 from comfyserve.executor.jobs.ports import Clock, EngineKeeper, FileStore, Publisher
 from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of, send
-from comfyserve.executor.jobs.staging import (
-    confine_file_inputs,
-    confine_outputs,
-    force_fresh_outputs,
-    input_folder,
-    node_inputs,
-    prompt_for,
-)
+from comfyserve.executor.jobs.staging import stage
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.runtime.kafka import EventTooLargeError
 
@@ -301,7 +294,7 @@ class JobRunner:
         self, state: JobState, reporter: Reporter, deadline: float
     ) -> Ending:
         try:
-            prompt = await self._stage(state)
+            prompt = await stage(state, self._engine, self._files)
             if state.stop is not None:
                 return Ending(reporter.stopped())
             return await self._run(state, reporter, prompt, deadline)
@@ -329,25 +322,6 @@ class JobRunner:
             return Ending(
                 reporter.failed(FailureCode.INTERNAL_ERROR, repr(exc), retryable=True)
             )
-
-    async def _stage(self, state: JobState) -> dict[str, object]:
-        """The prompt for this attempt, its inputs staged in the job's folder."""
-        assignment = state.assignment
-        prompt = prompt_for(assignment.graph)
-        staged: set[tuple[str, str]] = set()
-        for file in assignment.inputs:
-            inputs = node_inputs(prompt, file.node_id)
-            data = await self._files.fetch_input(state.tenant_id, file)
-            name = await self._engine.upload_input(
-                data, file.filename, subfolder=input_folder(state.job_id)
-            )
-            state.inputs.append(name)
-            inputs[file.input_name] = name
-            staged.add((file.node_id, file.input_name))
-        confine_file_inputs(prompt, assignment.file_inputs, staged, state.job_id)
-        confine_outputs(prompt, state.job_id, state.attempt)
-        force_fresh_outputs(prompt, f"{state.job_id}:{state.attempt}")
-        return prompt
 
     async def _run(
         self,

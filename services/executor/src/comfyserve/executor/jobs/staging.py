@@ -1,4 +1,5 @@
-"""Turning a granted graph into the prompt one ComfyUI runs for one attempt.
+"""Turning a granted graph into the prompt one ComfyUI runs for one attempt,
+its input files fetched from storage and uploaded to ComfyUI.
 
 Each job keeps to folders of its own inside ComfyUI: its inputs are staged into
 `input/<job>/`, every file input names a file there (never one of ComfyUI's
@@ -13,8 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from comfyserve.contracts.workflow_format import RUN_MARK_INPUT
+from comfyserve.executor.engine import Engine
 from comfyserve.executor.errors import InputUnavailable
 from comfyserve.executor.jobs.models import FileInputRef
+from comfyserve.executor.jobs.ports import FileStore
+from comfyserve.executor.jobs.state import JobState
 
 FILENAME_PREFIX = "filename_prefix"
 
@@ -100,3 +104,24 @@ def force_fresh_outputs(prompt: dict[str, Any], token: str) -> None:
         if node_id not in linked and isinstance(node, dict):
             if isinstance(node.get("inputs"), dict):
                 node["inputs"][RUN_MARK_INPUT] = token
+
+
+async def stage(state: JobState, engine: Engine, files: FileStore) -> dict[str, Any]:
+    """The prompt for this attempt, its inputs staged in the job's folder."""
+    assignment = state.assignment
+    prompt = prompt_for(assignment.graph)
+    staged: set[tuple[str, str]] = set()
+    for file in assignment.inputs:
+        inputs = node_inputs(prompt, file.node_id)
+        data = await files.fetch_input(state.tenant_id, file)
+        name = await engine.upload_input(
+            data, file.filename, subfolder=input_folder(state.job_id)
+        )
+        # Recorded at once, so the attempt's clean-up deletes it however it ends.
+        state.inputs.append(name)
+        inputs[file.input_name] = name
+        staged.add((file.node_id, file.input_name))
+    confine_file_inputs(prompt, assignment.file_inputs, staged, state.job_id)
+    confine_outputs(prompt, state.job_id, state.attempt)
+    force_fresh_outputs(prompt, f"{state.job_id}:{state.attempt}")
+    return prompt
