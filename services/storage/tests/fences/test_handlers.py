@@ -17,13 +17,9 @@ from comfyserve.contracts.events import (
     dump_event,
 )
 from comfyserve.contracts.topics import dlq
+from comfyserve.runtime.kafka import DLQ_REASON_HEADER
 from comfyserve.storage.errors import InvalidArgument
-from comfyserve.storage.fences.handlers import (
-    DLQ_REASON_HEADER,
-    Record,
-    create_broker,
-    subscribe,
-)
+from comfyserve.storage.fences.handlers import Record, create_broker, subscribe
 from comfyserve.storage.fences.models import FenceReport, FinishedJob
 from comfyserve.storage.settings import Settings
 from comfyserve.storage.telemetry import Metrics
