@@ -1,57 +1,40 @@
 """Runs one granted attempt: stage → follow the engine → store outputs → report.
 
-The guard stops the attempt at its deadline, on a cancel, when the lease is
-lost or when it produced more outputs than a job may; an engine that ignores
-the interrupt is given up on after a grace and restarted.
+The runner keeps the attempt's life and hands each stage to its collaborator:
+`staging` builds the prompt, `following` follows the engine's run (storing
+outputs through `storing`), `reporting` builds the events. Here the guard
+stops the attempt at its deadline, on a cancel, when the lease is lost or when
+it produced more outputs than a job may; an engine that ignores the interrupt
+is given up on after a grace and restarted; the job's files are cleaned up and
+the final event is published.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import io
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import structlog
-from PIL import Image
 
-from comfyserve.contracts.events import (
-    Event,
-    FailureCode,
-    JobProgressData,
-    JobProgressed,
-    OutputFile,
-)
-from comfyserve.contracts.events import OutputKind as ContractOutputKind
-from comfyserve.contracts.limits import MAX_OUTPUTS_PER_JOB, OUTPUTS_PER_EVENT
+from comfyserve.contracts.events import Event, FailureCode
 from comfyserve.executor.engine import (
     Engine,
     EngineCrashed,
     EngineError,
-    EngineEvent,
     EngineTimeout,
     EngineUnavailable,
-    ExecutionFailed,
-    ExecutionInterrupted,
-    ExecutionSucceeded,
     JobFiles,
-    NodeCached,
-    NodeExecuted,
-    NodeProgress,
-    NodeStarted,
-    OutputKind,
-    OutputRef,
-    PromptQueued,
-    PromptRejected,
 )
 from comfyserve.executor.errors import ExecutorError
-from comfyserve.executor.jobs.models import Assignment, JobResult, NewOutput
+from comfyserve.executor.jobs.following import Follower
+from comfyserve.executor.jobs.models import Assignment, JobResult
 from comfyserve.executor.jobs.ports import Clock, EngineKeeper, FileStore, Publisher
 from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of, send
 from comfyserve.executor.jobs.staging import stage
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
+from comfyserve.executor.jobs.storing import OutputStorer
 from comfyserve.runtime.kafka import EventTooLargeError
 
 log = structlog.get_logger(__name__)
@@ -59,15 +42,6 @@ log = structlog.get_logger(__name__)
 # The engine's own deadline is only a backstop behind the runner's guard.
 _ENGINE_DEADLINE_MARGIN_S = 5.0
 _SHUTDOWN_INTERRUPT_S = 5.0
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    return width, height
 
 
 class JobRunner:
@@ -94,9 +68,16 @@ class JobRunner:
         self._clock = clock
         self._worker_id = worker_id
         self._source = source
-        self._progress_interval_s = progress_interval_s
         self._interrupt_grace_s = interrupt_grace_s
         self._local_roots = local_roots
+        self._follower = Follower(
+            engine=engine,
+            storer=OutputStorer(engine, files),
+            publisher=publisher,
+            clock=clock,
+            worker_id=worker_id,
+            progress_interval_s=progress_interval_s,
+        )
         self._state: JobState | None = None
 
     @property
@@ -239,32 +220,13 @@ class JobRunner:
             timer.cancel()
             stopped.cancel()
         state.request_stop(StopReason.TIMEOUT)
-        await self._interrupt(state)
+        await self._follower.interrupt(state)
         await self._clock.sleep(self._interrupt_grace_s)
         log.warning(
             "executor.job.stop_ignored", job_id=state.job_id, prompt_id=state.prompt_id
         )
         state.hung = True
         work.cancel()
-
-    async def _interrupt(self, state: JobState) -> None:
-        # Without a prompt id yet, the run loop interrupts once ComfyUI answers.
-        if state.prompt_id is None or state.run_ended:
-            return
-        try:
-            outcome = await self._engine.interrupt(state.prompt_id)
-        except EngineError as exc:
-            log.warning(
-                "executor.job.interrupt_failed", job_id=state.job_id, error=str(exc)
-            )
-            return
-        log.info(
-            "executor.job.interrupted",
-            job_id=state.job_id,
-            prompt_id=state.prompt_id,
-            reason=None if state.stop is None else state.stop.value,
-            outcome=outcome.value,
-        )
 
     async def _interrupt_on_shutdown(self, state: JobState) -> None:
         # The worker is going away: leave no prompt of ours running on ComfyUI.
@@ -297,7 +259,10 @@ class JobRunner:
             prompt = await stage(state, self._engine, self._files)
             if state.stop is not None:
                 return Ending(reporter.stopped())
-            return await self._run(state, reporter, prompt, deadline)
+            engine_deadline = (
+                deadline + self._interrupt_grace_s + _ENGINE_DEADLINE_MARGIN_S
+            )
+            return await self._follower.follow(state, reporter, prompt, engine_deadline)
         except ExecutorError as exc:
             return Ending(
                 reporter.failed(exc.code, exc.message, retryable=exc.retryable)
@@ -322,157 +287,3 @@ class JobRunner:
             return Ending(
                 reporter.failed(FailureCode.INTERNAL_ERROR, repr(exc), retryable=True)
             )
-
-    async def _run(
-        self,
-        state: JobState,
-        reporter: Reporter,
-        prompt: dict[str, object],
-        deadline: float,
-    ) -> Ending:
-        engine_deadline = deadline + self._interrupt_grace_s + _ENGINE_DEADLINE_MARGIN_S
-        async with contextlib.aclosing(
-            self._engine.run(prompt, state.job_id, engine_deadline)
-        ) as events:
-            async for event in events:
-                ending = await self._on_event(state, reporter, event)
-                if ending is not None:
-                    return ending
-        raise EngineUnavailable("the engine's run ended without an outcome")
-
-    async def _on_event(
-        self, state: JobState, reporter: Reporter, event: EngineEvent
-    ) -> Ending | None:
-        """The attempt's ending once the engine's events tell it; else None."""
-        match event:
-            case PromptQueued(prompt_id=prompt_id):
-                state.prompt_id = prompt_id
-                if event.node_errors:
-                    log.warning(
-                        "executor.job.outputs_dropped",
-                        job_id=state.job_id,
-                        nodes=sorted(event.node_errors),
-                    )
-                if state.stop is not None:
-                    await self._interrupt(state)
-            case PromptRejected():
-                state.run_ended = True
-                return Ending(reporter.rejected(event))
-            case NodeStarted(node_id=node_id):
-                if state.current_node is not None:
-                    state.done.add(state.current_node)
-                state.current_node, state.step, state.max = node_id, None, None
-                await self._progress(state, reporter)
-            case NodeProgress():
-                if event.node_id is not None and event.node_id != state.current_node:
-                    state.current_node = event.node_id
-                state.step, state.max = int(event.value), int(event.max)
-                await self._progress(state, reporter)
-            case NodeCached(node_ids=node_ids):
-                state.done.update(node_ids)
-                await self._progress(state, reporter)
-            case NodeExecuted(node_id=node_id, outputs=refs):
-                state.done.add(node_id)
-                state.refs.extend(refs)
-                stored = await self._store_all(state, refs)
-                await self._progress(state, reporter, stored)
-            case ExecutionSucceeded():
-                state.run_ended = True
-                state.refs.extend(event.outputs + event.previews)
-                await self._store_all(state, event.outputs)
-                if state.stop is StopReason.OUTPUT_LIMIT:
-                    return Ending(reporter.stopped())
-                duration_ms = int((self._clock.monotonic() - state.started_at) * 1000)
-                return Ending(
-                    reporter.completed(duration_ms, list(state.stored.values()))
-                )
-            case ExecutionFailed():
-                state.run_ended = True
-                if state.stop is not None:
-                    return Ending(reporter.stopped())
-                return Ending(reporter.node_failed(event))
-            case ExecutionInterrupted():
-                state.run_ended = True
-                return Ending(reporter.stopped())
-        return None
-
-    async def _store_all(
-        self, state: JobState, refs: tuple[OutputRef, ...]
-    ) -> list[OutputFile]:
-        stored: list[OutputFile] = []
-        for ref in refs:
-            if ref.is_preview or (ref.node_id, ref.index) in state.stored:
-                continue
-            if len(state.stored) >= MAX_OUTPUTS_PER_JOB:
-                state.request_stop(StopReason.OUTPUT_LIMIT)
-                break
-            stored.append(await self._store(state, ref))
-        return stored
-
-    async def _store(self, state: JobState, ref: OutputRef) -> OutputFile:
-        data = await self._engine.fetch_output(ref)
-        size = image_size(data) if ref.kind == OutputKind.IMAGE else None
-        output = await self._files.store_output(
-            state.tenant_id,
-            NewOutput(
-                job_id=state.job_id,
-                attempt=state.attempt,
-                node_id=ref.node_id,
-                index=ref.index,
-                filename=ref.filename,
-                kind=ContractOutputKind(ref.kind.value),
-                content_type=ref.content_type,
-                data=data,
-                sha256=hashlib.sha256(data).hexdigest(),
-                width=None if size is None else size[0],
-                height=None if size is None else size[1],
-            ),
-        )
-        state.stored[(ref.node_id, ref.index)] = output
-        log.info(
-            "executor.job.output_stored",
-            job_id=state.job_id,
-            node_id=ref.node_id,
-            index=ref.index,
-            file_id=output.file_id,
-        )
-        return output
-
-    async def _progress(
-        self,
-        state: JobState,
-        reporter: Reporter,
-        outputs: list[OutputFile] | None = None,
-    ) -> None:
-        now = self._clock.monotonic()
-        due = (
-            state.last_progress is None
-            or now - state.last_progress >= self._progress_interval_s
-        )
-        if not outputs and not due:
-            return
-        state.last_progress = now
-        total = len(state.graph)
-        partial = 0.0
-        if state.current_node not in state.done and state.step and state.max:
-            partial = min(state.step / state.max, 1.0)
-        fraction = min((len(state.done) + partial) / total, 1.0) if total else 0.0
-        # Many outputs are split across events, each well inside its topic's limit.
-        chunks = [
-            (outputs or [])[i : i + OUTPUTS_PER_EVENT]
-            for i in range(0, max(len(outputs or []), 1), OUTPUTS_PER_EVENT)
-        ]
-        for chunk in chunks:
-            data = JobProgressData(
-                attempt=state.attempt,
-                worker_id=self._worker_id,
-                node_id=state.current_node,
-                class_type=state.class_type(state.current_node),
-                step=state.step,
-                max=state.max,
-                fraction=fraction,
-                nodes_done=len(state.done),
-                nodes_total=total,
-                outputs=chunk,
-            )
-            await send(self._publisher, state, reporter.event(JobProgressed, data))
