@@ -15,7 +15,7 @@ from comfyserve.workflow.errors import InvalidArgumentError
 from comfyserve.workflow.jobs.claims import Assignment, LeaseState
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
 from comfyserve.workflow.jobs.reads import UpdateKind
-from comfyserve.workflow.jobs.submission import ComfyErrors
+from comfyserve.workflow.validation import ComfyErrors
 
 _PRIORITY_FROM_PB: Mapping[int, Priority] = {
     pb.PRIORITY_UNSPECIFIED: Priority.NORMAL,

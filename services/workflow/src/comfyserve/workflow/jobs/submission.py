@@ -1,13 +1,14 @@
-"""Accepting jobs: parse, normalise, resolve assets, pick a pool whose node
-catalog validates the graph, and store the job with its idempotency record and
-`submitted` event in one transaction. No transport types."""
+"""Accepting jobs: parse, normalise, resolve assets (`assets`), pick a pool
+whose node catalog validates the graph (`pools`), and store the job with its
+idempotency record and `submitted` event in one transaction. No transport
+types."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +17,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.events import InputFile, Priority
-from comfyserve.contracts.workflow_format import (
-    InvalidAssetRefError,
-    find_asset_refs,
-    replace_asset_refs,
-)
-from comfyserve.workflow.adapters.files import FileLookup, StoredFile
+from comfyserve.contracts.workflow_format import replace_asset_refs
+from comfyserve.workflow.adapters.files import FileLookup
 from comfyserve.workflow.db import QUEUE_CHANNEL, notify
 from comfyserve.workflow.errors import (
     CatalogUnavailableError,
@@ -29,21 +26,21 @@ from comfyserve.workflow.errors import (
     InvalidArgumentError,
 )
 from comfyserve.workflow.jobs import events, repository
+from comfyserve.workflow.jobs.assets import resolve_assets
 from comfyserve.workflow.jobs.hashing import request_hash
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
+from comfyserve.workflow.jobs.pools import choose_pool
 from comfyserve.workflow.jobs.reads import JobReader, require_tenant
 from comfyserve.workflow.jobs.webhooks import check_webhook_url
 from comfyserve.workflow.outbox import repository as outbox
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.telemetry import Metrics
 from comfyserve.workflow.validation import (
+    ComfyErrors,
     ErrorType,
     InvalidWorkflowError,
-    NodeCatalog,
     PromptError,
-    ValidationResult,
     normalise_workflow,
-    validate,
 )
 from comfyserve.workflow.workers import repository as workers
 from comfyserve.workflow.workers.service import CatalogCache
@@ -51,10 +48,6 @@ from comfyserve.workflow.workers.service import CatalogCache
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
-ComfyErrors = dict[str, Any]
-"""`{"error": {...}, "node_errors": {...}}`, ComfyUI's /prompt error shape."""
-
-MISSING_ASSET = "missing_asset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +74,8 @@ class _Prepared:
 
     graph: dict[str, Any]
     inputs: list[InputFile]
-    pool: str = ""
-    file_inputs: list[dict[str, str]] = field(default_factory=list)
+    pool: str
+    file_inputs: list[dict[str, str]]
 
 
 class SubmissionService:
@@ -253,114 +246,27 @@ class SubmissionService:
             live = await workers.live_pools(conn, seen_after)
         if not catalogs:
             raise CatalogUnavailableError()
-        resolved = await self._resolve_assets(tenant_id, graph)
-        if not isinstance(resolved, _Prepared):
-            return resolved
-        names = {item.file_id: item.filename for item in resolved.inputs}
+        inputs = await resolve_assets(self._files, tenant_id, graph)
+        if not isinstance(inputs, list):
+            return inputs
+        names = {item.file_id: item.filename for item in inputs}
         # Validation is CPU-bound and a graph may hold hundreds of nodes.
-        pool, result = await asyncio.to_thread(
-            _first_valid_pool,
+        choice = await asyncio.to_thread(
+            choose_pool,
             replace_asset_refs(graph, names),
-            _preferred_order(catalogs, live),
+            catalogs,
+            live,
             self._settings.allowlist,
         )
-        if not result.ok:
-            return result.to_comfy()
+        if not choice.result.ok:
+            return choice.result.to_comfy()
         file_inputs = [
             {"node_id": ref.node_id, "input_name": ref.input_name}
-            for ref in result.file_inputs
+            for ref in choice.result.file_inputs
         ]
-        return replace(resolved, pool=pool, file_inputs=file_inputs)
-
-    async def _resolve_assets(
-        self, tenant_id: str, graph: dict[str, Any]
-    ) -> _Prepared | ComfyErrors:
-        try:
-            refs = find_asset_refs(graph)
-        except InvalidAssetRefError as error:
-            return _asset_errors(
-                graph,
-                {
-                    error.node_id: [
-                        _error_item(
-                            ErrorType.INVALID_INPUT_TYPE.value,
-                            str(error),
-                            input_name=error.input_name,
-                        )
-                    ]
-                },
-                ErrorType.INVALID_PROMPT.value,
-                "Invalid asset reference",
-            )
-        file_ids = sorted({ref.file_id for ref in refs})
-        found = await asyncio.gather(
-            *(self._files.get_file(tenant_id, file_id) for file_id in file_ids)
+        return _Prepared(
+            graph=graph, inputs=inputs, pool=choice.pool, file_inputs=file_inputs
         )
-        files = {
-            file.file_id: file for file in found if file is not None and file.ready
-        }
-        missing: dict[str, list[dict[str, Any]]] = {}
-        for ref in refs:
-            if ref.file_id not in files:
-                missing.setdefault(ref.node_id, []).append(
-                    _error_item(
-                        MISSING_ASSET,
-                        f"File {ref.file_id} is not available",
-                        details=(
-                            f"{ref.input_name}: file {ref.file_id} does not exist "
-                            "or its upload is not complete"
-                        ),
-                        input_name=ref.input_name,
-                        file_id=ref.file_id,
-                    )
-                )
-        if missing:
-            return _asset_errors(
-                graph,
-                missing,
-                MISSING_ASSET,
-                "Referenced input files are not available",
-            )
-        names = _staged_names(files.values())
-        inputs = [
-            InputFile(
-                file_id=ref.file_id,
-                node_id=ref.node_id,
-                input_name=ref.input_name,
-                filename=names[ref.file_id],
-                bucket=files[ref.file_id].bucket,
-                key=files[ref.file_id].key,
-                content_type=files[ref.file_id].content_type,
-                size=files[ref.file_id].size,
-                sha256=files[ref.file_id].sha256,
-            )
-            for ref in refs
-        ]
-        return _Prepared(graph=graph, inputs=inputs)
-
-
-def _preferred_order(
-    catalogs: Mapping[str, NodeCatalog], live: set[str]
-) -> list[tuple[str, NodeCatalog]]:
-    """Pools with live workers first, then those scaled to zero; by name."""
-    return sorted(catalogs.items(), key=lambda item: (item[0] not in live, item[0]))
-
-
-def _first_valid_pool(
-    graph: Mapping[str, Any],
-    pools: Sequence[tuple[str, NodeCatalog]],
-    allowlist: frozenset[str] | None,
-) -> tuple[str, ValidationResult]:
-    """The first pool whose catalog runs the graph; else the preferred pool's
-    errors, so the caller learns what is missing where it would run."""
-    first: tuple[str, ValidationResult] | None = None
-    for pool, catalog in pools:
-        result = validate(graph, catalog, allowlist)
-        if result.ok:
-            return pool, result
-        first = first or (pool, result)
-    assert first is not None, "called with at least one pool"
-    return first
 
 
 def _parse_json(text: str) -> Any:
@@ -376,54 +282,3 @@ def _parse_json(text: str) -> Any:
                 details=str(error),
             )
         ) from None
-
-
-def _error_item(
-    kind: str, message: str, details: str = "", **extra_info: Any
-) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "message": message,
-        "details": details,
-        "extra_info": extra_info,
-    }
-
-
-def _asset_errors(
-    graph: Mapping[str, Any],
-    items: Mapping[str, list[dict[str, Any]]],
-    kind: str,
-    message: str,
-) -> ComfyErrors:
-    details = "; ".join(
-        f"node {node_id}: {item['message']}"
-        for node_id, node_items in items.items()
-        for item in node_items
-    )
-    return {
-        "error": _error_item(kind, message, details),
-        "node_errors": {
-            node_id: {
-                "errors": node_items,
-                "dependent_outputs": [],
-                "class_type": str(graph[node_id].get("class_type", "")),
-            }
-            for node_id, node_items in items.items()
-        },
-    }
-
-
-def _staged_names(files: Iterable[StoredFile]) -> dict[str, str]:
-    """File id to the name the engine sees: the file's own name, prefixed by its
-    id when another input of the job has the same name."""
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for file in sorted(files, key=lambda item: item.file_id):
-        name = (
-            file.filename
-            if file.filename not in taken
-            else f"{file.file_id}-{file.filename}"
-        )
-        taken.add(name)
-        names[file.file_id] = name
-    return names

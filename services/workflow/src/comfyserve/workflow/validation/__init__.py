@@ -10,6 +10,7 @@ from comfyserve.workflow.validation.catalog import (
     NodeSpec,
 )
 from comfyserve.workflow.validation.models import (
+    ComfyErrors,
     ErrorType,
     FileInput,
     InvalidWorkflowError,
@@ -24,6 +25,7 @@ from comfyserve.workflow.validation.normalise import normalise_workflow
 from comfyserve.workflow.validation.validator import validate
 
 __all__ = [
+    "ComfyErrors",
     "ErrorType",
     "FileInput",
     "InputCategory",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from comfyserve.contracts.limits import MAX_WORKFLOW_BYTES
 
 __all__ = [
+    "ComfyErrors",
     "ErrorType",
     "FileInput",
     "InvalidWorkflowError",
@@ -21,6 +22,9 @@ __all__ = [
     "ValidationResult",
     "WorkflowFormatUiError",
 ]
+
+ComfyErrors = dict[str, Any]
+"""`{"error": {...}, "node_errors": {...}}`, ComfyUI's /prompt error shape."""
 
 
 class ErrorType(StrEnum):
@@ -121,7 +125,7 @@ class ValidationResult(BaseModel):
     output_nodes: list[str] = Field(default_factory=list)
     file_inputs: list[FileInput] = Field(default_factory=list)
 
-    def to_comfy(self) -> dict[str, Any]:
+    def to_comfy(self) -> ComfyErrors:
         """`{"error": ..., "node_errors": ...}`; no `error` key when accepted."""
         body: dict[str, Any] = {}
         if self.error is not None:
@@ -162,7 +166,7 @@ class InvalidWorkflowError(ValueError):
         self.error = error
         self.node_errors = node_errors or {}
 
-    def to_comfy(self) -> dict[str, Any]:
+    def to_comfy(self) -> ComfyErrors:
         return {
             "error": self.error.to_comfy(),
             "node_errors": _node_errors_to_comfy(self.node_errors),
