@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from comfyserve.gateway.auth import Principal, Scope, require_scope
 from comfyserve.gateway.errors import InvalidIdempotencyKeyError
+from comfyserve.gateway.jobs.events import JobEvent
 from comfyserve.gateway.jobs.models import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
@@ -25,7 +26,7 @@ from comfyserve.gateway.jobs.models import (
     ValidateRequest,
     ValidationResult,
 )
-from comfyserve.gateway.jobs.service import JobEvent, JobsService
+from comfyserve.gateway.jobs.service import JobsService
 from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.responses import (
