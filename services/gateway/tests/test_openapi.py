@@ -24,13 +24,9 @@ from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.app import create_app
 from comfyserve.gateway.auth.dependencies import _current_principal
 from comfyserve.gateway.errors import GatewayError, rpc_error_response
-from comfyserve.gateway.responses import (
-    ANSWERS,
-    RPC_ANSWERS,
-    TRANSPORT_ANSWERS,
-    Answer,
-    ErrorBody,
-)
+from comfyserve.gateway.openapi.answers import ANSWERS, Answer
+from comfyserve.gateway.openapi.body import ErrorBody
+from comfyserve.gateway.openapi.responses import RPC_ANSWERS, TRANSPORT_ANSWERS
 from comfyserve.gateway.settings import Settings
 
 NO_SUCH_ID = "00000000-0000-4000-8000-000000000000"

@@ -20,7 +20,7 @@ from comfyserve.gateway.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
-from comfyserve.gateway.openapi import GatewayApp
+from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import ResourcesFactory, open_resources
 from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings

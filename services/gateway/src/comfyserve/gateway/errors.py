@@ -1,7 +1,8 @@
 """Every error the gateway answers, and the handlers that render them.
 
 All error bodies share one shape: `{"error": <code>, "detail": <text>, ...extra}`,
-documented as `responses.ErrorBody`; a new error or extra field belongs there too.
+documented as `openapi.body.ErrorBody`; a new error or extra field belongs there
+too.
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ from comfyserve.gateway.errors import InvalidRequestError
 from comfyserve.gateway.files.models import FileMetadata
 from comfyserve.gateway.files.service import FilesService
 from comfyserve.gateway.links import LinksDep
-from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.responses import (
-    AUTHENTICATED,
+from comfyserve.gateway.openapi.answers import (
     CONTENT_TYPE_MISMATCH,
     EMPTY_FILE,
     FILE_TOO_LARGE,
@@ -23,9 +21,9 @@ from comfyserve.gateway.responses import (
     MULTIPART_TOO_LARGE,
     NO_FILE_PART,
     UPLOAD_FAILED,
-    calls,
-    error_responses,
 )
+from comfyserve.gateway.openapi.responses import AUTHENTICATED, calls, error_responses
+from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/files", tags=["files"])

@@ -28,17 +28,15 @@ from comfyserve.gateway.jobs.models import (
 )
 from comfyserve.gateway.jobs.service import JobsService
 from comfyserve.gateway.links import LinksDep
-from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.responses import (
-    AUTHENTICATED,
+from comfyserve.gateway.openapi.answers import (
     BODY_TOO_LARGE,
     INVALID_IDEMPOTENCY_KEY,
     INVALID_REQUEST,
     INVALID_WORKFLOW,
     WORKFLOW_FORMAT_UI,
-    calls,
-    error_responses,
 )
+from comfyserve.gateway.openapi.responses import AUTHENTICATED, calls, error_responses
+from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])

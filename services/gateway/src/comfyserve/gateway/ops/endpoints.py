@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from comfyserve.gateway.errors import error_response
+from comfyserve.gateway.openapi.answers import NOT_READY
+from comfyserve.gateway.openapi.responses import error_responses
 from comfyserve.gateway.ops.models import Liveness, Readiness
 from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.responses import NOT_READY, error_responses
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(tags=["operations"])

@@ -1,91 +1,16 @@
-"""The error answers the OpenAPI document promises: their body and when each comes.
+"""Every documented error answer: its status, code, when it comes, an example.
 
-Every route lists its answers with `error_responses(...)`; the answers of a
-backing call come from `calls(...)`, so a route documents exactly what the
-services it calls can make it say. Descriptions may name a limit as
-`${setting}`; `openapi.py` puts the value in force there.
+Routes list them through `responses.error_responses`. Descriptions may name a
+limit as `${setting}`; `document.py` puts the value in force there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import grpc
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
+from typing import Any
 
 from comfyserve.gateway.errors import UNAVAILABLE_RETRY_AFTER_SECONDS
-
-
-def _no_defaults(schema: dict[str, Any]) -> None:
-    # Absent fields are left out of a body, never sent as null: no defaults.
-    for item in schema.get("properties", {}).values():
-        item.pop("default", None)
-
-
-class FieldViolation(BaseModel):
-    field: str = Field(description="Where: `body.workflow`, `query.limit`...")
-    message: str
-
-
-class PromptErrorItem(BaseModel):
-    type: str
-    message: str
-    details: str
-    extra_info: dict[str, Any]
-
-
-class NodeErrors(BaseModel):
-    errors: list[PromptErrorItem]
-    dependent_outputs: list[str]
-    class_type: str
-
-
-class ErrorBody(BaseModel):
-    """Every error answer; fields past `detail` come only with the codes named."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_defaults)
-
-    error: str = Field(description="A stable code, such as `not_found`.")
-    detail: str = Field(description="What went wrong, for a person.")
-    fields: list[FieldViolation] | SkipJsonSchema[None] = Field(
-        default=None,
-        description="`invalid_request`, `invalid_argument` (422): what to fix.",
-    )
-    limit_bytes: int | SkipJsonSchema[None] = Field(
-        default=None, description="`payload_too_large`: the limit passed."
-    )
-    error_type: str | SkipJsonSchema[None] = Field(
-        default=None,
-        description=(
-            "`invalid_workflow`, `workflow_format_ui`: ComfyUI's error type, "
-            "such as `prompt_outputs_failed_validation`."
-        ),
-    )
-    node_errors: dict[str, NodeErrors] | SkipJsonSchema[None] = Field(
-        default=None,
-        description=(
-            "`invalid_workflow`, `workflow_format_ui`: ComfyUI's errors by node id."
-        ),
-    )
-    declared: str | SkipJsonSchema[None] = Field(
-        default=None, description="`content_type_mismatch`: the type declared."
-    )
-    detected: str | None = Field(
-        default=None,
-        description=(
-            "`content_type_mismatch`: the image type the bytes are, or null when "
-            "they are no image."
-        ),
-    )
-    failed: list[str] | SkipJsonSchema[None] = Field(
-        default=None, description="`not_ready`: the checks that failed."
-    )
-    checks: dict[str, Literal["ok", "failed"]] | SkipJsonSchema[None] = Field(
-        default=None, description="`not_ready`: every check and its state."
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +44,7 @@ _BAD_WORKFLOW_NODE = {
     }
 }
 
+# Any route: authentication, the request's shape, the backing services.
 UNAUTHORIZED = Answer(
     "unauthorized",
     401,
@@ -168,6 +94,7 @@ INTERNAL_ERROR = Answer(
     "Internal server error",
 )
 
+# Job routes.
 INVALID_IDEMPOTENCY_KEY = Answer(
     "invalid_idempotency_key",
     400,
@@ -221,6 +148,7 @@ JOB_NOT_FOUND = Answer(
     "No such workflow execution",
 )
 
+# File routes.
 FILE_NOT_FOUND = Answer(
     "file_not_found",
     404,
@@ -306,6 +234,7 @@ UPLOAD_FAILED = Answer(
     "The object store refused the upload",
 )
 
+# Readiness.
 NOT_READY = Answer(
     "not_ready",
     503,
@@ -347,96 +276,3 @@ ANSWERS: Mapping[str, Answer] = {
         NOT_READY,
     )
 }
-
-# Whatever a call answers besides: a channel that is down or a deadline that
-# passed is 503; anything unexpected (INTERNAL, UNKNOWN) is 500.
-TRANSPORT_ANSWERS: Mapping[grpc.StatusCode, Answer] = {
-    grpc.StatusCode.UNAVAILABLE: SERVICE_UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: SERVICE_UNAVAILABLE,
-    grpc.StatusCode.INTERNAL: INTERNAL_ERROR,
-    grpc.StatusCode.UNKNOWN: INTERNAL_ERROR,
-}
-
-# The status codes each backing call answers to what the gateway sends, and
-# the answer each becomes (None: handled, no error). Read from the services'
-# error classes; codes a service gives only for a request the gateway never
-# makes (no tenant id, an unknown priority, too many ids) are left out.
-RPC_ANSWERS: Mapping[str, Mapping[grpc.StatusCode, Answer | None]] = {
-    "submit_job": {
-        grpc.StatusCode.INVALID_ARGUMENT: INVALID_ARGUMENT,
-        grpc.StatusCode.ALREADY_EXISTS: IDEMPOTENCY_KEY_REUSE,
-    },
-    "validate_workflow": {},
-    "list_jobs": {grpc.StatusCode.INVALID_ARGUMENT: INVALID_ARGUMENT},
-    "get_job": {grpc.StatusCode.NOT_FOUND: JOB_NOT_FOUND},
-    "cancel_job": {grpc.StatusCode.NOT_FOUND: JOB_NOT_FOUND},
-    "watch_job": {grpc.StatusCode.NOT_FOUND: JOB_NOT_FOUND},
-    # A job's output whose file retention removed is shown without a URL.
-    "get_download_urls": {grpc.StatusCode.NOT_FOUND: None},
-    "create_upload": {
-        grpc.StatusCode.INVALID_ARGUMENT: CONTENT_TYPE_REFUSED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED: FILE_TOO_LARGE,
-    },
-    "complete_upload": {
-        grpc.StatusCode.FAILED_PRECONDITION: UPLOAD_CONFLICT,
-        grpc.StatusCode.RESOURCE_EXHAUSTED: FILE_TOO_LARGE,
-    },
-    "get_file": {grpc.StatusCode.NOT_FOUND: FILE_NOT_FOUND},
-    "get_download_url": {
-        grpc.StatusCode.NOT_FOUND: FILE_NOT_FOUND,
-        grpc.StatusCode.FAILED_PRECONDITION: FILE_NOT_READY,
-    },
-}
-
-AUTHENTICATED = (UNAUTHORIZED, INSUFFICIENT_SCOPE)
-
-
-def calls(*methods: str) -> tuple[Answer, ...]:
-    """The answers of these backing calls, transport failures included."""
-    found = [
-        answer
-        for method in methods
-        for answer in RPC_ANSWERS[method].values()
-        if answer is not None
-    ]
-    return (*found, *TRANSPORT_ANSWERS.values())
-
-
-def _description(answers: list[Answer]) -> str:
-    if len(answers) == 1:
-        return f"`{answers[0].code}`: {answers[0].when}"
-    return "\n".join(f"- `{answer.code}`: {answer.when}" for answer in answers)
-
-
-def _response(answers: list[Answer]) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "model": ErrorBody,
-        "description": _description(answers),
-        "content": {
-            "application/json": {
-                "examples": {
-                    answer.name: {"summary": answer.when, "value": answer.example()}
-                    for answer in answers
-                }
-            }
-        },
-    }
-    headers = {
-        name: {"description": text, "schema": {"type": "string"}}
-        for answer in answers
-        for name, text in answer.headers.items()
-    }
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-def error_responses(*answers: Answer) -> dict[int | str, dict[str, Any]]:
-    """FastAPI `responses` for these answers, grouped by status."""
-    by_status: dict[int, dict[str, Answer]] = {}
-    for answer in answers:
-        by_status.setdefault(answer.status, {})[answer.name] = answer
-    return {
-        status: _response(list(named.values()))
-        for status, named in sorted(by_status.items())
-    }

@@ -1,0 +1,1 @@
+"""The OpenAPI document: the error answers each route lists, and its finishing."""
