@@ -1,6 +1,6 @@
 """The ComfyUI engine adapter: drives a managed or remote ComfyUI over HTTP/WS."""
 
-from comfyserve.executor.engine.client import ClientTimeouts, ComfyClient, PromptState
+from comfyserve.executor.engine.client import ClientTimeouts, ComfyClient
 from comfyserve.executor.engine.errors import (
     EngineCrashed,
     EngineError,
@@ -31,6 +31,7 @@ from comfyserve.executor.engine.events import (
 )
 from comfyserve.executor.engine.files import ComfyDirs, JobFiles
 from comfyserve.executor.engine.managed import ManagedComfyUI
+from comfyserve.executor.engine.prompt_run import PromptState
 from comfyserve.executor.engine.protocol import Engine
 from comfyserve.executor.engine.remote import RemoteComfyUI
 

@@ -13,6 +13,7 @@ from comfyserve.executor.engine.client import ClientTimeouts, ComfyClient
 from comfyserve.executor.engine.errors import EngineStartFailed, EngineUnavailable
 from comfyserve.executor.engine.events import CancelOutcome, EngineEvent, OutputRef
 from comfyserve.executor.engine.files import ComfyDirs, JobFiles, delete_job_files
+from comfyserve.executor.engine.prompt_run import run_prompt
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +101,7 @@ class ClientEngine:
     def run(
         self, prompt: Mapping[str, Any], job_id: str, deadline: float
     ) -> AsyncGenerator[EngineEvent, None]:
-        return self._require_client().run(prompt, job_id, deadline)
+        return run_prompt(self._require_client(), prompt, job_id, deadline)
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome:
         return await self._require_client().interrupt(prompt_id)

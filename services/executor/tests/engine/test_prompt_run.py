@@ -1,0 +1,148 @@
+"""A prompt's run, followed against a hand-written fake ComfyUI that replays
+B.5.5 sequences."""
+
+import time
+import uuid
+from contextlib import aclosing
+
+import pytest
+
+from comfyserve.executor.engine.client import ComfyClient
+from comfyserve.executor.engine.errors import EngineTimeout
+from comfyserve.executor.engine.events import (
+    ExecutionFailed,
+    ExecutionInterrupted,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    NodeExecuted,
+    NodeStarted,
+    PromptQueued,
+    PromptRejected,
+)
+from comfyserve.executor.engine.prompt_run import run_prompt
+
+from .conftest import FakeComfy, g1_script, msg
+
+
+async def collect(client: ComfyClient, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    async with aclosing(run_prompt(client, {"1": {}}, "job-1", deadline)) as events:
+        return [event async for event in events]
+
+
+async def test_g1_completion_on_executing_null_uses_the_returned_prompt_id(make_client):
+    fake = FakeComfy("g1", g1_script)
+    events = await collect(await make_client(fake))
+    queued = events[0]
+    assert isinstance(queued, PromptQueued)
+    assert queued.prompt_id in fake.history
+    assert [e.node_id for e in events if isinstance(e, NodeStarted)] == ["1", "3"]
+    assert any(isinstance(e, NodeExecuted) for e in events)
+    final = events[-1]
+    assert isinstance(final, ExecutionSucceeded)
+    assert final.prompt_id == queued.prompt_id
+    assert [ref.filename for ref in final.outputs] == ["o_00001_.png"]
+
+
+async def test_g2_success_waits_for_history_written_after_execution_success(
+    make_client,
+):
+    def script(pid):
+        return [
+            msg("execution_start", prompt_id=pid, timestamp=1),
+            msg("execution_success", prompt_id=pid, timestamp=2),
+            "HOLD",
+        ]
+
+    fake = FakeComfy("g2", script)
+    fake.hold.clear()
+    client = await make_client(fake)
+    events = []
+    deadline = time.monotonic() + 10
+    async with aclosing(run_prompt(client, {"1": {}}, "job-1", deadline)) as run:
+        async for event in run:
+            events.append(event)
+            if isinstance(event, ExecutionStarted):
+                # History is written only now, after execution_success was sent.
+                fake.hold.set()
+    queued, final = events[0], events[-1]
+    assert str(uuid.UUID(queued.prompt_id)) == queued.prompt_id
+    assert isinstance(final, ExecutionSucceeded)
+    assert final.prompt_id == queued.prompt_id
+    assert len(final.outputs) == 1
+
+
+async def test_dropped_socket_falls_back_to_history(make_client):
+    def script(pid):
+        return [
+            msg("execution_start", prompt_id=pid),
+            "DROP",
+            msg("executing", node=None, prompt_id=pid),
+        ]
+
+    fake = FakeComfy("g1", script)
+    events = await collect(await make_client(fake))
+    assert isinstance(events[-1], ExecutionSucceeded)
+    assert events[-1].outputs_by_node["3"][0].filename == "o_00001_.png"
+
+
+async def test_error_from_history_when_the_message_was_missed(make_client):
+    error = {
+        "prompt_id": "x",
+        "node_id": "3",
+        "node_type": "SaveImage",
+        "exception_message": "boom",
+        "exception_type": "Exception",
+        "traceback": [],
+        "executed": [],
+    }
+    fake = FakeComfy(
+        "g1",
+        lambda pid: ["DROP"],
+        outputs={},
+        status={
+            "status_str": "error",
+            "completed": False,
+            "messages": [["execution_error", error]],
+        },
+    )
+    events = await collect(await make_client(fake))
+    failed = events[-1]
+    assert isinstance(failed, ExecutionFailed)
+    assert (failed.node_id, failed.node_type, failed.exception_message) == (
+        "3",
+        "SaveImage",
+        "boom",
+    )
+
+
+async def test_g1_unknown_class_type_is_a_rejection(make_client):
+    fake = FakeComfy("g1", g1_script)
+    fake.prompt_status = 500
+    events = await collect(await make_client(fake))
+    assert events == [PromptRejected(status=500, body="500 Internal Server Error")]
+
+
+async def test_deadline_raises_instead_of_hanging(make_client):
+    fake = FakeComfy("g2", lambda pid: ["HOLD"])
+    fake.hold.clear()
+    with pytest.raises(EngineTimeout):
+        await collect(await make_client(fake), timeout_s=0.5)
+
+
+async def test_interrupted_message_ends_the_run(make_client):
+    def script(pid):
+        return [
+            msg("executing", node="4", prompt_id=pid),
+            msg(
+                "execution_interrupted",
+                prompt_id=pid,
+                node_id="4",
+                node_type="X",
+                executed=[],
+            ),
+        ]
+
+    events = await collect(await make_client(FakeComfy("g2", script)))
+    assert isinstance(events[-1], ExecutionInterrupted)
+    assert events[-1].node_id == "4"
