@@ -94,6 +94,14 @@ def ref(
     )
 
 
+def many_refs(node_id: str, count: int) -> tuple[OutputRef, ...]:
+    return tuple(ref(node_id, index, kind=OutputKind.TEXT) for index in range(count))
+
+
+class DeliveryFailed(Exception):
+    """What a fake Kafka delivery fails with."""
+
+
 def input_file(
     file_id: str = "in-1", node_id: str = "1", filename: str = "in.png"
 ) -> InputFile:

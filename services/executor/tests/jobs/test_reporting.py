@@ -1,4 +1,5 @@
-"""The events of one attempt and the text they carry."""
+"""The events of one attempt and the text they carry, and sending the
+intermediate ones without holding up the attempt."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ import pytest
 
 from comfyserve.contracts.events import (
     FailureCode,
+    JobCompleted,
+    JobFailed,
     JobStarted,
     JobStartedData,
 )
 from comfyserve.contracts.limits import TEXT_FIELD_MAX_CHARS, TRACEBACK_MAX_CHARS
-from comfyserve.executor.engine import ExecutionFailed, PromptRejected
+from comfyserve.executor.engine import (
+    ExecutionFailed,
+    ExecutionSucceeded,
+    NodeExecuted,
+    NodeStarted,
+    PromptQueued,
+    PromptRejected,
+)
 from comfyserve.executor.jobs.models import Assignment, JobResult, Outcome
 from comfyserve.executor.jobs.reporting import (
     PathScrubber,
@@ -25,7 +35,7 @@ from comfyserve.executor.jobs.reporting import (
 )
 from comfyserve.executor.jobs.state import JobState, StopReason
 
-from .conftest import GRAPH, SOURCE, WORKER
+from .conftest import GRAPH, PROMPT, SOURCE, WORKER, DeliveryFailed, Harness, ref
 
 ROOT = Path("/srv/comfy")
 
@@ -186,3 +196,69 @@ def test_result_of_maps_the_final_event_to_the_outcome():
     started = report.event(JobStarted, JobStartedData(attempt=2, worker_id=WORKER))
     with pytest.raises(TypeError, match="JobStarted does not end a job"):
         result_of(started, 1.0)
+
+
+async def test_failure_text_is_scrubbed_of_machine_paths_and_clipped():
+    root = Path("/srv/comfy")
+    staged = f"{root}/input/job-1/in.png"
+    frames = ['  File "/srv/comfy/nodes.py", line 1, in load\n'] * 1000
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            ExecutionFailed(
+                PROMPT,
+                "1",
+                "LoadImage",
+                f"cannot identify image file {staged!r} " + "x" * TEXT_FIELD_MAX_CHARS,
+                "UnidentifiedImageError",
+                ("Traceback (most recent call last):\n", *frames, f"Error: {staged}\n"),
+            ),
+        ],
+        local_roots=(root,),
+    )
+
+    await h.run()
+
+    [failed] = h.publisher.of(JobFailed)
+    message, traceback = failed.data.message, failed.data.traceback or ""
+    assert message.startswith(
+        "UnidentifiedImageError: cannot identify image file 'in.png' xxx"
+    )
+    assert len(message) == TEXT_FIELD_MAX_CHARS
+    assert message.endswith("…")
+    # A traceback's end says what failed: its start is what goes.
+    assert len(traceback) == TRACEBACK_MAX_CHARS
+    assert traceback.startswith("…")
+    assert traceback.endswith('  File "nodes.py", line 1, in load\nError: in.png\n')
+    assert "/srv" not in message + traceback
+
+
+async def test_intermediate_events_that_cannot_be_queued_do_not_fail_the_attempt():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "3"),
+            NodeExecuted(PROMPT, "3", (ref(),)),
+            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
+        ]
+    )
+    h.publisher.refuse = ConnectionError("broker unreachable")
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.COMPLETED
+    assert h.types == ["executor.job.completed"]
+    [completed] = h.publisher.of(JobCompleted)
+    assert [o.file_id for o in completed.data.outputs] == ["file-3-0"]
+
+
+async def test_failed_intermediate_deliveries_do_not_fail_the_attempt():
+    h = Harness(
+        [PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), ExecutionSucceeded(PROMPT, {})]
+    )
+    h.publisher.fail_deliveries = DeliveryFailed("broker gone")
+
+    result = await h.run()
+
+    assert result.outcome == Outcome.COMPLETED
+    assert h.journal[-2:] == ["publish:executor.job.completed", "reported"]

@@ -1,13 +1,14 @@
 """One attempt through the real `JobRunner`, against hand-written fakes of the
-engine, Kafka, storage and time."""
+engine, Kafka, storage and time: its life from start to final event, stops,
+deadlines, a hung or crashed engine, clean-up. What each stage does is tested
+beside its module (`test_staging`, `test_following`, `test_storing`,
+`test_reporting`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,30 +20,20 @@ from comfyserve.contracts.events import (
     JobProgressed,
     JobStarted,
 )
-from comfyserve.contracts.limits import (
-    MAX_OUTPUTS_PER_JOB,
-    OUTPUTS_PER_EVENT,
-    TEXT_FIELD_MAX_CHARS,
-    TRACEBACK_MAX_CHARS,
-)
 from comfyserve.contracts.workflow_format import RUN_MARK_INPUT
 from comfyserve.executor.engine import (
     EngineCrashed,
-    ExecutionFailed,
     ExecutionInterrupted,
     ExecutionSucceeded,
     JobFiles,
-    NodeCached,
     NodeExecuted,
-    NodeProgress,
     NodeStarted,
     OutputKind,
     PromptQueued,
-    PromptRejected,
     UnexpectedResponse,
 )
-from comfyserve.executor.errors import OutputRejected, StorageFailed
-from comfyserve.executor.jobs.models import FileInputRef, Outcome
+from comfyserve.executor.errors import StorageFailed
+from comfyserve.executor.jobs.models import Outcome
 from comfyserve.executor.jobs.state import StopReason
 
 from .conftest import (
@@ -56,6 +47,7 @@ from .conftest import (
     WORKER,
     Advance,
     AwaitInterrupt,
+    DeliveryFailed,
     Do,
     Harness,
     eventually,
@@ -63,14 +55,6 @@ from .conftest import (
     png,
     ref,
 )
-
-
-class DeliveryFailed(Exception):
-    pass
-
-
-def many_refs(node_id: str, count: int) -> tuple[Any, ...]:
-    return tuple(ref(node_id, index, kind=OutputKind.TEXT) for index in range(count))
 
 
 async def test_success_stages_inputs_runs_stores_and_completes():
@@ -136,203 +120,6 @@ async def test_success_stages_inputs_runs_stores_and_completes():
     assert h.runner.current_job_id is None
 
 
-async def test_each_attempt_writes_and_stores_under_its_own_attempt():
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeExecuted(PROMPT, "3", (ref(),)),
-            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
-        ]
-    )
-
-    await h.run(h.assignment(attempt=5))
-
-    assert h.engine.prompts[0]["3"]["inputs"]["filename_prefix"] == "job-1-5/x"
-    assert h.engine.prompts[0]["3"]["inputs"][RUN_MARK_INPUT] == "job-1:5"
-    assert [output.attempt for _, output in h.files.stored] == [5]
-    [started] = h.publisher.of(JobStarted)
-    [progressed] = h.publisher.of(JobProgressed)
-    [completed] = h.publisher.of(JobCompleted)
-    assert (
-        started.data.attempt,
-        progressed.data.attempt,
-        completed.data.attempt,
-    ) == (5, 5, 5)
-
-
-async def test_file_inputs_are_confined_to_the_jobs_own_input_folder():
-    graph = {
-        **GRAPH,
-        "4": {"class_type": "LoadImage", "inputs": {"image": "shared.png"}},
-        "5": {"class_type": "LoadImage", "inputs": {"image": "unlisted.png"}},
-    }
-    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {})])
-    h.files.inputs["in-1"] = b"abc"
-
-    await h.run(
-        h.assignment(
-            [input_file()],
-            [FileInputRef("1", "image"), FileInputRef("4", "image")],
-            graph=graph,
-        )
-    )
-
-    assert h.engine.subfolders == [JOB]
-    [prompt] = h.engine.prompts
-    # Staged by the runner: already the job's file, not rebased twice.
-    assert prompt["1"]["inputs"]["image"] == "job-1/in.png"
-    # Named by the graph but never staged: only a file of this job could match.
-    assert prompt["4"]["inputs"]["image"] == "job-1/shared.png"
-    assert prompt["5"]["inputs"]["image"] == "unlisted.png"
-
-
-async def test_progress_is_throttled_by_the_clock():
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeStarted(PROMPT, "2"),
-            NodeProgress(PROMPT, "2", 1, 10),
-            Advance(0.2),
-            NodeProgress(PROMPT, "2", 2, 10),
-            Advance(0.3),
-            NodeProgress(PROMPT, "2", 5, 10),
-            Advance(0.1),
-            NodeProgress(PROMPT, "2", 6, 10),
-            ExecutionSucceeded(PROMPT, {}),
-        ]
-    )
-
-    await h.run()
-
-    progressed = h.publisher.of(JobProgressed)
-    assert [(p.data.step, p.data.max) for p in progressed] == [(None, None), (5, 10)]
-    assert progressed[1].data.fraction == pytest.approx(0.5 / 3)
-
-
-async def test_outputs_are_stored_and_published_as_each_node_finishes():
-    second = ref("4", 0)
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeStarted(PROMPT, "3"),
-            NodeExecuted(PROMPT, "3", (ref(), ref(index=1), ref(folder="temp"))),
-            NodeExecuted(PROMPT, "4", (second,)),
-            ExecutionSucceeded(PROMPT, {"3": (ref(), ref(index=1)), "4": (second,)}),
-        ]
-    )
-
-    await h.run()
-
-    assert h.journal == [
-        "enqueue:executor.job.started",
-        "engine:PromptQueued",
-        "engine:NodeStarted",
-        "enqueue:executor.job.progressed",
-        "engine:NodeExecuted",
-        "store:3/0",
-        "store:3/1",
-        "enqueue:executor.job.progressed",
-        "engine:NodeExecuted",
-        "store:4/0",
-        "enqueue:executor.job.progressed",
-        "engine:ExecutionSucceeded",
-        "publish:executor.job.completed",
-        "reported",
-    ]
-    progressed = h.publisher.of(JobProgressed)
-    assert [[o.file_id for o in p.data.outputs] for p in progressed] == [
-        [],
-        ["file-3-0", "file-3-1"],
-        ["file-4-0"],
-    ]
-    [completed] = h.publisher.of(JobCompleted)
-    assert [o.file_id for o in completed.data.outputs] == [
-        "file-3-0",
-        "file-3-1",
-        "file-4-0",
-    ]
-    # A preview is never stored, but its file is cleaned up with the rest.
-    assert ref(folder="temp") in h.engine.cleaned[0].outputs
-
-
-async def test_cached_run_stores_outputs_from_the_history():
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeCached(PROMPT, ("1", "2", "3")),
-            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
-        ]
-    )
-
-    await h.run()
-
-    assert h.types[-1] == "executor.job.completed"
-    [completed] = h.publisher.of(JobCompleted)
-    assert [o.file_id for o in completed.data.outputs] == ["file-3-0"]
-    assert h.publisher.of(JobProgressed)[0].data.nodes_done == 3
-
-
-async def test_many_outputs_are_split_across_progress_events():
-    count = 2 * OUTPUTS_PER_EVENT + 50
-    refs = many_refs("3", count)
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeExecuted(PROMPT, "3", refs),
-            ExecutionSucceeded(PROMPT, {"3": refs}),
-        ]
-    )
-
-    result = await h.run()
-
-    assert result.outcome == Outcome.COMPLETED
-    progressed = h.publisher.of(JobProgressed)
-    assert [len(p.data.outputs) for p in progressed] == [
-        OUTPUTS_PER_EVENT,
-        OUTPUTS_PER_EVENT,
-        50,
-    ]
-    assert [o.index for p in progressed for o in p.data.outputs] == list(range(count))
-    [completed] = h.publisher.of(JobCompleted)
-    assert len(completed.data.outputs) == count
-
-
-async def test_more_outputs_than_a_job_may_have_stop_the_attempt():
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeExecuted(PROMPT, "3", many_refs("3", MAX_OUTPUTS_PER_JOB)),
-            NodeExecuted(PROMPT, "4", many_refs("4", 1)),
-            AwaitInterrupt(),
-            ExecutionInterrupted(PROMPT, "4"),
-        ]
-    )
-
-    result = await h.run()
-
-    assert (result.outcome, result.failure) == (
-        Outcome.FAILED,
-        FailureCode.OUTPUT_LIMIT_EXCEEDED,
-    )
-    assert len(h.files.stored) == MAX_OUTPUTS_PER_JOB
-    assert h.engine.interrupts == [PROMPT]
-    [failed] = h.publisher.of(JobFailed)
-    assert failed.data.retryable is False
-    assert str(MAX_OUTPUTS_PER_JOB) in failed.data.message
-    assert h.keeper.restarts == []
-
-
-async def test_a_finished_run_with_too_many_outputs_fails():
-    refs = many_refs("3", MAX_OUTPUTS_PER_JOB + 1)
-    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {"3": refs})])
-
-    result = await h.run()
-
-    assert result.failure == FailureCode.OUTPUT_LIMIT_EXCEEDED
-    assert len(h.files.stored) == MAX_OUTPUTS_PER_JOB
-    assert h.publisher.of(JobCompleted) == []
-
-
 async def test_an_oversized_final_event_becomes_output_limit_exceeded():
     # Each progress event fits its topic; the completed event, listing them
     # all, does not.
@@ -363,90 +150,6 @@ async def test_an_oversized_final_event_becomes_output_limit_exceeded():
     assert failed.data.retryable is False
     assert failed.data.message.startswith("the job's outcome is too large to report")
     assert h.journal[-2:] == ["publish:executor.job.failed", "reported"]
-
-
-async def test_node_error_fails_without_retry():
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeStarted(PROMPT, "3"),
-            ExecutionFailed(
-                PROMPT,
-                "3",
-                "SaveImage",
-                "disk full",
-                "OSError",
-                ("Traceback\n", "  line 1\n"),
-            ),
-        ]
-    )
-
-    result = await h.run()
-
-    [failed] = h.publisher.of(JobFailed)
-    assert result.failure == FailureCode.NODE_EXECUTION_ERROR
-    assert failed.data.code == FailureCode.NODE_EXECUTION_ERROR
-    assert (failed.data.node_id, failed.data.class_type) == ("3", "SaveImage")
-    assert failed.data.message == "OSError: disk full"
-    assert failed.data.traceback == "Traceback\n  line 1\n"
-    assert failed.data.retryable is False
-    assert h.types[-1] == "executor.job.failed"
-
-
-async def test_failure_text_is_scrubbed_of_machine_paths_and_clipped():
-    root = Path("/srv/comfy")
-    staged = f"{root}/input/job-1/in.png"
-    frames = ['  File "/srv/comfy/nodes.py", line 1, in load\n'] * 1000
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            ExecutionFailed(
-                PROMPT,
-                "1",
-                "LoadImage",
-                f"cannot identify image file {staged!r} " + "x" * TEXT_FIELD_MAX_CHARS,
-                "UnidentifiedImageError",
-                ("Traceback (most recent call last):\n", *frames, f"Error: {staged}\n"),
-            ),
-        ],
-        local_roots=(root,),
-    )
-
-    await h.run()
-
-    [failed] = h.publisher.of(JobFailed)
-    message, traceback = failed.data.message, failed.data.traceback or ""
-    assert message.startswith(
-        "UnidentifiedImageError: cannot identify image file 'in.png' xxx"
-    )
-    assert len(message) == TEXT_FIELD_MAX_CHARS
-    assert message.endswith("…")
-    # A traceback's end says what failed: its start is what goes.
-    assert len(traceback) == TRACEBACK_MAX_CHARS
-    assert traceback.startswith("…")
-    assert traceback.endswith('  File "nodes.py", line 1, in load\nError: in.png\n')
-    assert "/srv" not in message + traceback
-
-
-async def test_rejected_prompt_fails_as_invalid_workflow_with_node_errors():
-    body = {
-        "error": {"type": "prompt_outputs_failed_validation", "message": "Bad"},
-        "node_errors": {
-            "1": {
-                "errors": [{"message": "Value too small", "details": "width -5"}],
-                "class_type": "EmptyImage",
-            }
-        },
-    }
-    h = Harness([PromptRejected(400, body)])
-
-    result = await h.run()
-
-    [failed] = h.publisher.of(JobFailed)
-    assert result.failure == FailureCode.INVALID_WORKFLOW
-    assert failed.data.retryable is False
-    assert "node 1 (EmptyImage): Value too small: width -5" in failed.data.message
-    assert h.engine.interrupts == []
 
 
 async def test_engine_crash_restarts_the_engine_and_allows_a_retry():
@@ -499,62 +202,6 @@ async def test_a_bug_still_ends_the_attempt_as_a_retryable_internal_error():
     assert h.runner.current_job_id is None
 
 
-async def test_comfyui_interrupting_on_its_own_is_a_retryable_internal_error():
-    h = Harness([PromptQueued(PROMPT), ExecutionInterrupted(PROMPT, "2")])
-
-    result = await h.run()
-
-    assert result.failure == FailureCode.INTERNAL_ERROR
-    [failed] = h.publisher.of(JobFailed)
-    assert failed.data.retryable is True
-
-
-@pytest.mark.parametrize(
-    ("error", "retryable"),
-    [
-        (StorageFailed("object store unreachable"), True),
-        (OutputRejected("too big"), False),
-    ],
-)
-async def test_storage_errors_fail_the_attempt(error, retryable):
-    h = Harness([PromptQueued(PROMPT), NodeExecuted(PROMPT, "3", (ref(),))])
-    h.files.output_error = error
-
-    await h.run()
-
-    [failed] = h.publisher.of(JobFailed)
-    assert (failed.data.code, failed.data.retryable) == (
-        FailureCode.STORAGE_ERROR,
-        retryable,
-    )
-    assert h.keeper.restarts == []
-
-
-async def test_missing_input_fails_before_the_run():
-    h = Harness([PromptQueued(PROMPT)])
-
-    await h.run(h.assignment([input_file()]))
-
-    [failed] = h.publisher.of(JobFailed)
-    assert (failed.data.code, failed.data.retryable) == (
-        FailureCode.INPUT_UNAVAILABLE,
-        False,
-    )
-    assert h.engine.prompts == []
-
-
-async def test_an_input_for_a_node_the_graph_lacks_fails_before_fetching():
-    h = Harness([PromptQueued(PROMPT)])
-
-    await h.run(h.assignment([input_file(node_id="9")]))
-
-    [failed] = h.publisher.of(JobFailed)
-    assert failed.data.code == FailureCode.INPUT_UNAVAILABLE
-    assert "no node 9" in failed.data.message
-    assert h.files.fetched == []
-    assert h.engine.prompts == []
-
-
 async def test_cancel_interrupts_the_current_prompt_and_reports_cancelled():
     h = Harness(
         [
@@ -595,23 +242,6 @@ async def test_cancel_while_staging_never_runs_the_prompt():
     assert result.outcome == Outcome.CANCELLED
     assert h.engine.prompts == []
     assert h.engine.cleaned == [JobFiles(inputs=("job-1/in.png",))]
-
-
-async def test_a_stop_before_comfyui_answers_interrupts_once_it_does():
-    h = Harness()
-    h.script.extend(
-        [
-            Do(lambda: h.runner.request_cancel(JOB, "early")),
-            PromptQueued(PROMPT),
-            AwaitInterrupt(),
-            ExecutionInterrupted(PROMPT, None),
-        ]
-    )
-
-    result = await h.run()
-
-    assert result.outcome == Outcome.CANCELLED
-    assert set(h.engine.interrupts) == {PROMPT}
 
 
 async def test_a_stop_for_another_attempt_is_ignored():
@@ -688,37 +318,6 @@ async def test_a_superseded_attempt_reports_nothing_however_its_run_ends(
     assert h.types == ["executor.job.started"]
     assert "reported" not in h.journal
     assert len(h.keeper.restarts) == restarts
-
-
-async def test_intermediate_events_that_cannot_be_queued_do_not_fail_the_attempt():
-    h = Harness(
-        [
-            PromptQueued(PROMPT),
-            NodeStarted(PROMPT, "3"),
-            NodeExecuted(PROMPT, "3", (ref(),)),
-            ExecutionSucceeded(PROMPT, {"3": (ref(),)}),
-        ]
-    )
-    h.publisher.refuse = ConnectionError("broker unreachable")
-
-    result = await h.run()
-
-    assert result.outcome == Outcome.COMPLETED
-    assert h.types == ["executor.job.completed"]
-    [completed] = h.publisher.of(JobCompleted)
-    assert [o.file_id for o in completed.data.outputs] == ["file-3-0"]
-
-
-async def test_failed_intermediate_deliveries_do_not_fail_the_attempt():
-    h = Harness(
-        [PromptQueued(PROMPT), NodeStarted(PROMPT, "1"), ExecutionSucceeded(PROMPT, {})]
-    )
-    h.publisher.fail_deliveries = DeliveryFailed("broker gone")
-
-    result = await h.run()
-
-    assert result.outcome == Outcome.COMPLETED
-    assert h.journal[-2:] == ["publish:executor.job.completed", "reported"]
 
 
 async def test_the_final_event_waits_for_earlier_deliveries_to_settle():

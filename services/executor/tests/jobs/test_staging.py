@@ -1,4 +1,5 @@
-"""Rewriting a granted graph into the prompt of one attempt."""
+"""Rewriting a granted graph into the prompt of one attempt, and staging its
+inputs (through the real `JobRunner` on hand-written fakes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from comfyserve.contracts.events import FailureCode, JobFailed
 from comfyserve.contracts.workflow_format import RUN_MARK_INPUT
+from comfyserve.executor.engine import ExecutionSucceeded, PromptQueued
 from comfyserve.executor.errors import InputUnavailable
 from comfyserve.executor.jobs.models import FileInputRef
 from comfyserve.executor.jobs.staging import (
@@ -17,6 +20,8 @@ from comfyserve.executor.jobs.staging import (
     output_folder,
     prompt_for,
 )
+
+from .conftest import GRAPH, JOB, PROMPT, Harness, input_file
 
 
 def test_each_job_and_attempt_has_folders_of_its_own():
@@ -96,3 +101,54 @@ def test_force_fresh_outputs_marks_only_sink_nodes():
     }
     assert marked == {"3", "4"}
     assert prompt["3"]["inputs"][RUN_MARK_INPUT] == "job:1"
+
+
+async def test_file_inputs_are_confined_to_the_jobs_own_input_folder():
+    graph = {
+        **GRAPH,
+        "4": {"class_type": "LoadImage", "inputs": {"image": "shared.png"}},
+        "5": {"class_type": "LoadImage", "inputs": {"image": "unlisted.png"}},
+    }
+    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {})])
+    h.files.inputs["in-1"] = b"abc"
+
+    await h.run(
+        h.assignment(
+            [input_file()],
+            [FileInputRef("1", "image"), FileInputRef("4", "image")],
+            graph=graph,
+        )
+    )
+
+    assert h.engine.subfolders == [JOB]
+    [prompt] = h.engine.prompts
+    # Staged by the runner: already the job's file, not rebased twice.
+    assert prompt["1"]["inputs"]["image"] == "job-1/in.png"
+    # Named by the graph but never staged: only a file of this job could match.
+    assert prompt["4"]["inputs"]["image"] == "job-1/shared.png"
+    assert prompt["5"]["inputs"]["image"] == "unlisted.png"
+
+
+async def test_missing_input_fails_before_the_run():
+    h = Harness([PromptQueued(PROMPT)])
+
+    await h.run(h.assignment([input_file()]))
+
+    [failed] = h.publisher.of(JobFailed)
+    assert (failed.data.code, failed.data.retryable) == (
+        FailureCode.INPUT_UNAVAILABLE,
+        False,
+    )
+    assert h.engine.prompts == []
+
+
+async def test_an_input_for_a_node_the_graph_lacks_fails_before_fetching():
+    h = Harness([PromptQueued(PROMPT)])
+
+    await h.run(h.assignment([input_file(node_id="9")]))
+
+    [failed] = h.publisher.of(JobFailed)
+    assert failed.data.code == FailureCode.INPUT_UNAVAILABLE
+    assert "no node 9" in failed.data.message
+    assert h.files.fetched == []
+    assert h.engine.prompts == []
