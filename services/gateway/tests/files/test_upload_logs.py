@@ -6,9 +6,9 @@ import httpx
 import structlog
 import uvicorn
 
-from comfyserve.gateway.app import create_app
+from comfyserve.gateway.app import create_app, upload_client
 from comfyserve.gateway.auth import StaticKeyAuthenticator
-from comfyserve.gateway.resources import Resources, upload_client
+from comfyserve.gateway.resources import Resources
 from comfyserve.gateway.server import server_config
 from comfyserve.runtime.logging import configure_logging
 

@@ -1,15 +1,25 @@
-"""The composition root: settings in, an app out; clients live in its lifespan."""
+"""The composition root: settings in, an app out; clients live in its lifespan.
+
+`open_resources` builds them, one async context manager per resource composed
+in one place, and closes them in reverse.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
+from comfyserve.gateway.adapters.probes import GrpcHealthProbe, RedisProbe
+from comfyserve.gateway.adapters.storage import GrpcStorageClient
+from comfyserve.gateway.adapters.workflow import WORKFLOW_SERVICE, GrpcWorkflowClient
+from comfyserve.gateway.auth.principal import StaticKeyAuthenticator
 from comfyserve.gateway.docs import add_docs
 from comfyserve.gateway.errors import exception_handlers
 from comfyserve.gateway.files.endpoints import router as files_router
@@ -22,8 +32,43 @@ from comfyserve.gateway.middleware import (
 )
 from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
-from comfyserve.gateway.resources import ResourcesFactory, open_resources
+from comfyserve.gateway.resources import Resources, ResourcesFactory
 from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings
+from comfyserve.runtime.grpc import insecure_channel
+
+# Presigned PUTs of large files may take a while; connecting must not.
+_UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+
+
+def upload_client() -> httpx.AsyncClient:
+    """The client that PUTs upload bytes to presigned object-store URLs."""
+    return httpx.AsyncClient(timeout=_UPLOAD_TIMEOUT, follow_redirects=False)
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """The production wiring: gRPC channels, Redis and an HTTP client."""
+    async with (
+        insecure_channel(settings.workflow_grpc_target) as workflow_channel,
+        insecure_channel(settings.storage_grpc_target) as storage_channel,
+        aclosing(Redis.from_url(settings.redis_url)) as redis,
+        aclosing(upload_client()) as http,
+    ):
+        yield Resources(
+            authenticator=StaticKeyAuthenticator(settings.api_keys),
+            workflow=GrpcWorkflowClient(
+                workflow_channel, settings.grpc_timeout_seconds
+            ),
+            storage=GrpcStorageClient(storage_channel, settings.grpc_timeout_seconds),
+            http=http,
+            probes=(
+                # Ready means a job can be accepted: the workflow service serves
+                # its service name only once an executor's node catalog exists.
+                GrpcHealthProbe("workflow", workflow_channel, WORKFLOW_SERVICE),
+                GrpcHealthProbe("storage", storage_channel),
+                RedisProbe(redis),
+            ),
+        )
 
 
 def _body_limit(settings: Settings) -> Callable[[Scope], int]:
