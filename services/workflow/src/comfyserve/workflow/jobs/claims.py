@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from comfyserve.contracts.events import DEFAULT_POOL
 from comfyserve.workflow.db import JOBS_CHANNEL, notify
 from comfyserve.workflow.errors import InvalidArgumentError, JobNotFoundError
-from comfyserve.workflow.jobs import events, repository
+from comfyserve.workflow.jobs import dispatch_repository, events, repository
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
 from comfyserve.workflow.jobs.reads import parse_job_id, require_tenant
 from comfyserve.workflow.jobs.state import exhaust
@@ -150,7 +150,7 @@ class ClaimService:
     async def _claim_next(self, worker_id: str, pool: str) -> Assignment | None:
         now = self._clock()
         async with self._engine.connect() as conn, conn.begin():
-            job = await repository.claim_next(
+            job = await dispatch_repository.claim_next(
                 conn,
                 pool=pool,
                 worker_id=worker_id,
@@ -178,8 +178,8 @@ class ClaimService:
             )
             if job is None:
                 raise JobNotFoundError(job_id)
-            if repository.claimable(job, now, max_attempts):
-                granted = await repository.grant(
+            if dispatch_repository.claimable(job, now, max_attempts):
+                granted = await dispatch_repository.grant(
                     conn,
                     job,
                     worker_id=worker_id,
@@ -222,13 +222,15 @@ class ClaimService:
         parsed = [(_lease_job_id(job_id), attempt) for job_id, attempt in leases]
         now = self._clock()
         async with self._engine.connect() as conn, conn.begin():
-            renewed = await repository.renew_leases(
+            renewed = await dispatch_repository.renew_leases(
                 conn, worker_id=worker_id, leases=parsed, until=now + self._lease
             )
             others = [job_id for job_id, _ in parsed if job_id not in renewed]
             rows = {
                 row.job_id: row
-                for row in (await repository.lease_rows(conn, others) if others else [])
+                for row in (
+                    await dispatch_repository.lease_rows(conn, others) if others else []
+                )
             }
         states = []
         for (job_id, attempt), (raw_id, _) in zip(parsed, leases, strict=True):

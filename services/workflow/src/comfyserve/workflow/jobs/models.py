@@ -1,7 +1,8 @@
 """The job record, its event log and idempotency keys.
 
-The DDL (indexes included) lives in the Alembic migrations; these tables are
-what the repositories query.
+The DDL (indexes included) lives in the Alembic migrations; these tables, the
+column sets and status conditions below, and `job_from_row` are what the
+repositories (`repository`, `dispatch_repository`, `queue_repository`) share.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from sqlalchemy import (
     DateTime,
     Double,
     Integer,
+    Row,
     SmallInteger,
     Table,
     Text,
     Uuid,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -32,12 +35,17 @@ from comfyserve.workflow.db import metadata
 
 __all__ = [
     "FINAL_STATUSES",
+    "IS_PENDING",
+    "IS_RUNNING",
+    "JOB_COLUMNS",
     "PRIORITY_RANK",
+    "SUMMARY_COLUMNS",
     "FileInputRef",
     "JobRecord",
     "JobStatus",
     "idempotency_keys",
     "job_events",
+    "job_from_row",
     "jobs",
     "queue_depth",
 ]
@@ -100,6 +108,19 @@ jobs = Table(
     Column("lease_expires_at", DateTime(timezone=True)),
     Column("file_inputs", JSONB, nullable=False),
 )
+
+JOB_COLUMNS = [column for column in jobs.c if column.name != "priority_rank"]
+# What a listing or a watch reads: everything but the graph and its inputs,
+# which can run to megabytes.
+SUMMARY_COLUMNS = [
+    column
+    for column in JOB_COLUMNS
+    if column.name not in ("workflow", "inputs", "file_inputs")
+]
+# Literals, as the partial indexes have them: with a bound parameter Postgres
+# cannot match the index once it switches to a generic plan.
+IS_PENDING = jobs.c.status == literal_column("'pending'")
+IS_RUNNING = jobs.c.status == literal_column("'running'")
 
 queue_depth = Table(
     "queue_depth",
@@ -175,3 +196,11 @@ class JobRecord:
     idempotency_key: str | None = None
     duration_seconds: float | None = None
     queue_position: int | None = None
+
+
+def job_from_row(row: Row[Any]) -> JobRecord:
+    values = dict(row._mapping)
+    values.pop("priority_rank", None)
+    values["status"] = JobStatus(values["status"])
+    values["priority"] = Priority(values["priority"])
+    return JobRecord(**values)

@@ -11,7 +11,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.workflow.errors import InvalidArgumentError, JobNotFoundError
-from comfyserve.workflow.jobs import repository
+from comfyserve.workflow.jobs import queue_repository, repository
 from comfyserve.workflow.jobs.cursor import Cursor
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
 from comfyserve.workflow.jobs.watch import ChannelListener
@@ -73,7 +73,7 @@ class JobReader:
         if job is None:
             raise JobNotFoundError(str(job_id))
         if job.status is JobStatus.PENDING:
-            position = await repository.queue_position(conn, job)
+            position = await queue_repository.queue_position(conn, job)
             return replace(job, queue_position=position)
         return job
 

@@ -25,7 +25,7 @@ from comfyserve.workflow.errors import (
     IdempotencyKeyReuseError,
     InvalidArgumentError,
 )
-from comfyserve.workflow.jobs import events, repository
+from comfyserve.workflow.jobs import events, queue_repository, repository
 from comfyserve.workflow.jobs.assets import resolve_assets
 from comfyserve.workflow.jobs.hashing import request_hash
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
@@ -191,7 +191,9 @@ class SubmissionService:
             await outbox.add_event(conn, events.submitted(job, self._source), now)
             await notify(conn, QUEUE_CHANNEL, job.pool)
             # Just queued, the job is the last of its priority.
-            position = await repository.pending_through(conn, job.pool, job.priority)
+            position = await queue_repository.pending_through(
+                conn, job.pool, job.priority
+            )
         return replace(job, queue_position=position)
 
     async def _replay(

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL, notify
-from comfyserve.workflow.jobs import events, repository
+from comfyserve.workflow.jobs import events, queue_repository, repository
 from comfyserve.workflow.jobs.models import JobStatus
 from comfyserve.workflow.jobs.state import Transition
 from comfyserve.workflow.outbox import repository as outbox
@@ -36,9 +36,9 @@ async def persist_transition(
     await repository.save_job(conn, job, now)
     after = job.status
     if before is JobStatus.PENDING and after is not JobStatus.PENDING:
-        await repository.adjust_depth(conn, job.pool, job.priority, -1)
+        await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
     if after is JobStatus.PENDING and before is not JobStatus.PENDING:
-        await repository.adjust_depth(conn, job.pool, job.priority, 1)
+        await queue_repository.adjust_depth(conn, job.pool, job.priority, 1)
         await notify(conn, QUEUE_CHANNEL, job.pool)
     if transition.requeue:
         await outbox.add_event(conn, events.submitted(job, source), now)

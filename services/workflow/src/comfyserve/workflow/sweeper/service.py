@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.runtime.logging import describe_error
-from comfyserve.workflow.jobs import repository
+from comfyserve.workflow.jobs import dispatch_repository, queue_repository, repository
 from comfyserve.workflow.jobs.models import PRIORITY_RANK, JobRecord, JobStatus
 from comfyserve.workflow.jobs.state import Transition, expire, lose_worker
 from comfyserve.workflow.jobs.transitions import count_transition, persist_transition
@@ -92,7 +92,7 @@ class Sweeper:
             if expire_leases:
                 lost = await self._apply(
                     conn,
-                    await repository.lapsed_leases(conn, now, _BATCH),
+                    await dispatch_repository.lapsed_leases(conn, now, _BATCH),
                     lambda job: lose_worker(
                         job, now, max_attempts=settings.max_attempts
                     ),
@@ -105,7 +105,7 @@ class Sweeper:
             gone_before = now - timedelta(hours=settings.pool_ttl_hours)
             workers_deleted = await workers.delete_workers_before(conn, gone_before)
             pools_deleted = await workers.delete_pools_unseen_since(conn, gone_before)
-            self._report_depths(await repository.depths(conn))
+            self._report_depths(await queue_repository.depths(conn))
         for swept in (*expired, *lost):
             count_transition(self._metrics, swept.before, swept.transition)
         return SweepReport(

@@ -1,0 +1,183 @@
+"""Dispatch by claim and the leases that fence each attempt: granting the first
+pending job of a pool or one named job, renewing and reading leases, and the
+lapsed ones the sweeper re-queues. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from comfyserve.workflow.jobs import queue_repository
+from comfyserve.workflow.jobs.models import (
+    IS_PENDING,
+    IS_RUNNING,
+    JOB_COLUMNS,
+    SUMMARY_COLUMNS,
+    JobRecord,
+    JobStatus,
+    job_from_row,
+    jobs,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Where a job stands for the holder of one of its leases."""
+
+    job_id: UUID
+    status: JobStatus
+    attempt: int
+    worker_id: str | None
+    cancel_requested: bool
+
+
+def _grant(worker_id: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+    # A new attempt owns no outputs yet: only the attempt that ends the job
+    # has outputs, the ones of earlier attempts are not the job's.
+    return {
+        "status": JobStatus.RUNNING.value,
+        "worker_id": worker_id,
+        "attempt": jobs.c.attempt + 1,
+        "started_at": now,
+        "lease_expires_at": lease_until,
+        "progress": None,
+        "outputs": [],
+        "updated_at": now,
+    }
+
+
+async def claim_next(
+    conn: AsyncConnection,
+    *,
+    pool: str,
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+    max_attempts: int,
+) -> JobRecord | None:
+    """Grant the first pending job of `pool` (priority, then age) to
+    `worker_id`; rows other claimers hold are skipped, so each job goes to one
+    claimer."""
+    first = (
+        select(jobs.c.id)
+        .where(
+            IS_PENDING,
+            jobs.c.pool == pool,
+            jobs.c.cancel_requested.is_(False),
+            jobs.c.attempt < max_attempts,
+            jobs.c.deadline > now,
+        )
+        .order_by(jobs.c.priority_rank, jobs.c.created_at, jobs.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    query = (
+        update(jobs)
+        .where(jobs.c.id == first)
+        .values(_grant(worker_id, now, lease_until))
+        .returning(*JOB_COLUMNS)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    job = job_from_row(row)
+    await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
+    return job
+
+
+def claimable(job: JobRecord, now: datetime, max_attempts: int) -> bool:
+    """Free to run: pending, or running under a lease that lapsed."""
+    if job.cancel_requested or job.attempt >= max_attempts:
+        return False
+    if job.status is JobStatus.PENDING:
+        return True
+    return job.status is JobStatus.RUNNING and (
+        job.lease_expires_at is None or job.lease_expires_at < now
+    )
+
+
+async def grant(
+    conn: AsyncConnection,
+    job: JobRecord,
+    *,
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+) -> JobRecord:
+    """Grant a job the caller has locked and found `claimable`."""
+    query = (
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(_grant(worker_id, now, lease_until))
+        .returning(*JOB_COLUMNS)
+    )
+    granted = job_from_row((await conn.execute(query)).one())
+    if job.status is JobStatus.PENDING:
+        await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
+    return granted
+
+
+async def renew_leases(
+    conn: AsyncConnection,
+    *,
+    worker_id: str,
+    leases: Sequence[tuple[UUID, int]],
+    until: datetime,
+) -> dict[UUID, bool]:
+    """Extend the leases `worker_id` still holds; the renewed jobs, each with
+    whether a cancel was requested. A lapsed lease nobody took over renews too."""
+    if not leases:
+        return {}
+    query = (
+        update(jobs)
+        .where(
+            tuple_(jobs.c.id, jobs.c.attempt).in_(list(leases)),
+            jobs.c.worker_id == worker_id,
+            IS_RUNNING,
+        )
+        .values(lease_expires_at=until)
+        .returning(jobs.c.id, jobs.c.cancel_requested)
+    )
+    return {row.id: row.cancel_requested for row in await conn.execute(query)}
+
+
+async def lease_rows(conn: AsyncConnection, job_ids: Sequence[UUID]) -> list[LeaseRow]:
+    query = select(
+        jobs.c.id,
+        jobs.c.status,
+        jobs.c.attempt,
+        jobs.c.worker_id,
+        jobs.c.cancel_requested,
+    ).where(jobs.c.id.in_(list(job_ids)))
+    return [
+        LeaseRow(
+            job_id=row.id,
+            status=JobStatus(row.status),
+            attempt=row.attempt,
+            worker_id=row.worker_id,
+            cancel_requested=row.cancel_requested,
+        )
+        for row in await conn.execute(query)
+    ]
+
+
+async def lapsed_leases(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> list[JobRecord]:
+    """Running jobs whose lease ran out before `before`: their worker stopped
+    renewing it (died, hung, or lost the workflow service for that long)."""
+    query = (
+        select(*SUMMARY_COLUMNS)
+        .where(IS_RUNNING, jobs.c.lease_expires_at < before)
+        .order_by(jobs.c.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [job_from_row(row) for row in await conn.execute(query)]
