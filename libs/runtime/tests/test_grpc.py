@@ -13,8 +13,10 @@ from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as pb_grpc
 from comfyserve.runtime.grpc import (
     STATUS_DETAILS_KEY,
+    RpcDetails,
     RpcStatus,
     insecure_channel,
+    rpc_details,
     serve_grpc,
 )
 
@@ -27,7 +29,18 @@ class Expected(Exception):
         self.field = field
 
 
+class Busy(Exception):
+    pass
+
+
 def mapping(error: Exception) -> RpcStatus | None:
+    if isinstance(error, Busy):
+        return RpcStatus(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "too many queued jobs",
+            reason="queue_full",
+            retry_after_s=2.5,
+        )
     if isinstance(error, Expected):
         return RpcStatus(
             grpc.StatusCode.INVALID_ARGUMENT, str(error), field=error.field
@@ -39,6 +52,8 @@ class Servicer(pb_grpc.WorkflowServiceServicer):
     async def GetJob(self, request, context):
         if request.job_id == "bad":
             raise Expected("job_id")
+        if request.job_id == "busy":
+            raise Busy
         if request.job_id == "bug":
             raise KeyError("secret value")
         return pb.Job(id=request.job_id)
@@ -95,18 +110,23 @@ async def test_an_expected_error_is_answered_naming_its_field(served) -> None:
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violations(raised.value) == ["job_id"]
-    assert (
-        registry.get_sample_value(
-            "test_grpc_requests_total", {"method": "GetJob", "code": "OK"}
-        )
-        == 1
-    )
-    assert (
-        registry.get_sample_value(
-            "test_grpc_requests_total", {"method": "GetJob", "code": "INVALID_ARGUMENT"}
-        )
-        == 1
-    )
+    assert await counted(registry, "GetJob", "OK") == 1
+    assert await counted(registry, "GetJob", "INVALID_ARGUMENT") == 1
+
+
+async def test_details_tell_the_caller_the_field_reason_and_retry(served) -> None:
+    _, stub, _, _ = served
+    with pytest.raises(grpc.aio.AioRpcError) as busy:
+        await stub.GetJob(pb.GetJobRequest(job_id="busy"))
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await stub.GetJob(pb.GetJobRequest(job_id="bad"))
+    with pytest.raises(grpc.aio.AioRpcError) as bug:
+        await stub.GetJob(pb.GetJobRequest(job_id="bug"))
+
+    assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rpc_details(busy.value) == RpcDetails({}, "queue_full", 2.5)
+    assert rpc_details(bad.value) == RpcDetails({"job_id": "job_id: is wrong"})
+    assert rpc_details(bug.value) == RpcDetails({})
 
 
 async def test_anything_else_is_internal_and_says_nothing(served) -> None:
@@ -116,12 +136,7 @@ async def test_anything_else_is_internal_and_says_nothing(served) -> None:
 
     assert raised.value.code() == grpc.StatusCode.INTERNAL
     assert raised.value.details() == "internal error"
-    assert (
-        registry.get_sample_value(
-            "test_grpc_requests_total", {"method": "GetJob", "code": "INTERNAL"}
-        )
-        == 1
-    )
+    assert await counted(registry, "GetJob", "INTERNAL") == 1
 
 
 async def test_a_stream_that_fails_midway_is_answered_the_same_way(served) -> None:

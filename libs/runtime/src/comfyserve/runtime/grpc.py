@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import structlog
 from google.protobuf.any_pb2 import Any as AnyDetail
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_health.v1.health import aio as health_aio  # type: ignore[import-untyped]
@@ -29,12 +31,15 @@ from comfyserve.runtime.grpc_auth import AuthInterceptor, Bearer, Forbidden
 from comfyserve.runtime.logging import describe_error
 
 __all__ = [
+    "ERROR_DOMAIN",
     "OPTIONS",
     "STATUS_DETAILS_KEY",
     "GrpcServer",
+    "RpcDetails",
     "RpcStatus",
     "create_server",
     "insecure_channel",
+    "rpc_details",
     "serve_grpc",
 ]
 
@@ -45,6 +50,8 @@ OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The `domain` of every `google.rpc.ErrorInfo` this product sends.
+ERROR_DOMAIN = "comfyserve"
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _UNAUTHENTICATED = "a valid credential is required"
 _AUTH_UNAVAILABLE = "credentials cannot be checked now; retry"
@@ -53,12 +60,16 @@ _AUTH_UNAVAILABLE = "credentials cannot be checked now; retry"
 @dataclass(frozen=True, slots=True)
 class RpcStatus:
     """How one expected error is answered; `field` names the request field
-    to fix (sent as a `google.rpc.BadRequest`)."""
+    to fix (sent as a `google.rpc.BadRequest`), `reason` a machine-readable
+    cause (a `google.rpc.ErrorInfo`) and `retry_after_s` when to try again (a
+    `google.rpc.RetryInfo`)."""
 
     code: grpc.StatusCode
     message: str
     field: str | None = None
     problem: str | None = None
+    reason: str | None = None
+    retry_after_s: float | None = None
 
 
 ErrorMapping = Callable[[Exception], RpcStatus | None]
@@ -78,22 +89,63 @@ def create_server(
 
 
 def _trailer(status: RpcStatus) -> tuple[tuple[str, bytes], ...]:
-    if status.field is None:
-        return ()
-    detail = AnyDetail()
-    detail.Pack(
-        error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=status.field, description=status.problem or status.message
-                )
-            ]
+    details: list[Message] = []
+    if status.field is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=status.field, description=status.problem or status.message
         )
-    )
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if status.reason is not None:
+        details.append(
+            error_details_pb2.ErrorInfo(reason=status.reason, domain=ERROR_DOMAIN)
+        )
+    if status.retry_after_s is not None:
+        delay = Duration()
+        delay.FromNanoseconds(int(status.retry_after_s * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    if not details:
+        return ()
+    packed = []
+    for detail in details:
+        wrapped = AnyDetail()
+        wrapped.Pack(detail)
+        packed.append(wrapped)
     body = status_pb2.Status(
-        code=status.code.value[0], message=status.message, details=[detail]
+        code=status.code.value[0], message=status.message, details=packed
     )
     return ((STATUS_DETAILS_KEY, body.SerializeToString()),)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcDetails:
+    """What a refusal from one of our services says beyond its code: the
+    request fields to fix (field to description), its reason and when to retry."""
+
+    fields: dict[str, str]
+    reason: str | None = None
+    retry_after_s: float | None = None
+
+
+def rpc_details(error: grpc.aio.AioRpcError) -> RpcDetails:
+    """The details an `RpcStatus` sent with `error`; empty for other errors."""
+    fields: dict[str, str] = {}
+    reason: str | None = None
+    retry_after_s: float | None = None
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            bad_request = error_details_pb2.BadRequest()
+            info = error_details_pb2.ErrorInfo()
+            retry = error_details_pb2.RetryInfo()
+            if detail.Unpack(bad_request):
+                for violation in bad_request.field_violations:
+                    fields[violation.field] = violation.description
+            elif detail.Unpack(info):
+                reason = info.reason
+            elif detail.Unpack(retry):
+                retry_after_s = retry.retry_delay.ToNanoseconds() / 1e9
+    return RpcDetails(fields, reason, retry_after_s)
 
 
 async def _abort(context: Any, status: RpcStatus) -> None:

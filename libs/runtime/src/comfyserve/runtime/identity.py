@@ -1,0 +1,53 @@
+"""How a service takes part in authentication: the settings that reach the auth
+service, the verifier that checks the credentials of calls it serves, and the
+credential it presents on calls it makes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from pydantic import Field, SecretStr
+
+from comfyserve.runtime.auth import CredentialVerifier, GrpcAuth, credential_verifier
+from comfyserve.runtime.grpc import insecure_channel
+from comfyserve.runtime.settings import ServiceSettings
+
+__all__ = ["AuthClientSettings", "connect_auth"]
+
+
+class AuthClientSettings(ServiceSettings):
+    """Settings of a service that checks credentials or presents its own; the
+    subclass's prefix applies (`WORKFLOW_AUTH_GRPC_TARGET`, ...)."""
+
+    auth_grpc_target: str = "127.0.0.1:50053"
+    auth_issuer: str = Field(default="comfyserve-auth", min_length=1)
+    auth_audience: str = Field(default="comfyserve", min_length=1)
+    auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A revoked key is refused everywhere within this time.
+    api_key_cache_seconds: float = Field(default=4.0, ge=0, le=5)
+    # This service's own key, as listed in the auth service's
+    # AUTH_SERVICE_KEYS; sent with every call it makes to another service.
+    service_key: SecretStr | None = None
+
+    @property
+    def service_credential(self) -> str | None:
+        return None if self.service_key is None else self.service_key.get_secret_value()
+
+
+@asynccontextmanager
+async def connect_auth(
+    settings: AuthClientSettings,
+) -> AsyncIterator[CredentialVerifier]:
+    """A verifier backed by the auth service: access tokens checked locally
+    against its keys, API keys by asking it (cached briefly)."""
+    channel = insecure_channel(settings.auth_grpc_target)
+    try:
+        yield credential_verifier(
+            GrpcAuth(channel, timeout_s=settings.auth_timeout_seconds),
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            key_ttl_s=settings.api_key_cache_seconds,
+        )
+    finally:
+        await channel.close()
