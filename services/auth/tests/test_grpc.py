@@ -1,0 +1,53 @@
+"""One mapping from the service's errors to gRPC answers."""
+
+import grpc
+import pytest
+
+from comfyserve.auth.errors import (
+    EmailTakenError,
+    InvalidArgumentError,
+    InvalidCredentialError,
+    InvalidLoginError,
+    KeyLimitError,
+    LastSigningKeyError,
+    MissingScopeError,
+    NotFoundError,
+    TenantSuspendedError,
+    TooManyAttemptsError,
+)
+from comfyserve.auth.grpc import rpc_status
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidCredentialError(), grpc.StatusCode.UNAUTHENTICATED),
+        (InvalidLoginError(), grpc.StatusCode.UNAUTHENTICATED),
+        (MissingScopeError(["admin"]), grpc.StatusCode.PERMISSION_DENIED),
+        (TenantSuspendedError(), grpc.StatusCode.PERMISSION_DENIED),
+        (NotFoundError("api key", "k"), grpc.StatusCode.NOT_FOUND),
+        (EmailTakenError(), grpc.StatusCode.ALREADY_EXISTS),
+        (TooManyAttemptsError(30), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (KeyLimitError(100), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (LastSigningKeyError("kid"), grpc.StatusCode.FAILED_PRECONDITION),
+    ],
+)
+def test_each_error_has_its_code(error, code):
+    status = rpc_status(error)
+    assert status is not None
+    assert (status.code, status.message, status.field) == (code, error.message, None)
+
+
+def test_an_invalid_argument_names_its_field():
+    status = rpc_status(InvalidArgumentError("rate_limit.burst", "too large"))
+    assert status is not None
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (status.field, status.problem) == ("rate_limit.burst", "too large")
+
+
+def test_a_missing_scope_is_named():
+    assert MissingScopeError(["keys:manage"]).message == "missing scope: keys:manage"
+
+
+def test_anything_else_is_not_expected():
+    assert rpc_status(RuntimeError("boom")) is None
