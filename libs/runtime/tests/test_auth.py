@@ -30,7 +30,7 @@ from comfyserve.runtime.auth import (
     Unauthenticated,
 )
 from comfyserve.runtime.grpc import RpcStatus, insecure_channel, serve_grpc
-from comfyserve.runtime.grpc_auth import tenant_of_call
+from comfyserve.runtime.grpc_auth import require_admin, tenant_of_call
 
 ISSUER, AUDIENCE = "comfyserve-auth", "comfyserve"
 
@@ -222,6 +222,14 @@ class Servicer(pb_grpc.WorkflowServiceServicer):
     async def GetJob(self, request, context):
         return pb.Job(id=request.job_id, tenant_id=tenant_of_call(request.tenant_id))
 
+    async def CancelJob(self, request, context):
+        tenant = tenant_of_call(request.tenant_id, "workflows:write")
+        return pb.Job(id=request.job_id, tenant_id=tenant)
+
+    async def GetUsage(self, request, context):
+        require_admin()
+        return pb.GetUsageResponse()
+
 
 class Keys:
     """Verifies fixed keys: a tenant's key and a service's."""
@@ -229,6 +237,14 @@ class Keys:
     async def verify(self, credential: str) -> Principal:
         if credential == "csk_tenant":
             return principal()
+        if credential == "csk_writer":
+            return principal(scopes=frozenset({"workflows:write"}))
+        if credential == "csk_suspended":
+            return principal(
+                scopes=frozenset({"workflows:write"}), tenant_suspended=True
+            )
+        if credential == "csk_admin":
+            return principal(scopes=frozenset({"admin"}))
         if credential == "csk_service":
             return principal(
                 kind=PrincipalKind.SERVICE,
@@ -276,6 +292,44 @@ async def test_the_tenant_comes_from_the_credential(guarded) -> None:
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # Our own services act for the tenant they name.
     assert (await get(guarded, "csk_service", "t2")).tenant_id == "t2"
+
+
+async def cancel(address: str, credential: str) -> pb.Job:
+    async with insecure_channel(address, credential) as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        return await stub.CancelJob(pb.CancelJobRequest(job_id="j"))
+
+
+async def usage(address: str, credential: str) -> pb.GetUsageResponse:
+    async with insecure_channel(address, credential) as channel:
+        return await pb_grpc.WorkflowServiceStub(channel).GetUsage(pb.GetUsageRequest())
+
+
+async def test_a_call_needs_its_scope_and_a_suspended_tenant_cannot_write(
+    guarded,
+) -> None:
+    assert (await cancel(guarded, "csk_writer")).tenant_id == "t1"
+    for refused in ("csk_tenant", "csk_suspended"):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await cancel(guarded, refused)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "workflows:write" in (await _details(cancel(guarded, "csk_tenant")))
+    assert "suspended" in (await _details(cancel(guarded, "csk_suspended")))
+
+
+async def test_admin_calls_are_for_administrators_and_services(guarded) -> None:
+    await usage(guarded, "csk_admin")
+    await usage(guarded, "csk_service")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await usage(guarded, "csk_writer")
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert raised.value.details() == "missing scope: admin"
+
+
+async def _details(call) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    return raised.value.details() or ""
 
 
 async def test_health_needs_no_credential(guarded) -> None:

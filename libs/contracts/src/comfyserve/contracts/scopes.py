@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ALL_SCOPES", "SERVICE_SCOPE", "Scope", "TokenClaim"]
+__all__ = ["ALL_SCOPES", "SERVICE_SCOPE", "WRITE_SCOPES", "Scope", "TokenClaim"]
 
 
 class Scope(StrEnum):
@@ -18,6 +18,11 @@ class Scope(StrEnum):
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
+
+# What a suspended tenant may no longer do.
+WRITE_SCOPES: frozenset[str] = frozenset(
+    {Scope.WORKFLOWS_WRITE, Scope.FILES_WRITE, Scope.KEYS_MANAGE}
+)
 
 SERVICE_SCOPE = "service"
 """Held only by this product's own services: they act for any tenant, which the

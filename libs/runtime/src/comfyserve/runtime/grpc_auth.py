@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from comfyserve.contracts.scopes import WRITE_SCOPES, Scope
 from comfyserve.runtime.auth import CredentialVerifier, Principal
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Bearer",
     "Forbidden",
     "caller",
+    "require_admin",
     "require_service",
     "tenant_of_call",
 ]
@@ -49,14 +51,26 @@ def tenant_of_call(requested: str, *scopes: str) -> str:
         raise Forbidden(f"missing scope: {', '.join(missing)}")
     if requested and requested != principal.tenant_id:
         raise Forbidden("tenant_id is not the credential's tenant")
+    if principal.tenant_suspended and WRITE_SCOPES.intersection(scopes):
+        raise Forbidden("the tenant is suspended")
     return principal.tenant_id
 
 
 def require_service() -> None:
-    """Refuses a call unless one of our services makes it (dispatch, admin)."""
+    """Refuses a call unless one of our services makes it (dispatch)."""
     principal = _caller.get()
     if principal is not None and not principal.is_service:
         raise Forbidden("only this product's services may call this")
+
+
+def require_admin() -> None:
+    """Refuses a call unless one of our services or an administrator makes it
+    (every tenant's usage and quotas)."""
+    principal = _caller.get()
+    if principal is None or principal.is_service:
+        return
+    if principal.missing([Scope.ADMIN]):
+        raise Forbidden(f"missing scope: {Scope.ADMIN.value}")
 
 
 class Bearer(
