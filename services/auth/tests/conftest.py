@@ -16,7 +16,6 @@ import asyncpg
 import grpc
 import pytest
 from argon2 import PasswordHasher
-from google.rpc import error_details_pb2, status_pb2
 from pydantic import SecretStr
 
 from comfyserve.auth.app import Runtime, run_app
@@ -24,7 +23,7 @@ from comfyserve.auth.migrate import upgrade_async
 from comfyserve.auth.settings import Settings
 from comfyserve.contracts.pb.auth.v1 import auth_pb2 as pb
 from comfyserve.contracts.pb.auth.v1 import auth_pb2_grpc
-from comfyserve.runtime.grpc import STATUS_DETAILS_KEY, insecure_channel
+from comfyserve.runtime.grpc import insecure_channel, rpc_details
 
 PASSWORD = "correct horse battery"
 PER_ACCOUNT = 3
@@ -80,17 +79,9 @@ def email() -> str:
 
 
 def field_of(error: grpc.aio.AioRpcError) -> str:
-    """The request field an INVALID_ARGUMENT names."""
-    [trailer] = [
-        value
-        for key, value in error.trailing_metadata() or ()
-        if key == STATUS_DETAILS_KEY
-    ]
-    [detail] = status_pb2.Status.FromString(trailer).details
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    [violation] = bad_request.field_violations
-    return violation.field
+    """The one request field an INVALID_ARGUMENT names."""
+    [field] = rpc_details(error).fields
+    return field
 
 
 @pytest.fixture(scope="session")

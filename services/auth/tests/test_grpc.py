@@ -32,10 +32,17 @@ from comfyserve.auth.grpc import rpc_status
         (LastSigningKeyError("kid"), grpc.StatusCode.FAILED_PRECONDITION),
     ],
 )
-def test_each_error_has_its_code(error, code):
+def test_each_error_has_its_code_and_reason(error, code):
     status = rpc_status(error)
     assert status is not None
     assert (status.code, status.message, status.field) == (code, error.message, None)
+    assert status.reason == error.reason
+
+
+def test_a_throttled_login_says_when_to_retry():
+    status = rpc_status(TooManyAttemptsError(42))
+    assert status is not None
+    assert (status.reason, status.retry_after_s) == ("too_many_attempts", 42)
 
 
 def test_an_invalid_argument_names_its_field():
@@ -43,6 +50,7 @@ def test_an_invalid_argument_names_its_field():
     assert status is not None
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT
     assert (status.field, status.problem) == ("rate_limit.burst", "too large")
+    assert status.reason == "invalid_argument"
 
 
 def test_a_missing_scope_is_named():

@@ -13,6 +13,7 @@ from comfyserve.auth.users.passwords import Passwords
 from comfyserve.auth.users.service import Login
 from comfyserve.contracts.pb.auth.v1 import auth_pb2 as pb
 from comfyserve.contracts.scopes import Scope
+from comfyserve.runtime.grpc import rpc_details
 
 from ..conftest import (
     PASSWORD,
@@ -76,10 +77,12 @@ async def test_an_account_is_throttled_after_its_failures_then_waits_the_window(
     # From any address, even with the right password.
     throttled = await _refusal(stub, user_email, PASSWORD)
     assert throttled.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    trailer = dict(throttled.trailing_metadata() or ())
-    wait = int(trailer["retry_after_seconds"])
+    details = rpc_details(throttled)
+    assert details.reason == "too_many_attempts"
+    assert details.retry_after_s is not None
+    wait = int(details.retry_after_s)
     assert 0 < wait <= 900
-    assert f"retry_after_seconds={wait}" in (throttled.details() or "")
+    assert (throttled.details() or "").endswith(f"(retry_after_seconds={wait})")
 
     time_travel.offset = timedelta(seconds=wait + 1)
     await login(stub, user_email)

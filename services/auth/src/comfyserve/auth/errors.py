@@ -21,9 +21,11 @@ class ErrorStatus(StrEnum):
 
 
 class AuthError(Exception):
-    """Base of every error this service reports to its callers."""
+    """Base of every error this service reports to its callers; `reason` is
+    the machine-readable cause callers may branch on (a gateway's error code)."""
 
     status: ErrorStatus = ErrorStatus.FAILED_PRECONDITION
+    reason: str = "failed_precondition"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -34,6 +36,7 @@ class InvalidArgumentError(AuthError):
     """A request field is unusable; `field` names it for the caller."""
 
     status = ErrorStatus.INVALID_ARGUMENT
+    reason = "invalid_argument"
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -46,6 +49,7 @@ class InvalidCredentialError(AuthError):
     answer for all, so none tells a caller which it was."""
 
     status = ErrorStatus.UNAUTHENTICATED
+    reason = "invalid_credential"
 
     def __init__(self) -> None:
         super().__init__("a valid credential is required")
@@ -55,6 +59,7 @@ class InvalidLoginError(AuthError):
     """A wrong password and an unknown e-mail alike."""
 
     status = ErrorStatus.UNAUTHENTICATED
+    reason = "invalid_login"
 
     def __init__(self) -> None:
         super().__init__("invalid e-mail or password")
@@ -62,6 +67,7 @@ class InvalidLoginError(AuthError):
 
 class TooManyAttemptsError(AuthError):
     status = ErrorStatus.RESOURCE_EXHAUSTED
+    reason = "too_many_attempts"
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(
@@ -73,6 +79,7 @@ class TooManyAttemptsError(AuthError):
 
 class MissingScopeError(AuthError):
     status = ErrorStatus.PERMISSION_DENIED
+    reason = "missing_scope"
 
     def __init__(self, scopes: Iterable[str]) -> None:
         super().__init__(f"missing scope: {', '.join(sorted(scopes))}")
@@ -80,6 +87,7 @@ class MissingScopeError(AuthError):
 
 class TenantSuspendedError(AuthError):
     status = ErrorStatus.PERMISSION_DENIED
+    reason = "tenant_suspended"
 
     def __init__(self) -> None:
         super().__init__("the tenant is suspended")
@@ -87,6 +95,7 @@ class TenantSuspendedError(AuthError):
 
 class NotFoundError(AuthError):
     status = ErrorStatus.NOT_FOUND
+    reason = "not_found"
 
     def __init__(self, kind: str, identifier: str) -> None:
         super().__init__(f"{kind} {identifier!r} not found")
@@ -94,6 +103,7 @@ class NotFoundError(AuthError):
 
 class EmailTakenError(AuthError):
     status = ErrorStatus.ALREADY_EXISTS
+    reason = "email_taken"
 
     def __init__(self) -> None:
         super().__init__("email: a user with this e-mail exists")
@@ -101,6 +111,7 @@ class EmailTakenError(AuthError):
 
 class KeyLimitError(AuthError):
     status = ErrorStatus.RESOURCE_EXHAUSTED
+    reason = "key_limit"
 
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -109,6 +120,8 @@ class KeyLimitError(AuthError):
 
 
 class LastSigningKeyError(AuthError):
+    reason = "last_signing_key"
+
     def __init__(self, kid: str) -> None:
         super().__init__(
             f"{kid!r} is the only signing key not retired; rotate-keys first"

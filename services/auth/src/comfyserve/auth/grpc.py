@@ -11,7 +11,12 @@ import grpc
 
 from comfyserve.auth.credentials.grpc import CredentialRpcs
 from comfyserve.auth.credentials.service import CredentialService
-from comfyserve.auth.errors import AuthError, ErrorStatus, InvalidArgumentError
+from comfyserve.auth.errors import (
+    AuthError,
+    ErrorStatus,
+    InvalidArgumentError,
+    TooManyAttemptsError,
+)
 from comfyserve.auth.keys.grpc import KeyRpcs
 from comfyserve.auth.keys.service import ApiKeyService
 from comfyserve.auth.signing.grpc import SigningRpcs
@@ -45,9 +50,17 @@ def rpc_status(error: Exception) -> RpcStatus | None:
             error.message,
             field=error.field,
             problem=error.problem,
+            reason=error.reason,
+        )
+    if isinstance(error, TooManyAttemptsError):
+        return RpcStatus(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            error.message,
+            reason=error.reason,
+            retry_after_s=error.retry_after_seconds,
         )
     if isinstance(error, AuthError):
-        return RpcStatus(STATUS_CODES[error.status], error.message)
+        return RpcStatus(STATUS_CODES[error.status], error.message, reason=error.reason)
     return None
 
 

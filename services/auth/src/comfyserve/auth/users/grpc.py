@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from comfyserve.auth.errors import TooManyAttemptsError
 from comfyserve.auth.tokens.grpc import token_pair_to_pb
 from comfyserve.auth.transport import Context, timestamp
 from comfyserve.auth.users.models import User
@@ -13,9 +12,6 @@ from comfyserve.auth.users.service import (
     RegistrationService,
 )
 from comfyserve.contracts.pb.auth.v1 import auth_pb2 as pb
-
-# Trailing metadata of a throttled login: the seconds to wait.
-RETRY_AFTER_TRAILER = "retry_after_seconds"
 
 
 def user_to_pb(user: User) -> pb.User:
@@ -43,20 +39,12 @@ class UserRpcs:
         return user_to_pb(user)
 
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.TokenPair:
-        try:
-            pair = await self._logins.login(
-                Login(
-                    email=request.email,
-                    password=request.password,
-                    client_address=request.client_address,
-                    scopes=list(request.scopes),
-                )
+        pair = await self._logins.login(
+            Login(
+                email=request.email,
+                password=request.password,
+                client_address=request.client_address,
+                scopes=list(request.scopes),
             )
-        except TooManyAttemptsError as error:
-            # The interceptor answers the error (rpc_status); the wait travels
-            # beside it, for callers that set Retry-After from it.
-            context.set_trailing_metadata(
-                ((RETRY_AFTER_TRAILER, str(error.retry_after_seconds)),)
-            )
-            raise
+        )
         return token_pair_to_pb(pair)
