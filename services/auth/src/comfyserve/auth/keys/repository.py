@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, false, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -72,14 +72,17 @@ async def by_secret(
     query, through the unique index on the digest."""
     row = (
         await conn.execute(
-            select(*_LISTED, func.coalesce(tenants.c.suspended, False).label("off"))
+            select(
+                *_LISTED,
+                func.coalesce(tenants.c.suspended, false()).label("suspended"),
+            )
             .select_from(
                 api_keys.outerjoin(tenants, tenants.c.id == api_keys.c.tenant_id)
             )
             .where(api_keys.c.secret_hash == secret_hash)
         )
     ).first()
-    return None if row is None else (_key(row), bool(row.off))
+    return None if row is None else (_key(row), bool(row.suspended))
 
 
 async def touch(
