@@ -1,6 +1,7 @@
 """Refresh tokens: rotation on every use, reuse revoking the family, logout,
 expiry."""
 
+import asyncio
 import hashlib
 from datetime import timedelta
 
@@ -60,6 +61,18 @@ async def test_reusing_a_rotated_token_revokes_the_whole_family(stub, owner, run
     # The thief's copy and the user's current token both stop.
     await _refused(stub, current.refresh_token)
     assert reuses("auth_refresh_reuse_detected_total") == before + 1
+
+
+async def test_two_refreshes_of_one_token_at_once_end_the_session(stub, owner):
+    token = owner.tokens.refresh_token
+    answers = await asyncio.gather(
+        _refresh(stub, token), _refresh(stub, token), return_exceptions=True
+    )
+    pairs = [answer for answer in answers if isinstance(answer, pb.TokenPair)]
+    assert len(pairs) <= 1
+    # The second saw a used token: a copy, so the family is gone.
+    for pair in pairs:
+        await _refused(stub, pair.refresh_token)
 
 
 async def test_other_sessions_of_the_user_survive_a_revoked_family(stub, owner):

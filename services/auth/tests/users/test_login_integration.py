@@ -1,6 +1,7 @@
 """Login: the password grant, one refusal for a wrong password and an unknown
 user, throttling per account and per address, scopes, and rehashing."""
 
+import asyncio
 from datetime import timedelta
 
 import grpc
@@ -86,6 +87,17 @@ async def test_an_account_is_throttled_after_its_failures_then_waits_the_window(
 
     time_travel.offset = timedelta(seconds=wait + 1)
     await login(stub, user_email)
+
+
+async def test_parallel_guesses_cannot_overrun_the_limit(stub):
+    user_email, _ = await register(stub)
+    guesses = [
+        _refusal(stub, user_email, f"wrong password {n}")
+        for n in range(PER_ACCOUNT + 4)
+    ]
+    codes = [refused.code() for refused in await asyncio.gather(*guesses)]
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == PER_ACCOUNT
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4
 
 
 async def test_unknown_accounts_are_throttled_like_known_ones(stub):
