@@ -45,20 +45,21 @@ async def test_service_keys_follow_the_setting(runtime, service_keys, stub):
 
 
 async def test_a_revoked_service_key_stays_revoked_with_the_same_secret(
-    runtime, stub, admin, db
+    runtime, stub, admin, service_keys
 ):
     keys = runtime.apis.keys
     secret = "csk_" + "r" * 30
-    await keys.put_service_keys({"notifier": secret})
+    configured = {**service_keys, "notifier": secret}
+    await keys.put_service_keys(configured)
     try:
         principal = await stub.Authenticate(pb.AuthenticateRequest(credential=secret))
         await stub.RevokeApiKey(
             pb.RevokeApiKeyRequest(key_id=principal.key_id), metadata=admin.credential
         )
         # A restart with the same setting does not bring it back.
-        await keys.put_service_keys({"notifier": secret})
+        await keys.put_service_keys(configured)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Authenticate(pb.AuthenticateRequest(credential=secret))
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
-        await db.execute("DELETE FROM api_keys WHERE service_name = 'notifier'")
+        await keys.put_service_keys(service_keys)
