@@ -127,6 +127,9 @@ def _settings(stack: dict[str, str], schema: str, **overrides: object) -> Settin
         "max_upload_bytes": TEST_MAX_UPLOAD_BYTES,
         # Tests run retention themselves, at the instants they choose.
         "retention_interval_seconds": 3600,
+        # The service alone: its callers' credentials are tested with a fake
+        # verifier (files/test_grpc_auth_integration.py).
+        "require_credentials": False,
     }
     values.update(overrides)
     return Settings.model_validate(values)

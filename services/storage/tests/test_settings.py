@@ -33,6 +33,9 @@ def test_defaults(env: pytest.MonkeyPatch) -> None:
     assert settings.finished_topic == FINISHED
     assert settings.async_database_url == "postgresql+asyncpg://u:p@db:5432/comfyserve"
     assert "s3cr3t-value" not in repr(settings)
+    # Callers' credentials are checked unless a test turns it off.
+    assert settings.require_credentials is True
+    assert settings.auth_grpc_target == "127.0.0.1:50053"
 
 
 def test_environment_overrides(env: pytest.MonkeyPatch) -> None:
@@ -42,6 +45,8 @@ def test_environment_overrides(env: pytest.MonkeyPatch) -> None:
     env.setenv("STORAGE_S3_SECURE", "true")
     env.setenv("STORAGE_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
     env.setenv("STORAGE_CONSUMER_GROUP", "storage-blue")
+    env.setenv("STORAGE_AUTH_GRPC_TARGET", "auth:50053")
+    env.setenv("STORAGE_REQUIRE_CREDENTIALS", "false")
     settings = Settings()
     assert settings.schema_name == "storage_blue"
     assert settings.allowed_content_types == {"image/png", "text/plain"}
@@ -49,6 +54,8 @@ def test_environment_overrides(env: pytest.MonkeyPatch) -> None:
     assert settings.s3_secure is True
     assert settings.kafka_bootstrap_servers == "kafka-0:9092,kafka-1:9092"
     assert settings.consumer_group == "storage-blue"
+    assert settings.auth_grpc_target == "auth:50053"
+    assert settings.require_credentials is False
 
 
 @pytest.mark.parametrize(

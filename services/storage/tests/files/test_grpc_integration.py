@@ -421,3 +421,21 @@ async def test_many_outputs_in_a_row_all_register(client, tenant) -> None:
         for index in range(12)
     ]
     assert len({c.file.id for c in created}) == 12
+
+
+async def test_usage_counts_each_tenants_ready_files(client, http, tenant) -> None:
+    other, idle = f"{tenant}x", f"{tenant}y"
+    await uploaded(client, http, tenant, b"abc", filename="a.txt")
+    await uploaded(client, http, tenant, b"defgh", filename="b.txt")
+    await uploaded(client, http, other, b"ij", filename="c.txt")
+    await create(client, tenant, size=7)
+    gone = await uploaded(client, http, tenant, b"klmn", filename="d.txt")
+    await client.DeleteFile(pb.DeleteFileRequest(tenant_id=tenant, file_id=gone.id))
+
+    answer = await client.GetUsage(
+        pb.GetStorageUsageRequest(tenant_ids=[other, tenant, idle])
+    )
+
+    assert [(e.tenant_id, e.files, e.bytes) for e in answer.tenants] == sorted(
+        [(tenant, 2, 8), (other, 1, 2), (idle, 0, 0)]
+    )

@@ -11,6 +11,7 @@ import structlog
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.runtime.grpc import serve_grpc
+from comfyserve.runtime.identity import caller_verifier
 from comfyserve.runtime.kafka import started
 from comfyserve.runtime.metrics import serve_metrics
 from comfyserve.runtime.tasks import supervised
@@ -65,6 +66,7 @@ async def running(
         broker = create_broker(settings)
         subscribe(broker, settings, fences, metrics)
         async with (
+            caller_verifier(settings) as verifier,
             serve_grpc(
                 service=SERVICE_NAME,
                 add_servicers=lambda server: (
@@ -77,6 +79,7 @@ async def running(
                 metrics_prefix="storage",
                 address=f"[::]:{settings.grpc_port}",
                 shutdown_grace_s=SHUTDOWN_GRACE_SECONDS,
+                verifier=verifier,
             ) as server,
             serve_metrics(metrics.registry, settings.metrics_port) as metrics_port,
             started(broker),

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED
-from comfyserve.runtime.settings import ServiceSettings
+from comfyserve.runtime.identity import CheckedServerSettings
 
 MIB = 1024 * 1024
 # Presigned GET URLs never live longer than this, whatever a caller asks for.
@@ -36,7 +36,7 @@ DEFAULT_CONTENT_TYPES = frozenset(
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class Settings(ServiceSettings):
+class Settings(CheckedServerSettings):
     model_config = SettingsConfigDict(env_prefix="STORAGE_", validate_by_name=True)
 
     database_url: str

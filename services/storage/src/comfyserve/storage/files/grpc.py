@@ -1,4 +1,5 @@
-"""StorageService over gRPC: decode, call the file services, encode."""
+"""StorageService over gRPC: check the caller, decode, call the file services,
+encode."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
+from comfyserve.contracts.scopes import Scope
 from comfyserve.runtime.grpc import RpcStatus
+from comfyserve.runtime.grpc_auth import require_admin, require_service, tenant_of_call
 from comfyserve.storage.errors import StorageError
 from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.models import (
@@ -66,9 +69,14 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def CreateUpload(
         self, request: pb.CreateUploadRequest, context: Context
     ) -> pb.CreateUploadResponse:
+        tenant_id = tenant_of_call(request.tenant_id, Scope.FILES_WRITE)
+        if request.purpose == pb.FILE_PURPOSE_OUTPUT:
+            # A job's outputs are written by the executor running its attempt;
+            # a tenant writing one could replace what its job produced.
+            require_service()
         upload = await self.uploads.create_upload(
             UploadRequest(
-                tenant_id=request.tenant_id,
+                tenant_id=tenant_id,
                 purpose=_PURPOSES.get(request.purpose),
                 filename=request.filename,
                 content_type=request.content_type,
@@ -94,7 +102,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self, request: pb.CompleteUploadRequest, context: Context
     ) -> pb.FileInfo:
         row = await self.uploads.complete_upload(
-            request.tenant_id,
+            tenant_of_call(request.tenant_id, Scope.FILES_WRITE),
             request.file_id,
             width=request.width if request.HasField("width") else None,
             height=request.height if request.HasField("height") else None,
@@ -105,7 +113,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self, request: pb.GetDownloadUrlRequest, context: Context
     ) -> pb.DownloadUrl:
         link = await self.reads.download_url(
-            request.tenant_id,
+            tenant_of_call(request.tenant_id, Scope.FILES_READ),
             request.file_id,
             (
                 request.expires_in_seconds
@@ -119,7 +127,7 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         self, request: pb.GetDownloadUrlsRequest, context: Context
     ) -> pb.GetDownloadUrlsResponse:
         links = await self.reads.download_urls(
-            request.tenant_id,
+            tenant_of_call(request.tenant_id, Scope.FILES_READ),
             list(request.file_ids),
             (
                 request.expires_in_seconds
@@ -132,19 +140,21 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     async def GetFile(
         self, request: pb.GetFileRequest, context: Context
     ) -> pb.FileInfo:
-        return file_info(await self.reads.get_file(request.tenant_id, request.file_id))
+        tenant_id = tenant_of_call(request.tenant_id, Scope.FILES_READ)
+        return file_info(await self.reads.get_file(tenant_id, request.file_id))
 
     async def DeleteFile(
         self, request: pb.DeleteFileRequest, context: Context
     ) -> Empty:
-        await self.deletion.delete_file(request.tenant_id, request.file_id)
+        tenant_id = tenant_of_call(request.tenant_id, Scope.FILES_WRITE)
+        await self.deletion.delete_file(tenant_id, request.file_id)
         return Empty()
 
     async def ListFiles(
         self, request: pb.ListFilesRequest, context: Context
     ) -> pb.ListFilesResponse:
         page = await self.reads.list_files(
-            request.tenant_id,
+            tenant_of_call(request.tenant_id, Scope.FILES_READ),
             job_id=request.job_id if request.HasField("job_id") else None,
             page_size=request.page_size,
             cursor=request.cursor,
@@ -152,6 +162,20 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
         return pb.ListFilesResponse(
             files=[file_info(row) for row in page.files],
             next_cursor=page.next_cursor,
+        )
+
+    async def GetUsage(
+        self, request: pb.GetStorageUsageRequest, context: Context
+    ) -> pb.GetStorageUsageResponse:
+        require_admin()
+        found = await self.reads.usage(list(request.tenant_ids))
+        return pb.GetStorageUsageResponse(
+            tenants=[
+                pb.TenantStorage(
+                    tenant_id=entry.tenant_id, bytes=entry.bytes, files=entry.files
+                )
+                for entry in found
+            ]
         )
 
 

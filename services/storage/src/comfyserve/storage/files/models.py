@@ -94,6 +94,15 @@ class FilePage:
 
 
 @dataclass(frozen=True)
+class TenantUsage:
+    """What a tenant stores: its ready files and their bytes."""
+
+    tenant_id: str
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
 class PurgeReport:
     """Rows whose object and row are gone, and rows left `deleting` for a retry."""
 

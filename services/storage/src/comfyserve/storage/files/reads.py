@@ -1,4 +1,5 @@
-"""Reading files: one file, its download URLs, and a tenant's files page by page.
+"""Reading files: one file, its download URLs, a tenant's files page by page,
+and what each tenant stores.
 
 Also what an id names for a tenant, which every call that takes one shares: a
 file of another tenant, an unknown id and a malformed one all name no file.
@@ -29,6 +30,7 @@ from comfyserve.storage.files.models import (
     FilePage,
     FileState,
     StoredFile,
+    TenantUsage,
 )
 from comfyserve.storage.files.naming import attachment_disposition
 from comfyserve.storage.objects import ObjectStore
@@ -132,6 +134,14 @@ class ReadService:
         return FilePage(
             files=rows[:size], next_cursor=_encode_cursor(last.created_at, last.id)
         )
+
+    async def usage(self, tenant_ids: Sequence[str]) -> list[TenantUsage]:
+        async with self._sessions() as session:
+            found = await repository.usage(session, tenant_ids)
+        # Every tenant asked about is answered, with or without files.
+        for tenant_id in tenant_ids:
+            found.setdefault(tenant_id, TenantUsage(tenant_id))
+        return sorted(found.values(), key=lambda entry: entry.tenant_id)
 
     def _download_ttl(self, expires_in: int | None) -> timedelta:
         if expires_in is None:

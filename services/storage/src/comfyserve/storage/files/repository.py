@@ -18,6 +18,7 @@ from sqlalchemy import (
     TextClause,
     and_,
     delete,
+    func,
     select,
     text,
     tuple_,
@@ -28,7 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlmodel import col
 
-from comfyserve.storage.files.models import FilePurpose, FileState, StoredFile
+from comfyserve.storage.files.models import (
+    FilePurpose,
+    FileState,
+    StoredFile,
+    TenantUsage,
+)
 
 _IS_OUTPUT = text(f"purpose = '{FilePurpose.OUTPUT.value}'")
 _IS_PENDING = text(f"state = '{FileState.PENDING.value}'")
@@ -163,6 +169,23 @@ async def page(
     ).limit(limit)
     result = await session.execute(statement)
     return list(result.scalars())
+
+
+async def usage(
+    session: AsyncSession, tenant_ids: Sequence[str]
+) -> dict[str, TenantUsage]:
+    """Ready files and their bytes per tenant: of `tenant_ids`, or of every
+    tenant with a ready file when empty."""
+    statement = select(
+        col(StoredFile.tenant_id), func.count(), func.sum(col(StoredFile.size))
+    ).where(col(StoredFile.state) == FileState.READY.value)
+    if tenant_ids:
+        statement = statement.where(col(StoredFile.tenant_id).in_(tenant_ids))
+    result = await session.execute(statement.group_by(col(StoredFile.tenant_id)))
+    return {
+        tenant_id: TenantUsage(tenant_id, files=int(files), bytes=int(size))
+        for tenant_id, files, size in result
+    }
 
 
 async def claim(
