@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TENANT = "tenant-it"
 WAIT_S = 120.0
 LEASE_S = 3.0
+SERVICE_KEY = "csk_executor-it"
 
 
 class FakeWorkflow(wf_grpc.WorkflowServiceServicer):
@@ -160,6 +161,20 @@ class FakeStorage(st_grpc.StorageServiceServicer):
         return st.DownloadUrl(file_id=info.id, url=url)
 
 
+class SeenCredentials(grpc.aio.ServerInterceptor):
+    """The `authorization` metadata of every call the fakes answered, by
+    service."""
+
+    def __init__(self) -> None:
+        self.by_service: dict[str, set[str]] = defaultdict(set)
+
+    async def intercept_service(self, continuation, details):
+        service = details.method.split("/")[1]
+        metadata = dict(details.invocation_metadata or ())
+        self.by_service[service].add(metadata.get("authorization", ""))
+        return await continuation(details)
+
+
 class Events:
     """Executor events of this module's jobs, read from the topics' ends."""
 
@@ -242,6 +257,7 @@ class World:
     scratch: Path
     workflow_service: FakeWorkflow
     storage_service: FakeStorage
+    credentials: SeenCredentials
 
     async def submit(
         self,
@@ -304,7 +320,8 @@ async def world(stack, tmp_path_factory):
         s3.make_bucket(bucket)
     workflow_service = FakeWorkflow()
     storage_service = FakeStorage(s3, bucket)
-    server = grpc.aio.server()
+    credentials = SeenCredentials()
+    server = grpc.aio.server(interceptors=[credentials])
     wf_grpc.add_WorkflowServiceServicer_to_server(workflow_service, server)
     st_grpc.add_StorageServiceServicer_to_server(storage_service, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -334,6 +351,7 @@ async def world(stack, tmp_path_factory):
             interrupt_grace_seconds=5,
             acquire_wait_seconds=2,
             cpu=True,
+            service_key=SERVICE_KEY,
         )
         app = ExecutorApp(settings)
         stop = asyncio.Event()
@@ -354,6 +372,7 @@ async def world(stack, tmp_path_factory):
             scratch=scratch,
             workflow_service=workflow_service,
             storage_service=storage_service,
+            credentials=credentials,
         )
         stop.set()
         async with asyncio.timeout(60):
@@ -450,6 +469,21 @@ async def test_a_job_runs_in_its_own_folders_and_its_output_lands_in_s3(world):
     comfy = world.scratch / "comfyui"
     assert not list((comfy / "input").rglob("*.png"))
     assert not list((comfy / "output").rglob("*.png"))
+
+
+async def test_every_call_to_workflow_and_storage_carries_the_service_key(world):
+    source = world.storage_service.add_input(png((40, 50, 60)), "in.png")
+    job_id = await world.submit(
+        invert_workflow(f"it-{uuid.uuid4().hex[:8]}"), inputs=(source,)
+    )
+
+    completed = await world.events.wait_final(job_id)
+
+    assert completed.type.endswith("completed"), completed
+    assert dict(world.credentials.by_service) == {
+        "comfyserve.workflow.v1.WorkflowService": {f"Bearer {SERVICE_KEY}"},
+        "comfyserve.storage.v1.StorageService": {f"Bearer {SERVICE_KEY}"},
+    }
 
 
 async def test_the_lease_is_renewed_through_the_job_until_its_end_is_recorded(world):

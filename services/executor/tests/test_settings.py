@@ -97,3 +97,15 @@ def test_worker_ids_differ_per_instance():
     second = Settings(comfyui_url="http://c:1").worker_id
 
     assert first != second
+
+
+def test_the_service_key_comes_from_the_environment_and_stays_secret(monkeypatch):
+    monkeypatch.setenv("EXECUTOR_COMFYUI_URL", "http://c:1")
+
+    assert Settings().service_credential is None
+
+    monkeypatch.setenv("EXECUTOR_SERVICE_KEY", "csk_executor-secret")
+    settings = Settings()
+
+    assert settings.service_credential == "csk_executor-secret"
+    assert "csk_executor-secret" not in repr(settings)

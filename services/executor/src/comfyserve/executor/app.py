@@ -64,8 +64,10 @@ async def _cuda_gpus() -> list[GpuInfo]:
 
 
 @asynccontextmanager
-async def _channel(target: str) -> AsyncIterator[grpc.aio.Channel]:
-    channel = insecure_channel(target)
+async def _channel(
+    target: str, credential: str | None
+) -> AsyncIterator[grpc.aio.Channel]:
+    channel = insecure_channel(target, credential)
     try:
         yield channel
     finally:
@@ -152,10 +154,10 @@ class ExecutorApp:
                 )
             )
             workflow = await stack.enter_async_context(
-                _channel(settings.workflow_grpc_target)
+                _channel(settings.workflow_grpc_target, settings.service_credential)
             )
             storage = await stack.enter_async_context(
-                _channel(settings.storage_grpc_target)
+                _channel(settings.storage_grpc_target, settings.service_credential)
             )
             http = await stack.enter_async_context(
                 _http_client(settings.transfer_timeout_seconds)

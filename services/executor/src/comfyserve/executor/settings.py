@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from comfyserve.contracts.events import DEFAULT_POOL
-from comfyserve.runtime.settings import ServiceSettings
+from comfyserve.runtime.identity import AuthClientSettings
 
 
 def default_worker_id() -> str:
@@ -26,7 +26,7 @@ class EngineMode(StrEnum):
     REMOTE = "remote"
 
 
-class Settings(ServiceSettings):
+class Settings(AuthClientSettings):
     model_config = SettingsConfigDict(env_prefix="EXECUTOR_")
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
