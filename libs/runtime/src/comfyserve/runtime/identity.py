@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from pydantic import Field, SecretStr
 
 from comfyserve.runtime.auth import CredentialVerifier, GrpcAuth, credential_verifier
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.settings import ServiceSettings
 
-__all__ = ["AuthClientSettings", "connect_auth"]
+__all__ = [
+    "AuthClientSettings",
+    "CheckedServerSettings",
+    "caller_verifier",
+    "connect_auth",
+]
+
+log = structlog.get_logger(__name__)
 
 
 class AuthClientSettings(ServiceSettings):
@@ -35,6 +43,14 @@ class AuthClientSettings(ServiceSettings):
         return None if self.service_key is None else self.service_key.get_secret_value()
 
 
+class CheckedServerSettings(AuthClientSettings):
+    """Settings of a gRPC server that checks its callers' credentials."""
+
+    # Every call but health and reflection must carry a credential the auth
+    # service vouches for; off only where the service is tested alone.
+    require_credentials: bool = True
+
+
 @asynccontextmanager
 async def connect_auth(
     settings: AuthClientSettings,
@@ -51,3 +67,17 @@ async def connect_auth(
         )
     finally:
         await channel.close()
+
+
+@asynccontextmanager
+async def caller_verifier(
+    settings: CheckedServerSettings,
+) -> AsyncIterator[CredentialVerifier | None]:
+    """The verifier `serve_grpc` checks every call with; None, loudly, where
+    credentials are not required."""
+    if not settings.require_credentials:
+        log.warning("grpc.credentials_not_checked")
+        yield None
+        return
+    async with connect_auth(settings) as verifier:
+        yield verifier
