@@ -12,6 +12,7 @@ from comfyserve.workflow.validation import (
     normalise_workflow,
     validate,
 )
+from comfyserve.workflow.validation.workload import workload_errors
 
 
 def empty_image(width: Any = 64, height: Any = 64) -> dict[str, Any]:
@@ -1224,3 +1225,81 @@ def test_a_refused_prompt_lists_no_file_inputs(catalog: NodeCatalog) -> None:
 
     assert not result.ok
     assert result.file_inputs == []
+
+
+# --- workload bounds --------------------------------------------------------
+
+
+def test_an_image_over_the_pixel_limit_is_refused_naming_node_and_input(
+    catalog: NodeCatalog,
+) -> None:
+    graph = {"1": empty_image(8192, 4096), "2": save("1")}
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert only_error(result, "1") == {
+        "type": "prompt_limit_exceeded",
+        "message": "Node 1 asks for a 8192 × 4096 image, 33554432 pixels; at most "
+        "16777216 are allowed here",
+        "details": "width",
+        "extra_info": {
+            "input_name": "width",
+            "node_id": "1",
+            "limit": "max_image_pixels",
+            "value": 33554432,
+        },
+    }
+
+
+def test_an_image_at_the_pixel_limit_passes(catalog: NodeCatalog) -> None:
+    assert check({"1": empty_image(4096, 4096), "2": save("1")}, catalog).ok
+
+
+def test_steps_and_batch_size_over_their_limits_are_each_named(
+    catalog: NodeCatalog,
+) -> None:
+    image = empty_image()
+    image["inputs"]["batch_size"] = 3
+    graph = {"1": image, "2": save("1")}
+    limits = ValidationLimits(max_batch_size=2)
+
+    result = validate(normalise_workflow(graph), catalog, limits=limits)
+
+    assert not result.ok
+    error = only_error(result, "1")
+    assert error["extra_info"] == {
+        "input_name": "batch_size",
+        "node_id": "1",
+        "limit": "max_batch_size",
+        "value": 3,
+    }
+    assert validate(
+        normalise_workflow(graph), catalog, limits=ValidationLimits(max_batch_size=3)
+    ).ok
+
+
+def test_sampling_steps_over_the_limit_are_refused() -> None:
+    errors = workload_errors("7", {"steps": 501, "cfg": 7.0}, ValidationLimits())
+
+    assert [e.model_dump()["extra_info"] for e in errors] == [
+        {"input_name": "steps", "node_id": "7", "limit": "max_steps", "value": 501}
+    ]
+    assert workload_errors("7", {"steps": 500}, ValidationLimits()) == []
+    # A linked value is only known when the job runs.
+    assert workload_errors("7", {"steps": ["3", 0]}, ValidationLimits()) == []
+
+
+def test_a_workload_refusal_refuses_the_whole_prompt(catalog: NodeCatalog) -> None:
+    # One output within bounds must not run while another is refused.
+    graph = {
+        "1": empty_image(),
+        "2": save("1"),
+        "3": empty_image(8192, 8192),
+        "4": save("3"),
+    }
+
+    result = check(graph, catalog)
+
+    assert not result.ok
+    assert set(result.node_errors) == {"3"}

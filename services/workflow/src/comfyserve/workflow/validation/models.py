@@ -149,6 +149,10 @@ class ValidationLimits:
     """Inputs a node's class declares neither required nor optional."""
     max_unknown_string_length: int = 1024
     max_filename_prefix_length: int = 200
+    max_image_pixels: int = 4096 * 4096
+    """Width × height a node may ask for (an empty latent, a scale)."""
+    max_steps: int = 500
+    max_batch_size: int = 64
 
 
 class InvalidWorkflowError(ValueError):

@@ -56,6 +56,7 @@ from comfyserve.workflow.validation.models import (
     ValidationResult,
 )
 from comfyserve.workflow.validation.safety import check_file_value, undeclared_errors
+from comfyserve.workflow.validation.workload import workload_errors
 
 __all__ = ["validate"]
 
@@ -217,8 +218,10 @@ class _Validation:
                         self._unsafe.add(node_id)
             if error is not None:
                 errors.append(error)
-        undeclared = undeclared_errors(node_id, node_spec, inputs, self._limits)
-        if undeclared:
+        # Over this deployment's bounds the engine would run it all the same.
+        refused = undeclared_errors(node_id, node_spec, inputs, self._limits)
+        refused += workload_errors(node_id, inputs, self._limits)
+        if refused:
             self._unsafe.add(node_id)
-        self._errors[node_id] = errors + undeclared
+        self._errors[node_id] = errors + refused
         self._followed[node_id] = followed
