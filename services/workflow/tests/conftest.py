@@ -129,6 +129,9 @@ def settings(stack: dict[str, str], session_id: str) -> Settings:
         # Executors of other tests publish catalogs on the same brokers: only
         # this session's pools count here.
         pools=f"default,catalog-{session_id}",
+        # The auth service is not part of these tests: the product's
+        # end-to-end tests cover credentials on these calls.
+        require_credentials=False,
     )
 
 

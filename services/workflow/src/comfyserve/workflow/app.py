@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from comfyserve.runtime.grpc import GrpcServer, insecure_channel, serve_grpc
+from comfyserve.runtime.identity import caller_verifier
 from comfyserve.runtime.kafka import started
 from comfyserve.runtime.logging import describe_error
 from comfyserve.runtime.metrics import serve_metrics
@@ -32,6 +33,7 @@ from comfyserve.workflow.outbox.relay import OutboxRelay, create_producer
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.sweeper.service import Sweeper
 from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.tenants.service import TenantService, quota_defaults
 from comfyserve.workflow.tracking.consumer import EventConsumer, create_consumer
 from comfyserve.workflow.tracking.service import EventTracker
 from comfyserve.workflow.workers import repository as workers
@@ -81,7 +83,9 @@ async def _file_lookup(
     if given is not None:
         yield given
         return
-    channel = insecure_channel(settings.storage_grpc_target)
+    channel = insecure_channel(
+        settings.storage_grpc_target, settings.service_credential
+    )
     try:
         yield StorageFileLookup(channel, settings.storage_timeout_seconds)
     finally:
@@ -136,9 +140,11 @@ async def run_app(
                 )
             )
         )
+        verifier = await stack.enter_async_context(caller_verifier(settings))
         jobs_listener = ChannelListener(settings.asyncpg_dsn, JOBS_CHANNEL)
         queue_listener = ChannelListener(settings.asyncpg_dsn, QUEUE_CHANNEL)
         reader = JobReader(engine=engine, listener=jobs_listener)
+        tenants = TenantService(engine, quota_defaults(settings), clock)
         apis = JobApis(
             submission=SubmissionService(
                 engine=engine,
@@ -165,6 +171,7 @@ async def run_app(
                 source=source,
                 clock=clock,
             ),
+            tenants=tenants,
         )
         tracker = EventTracker(
             engine=engine,
@@ -207,6 +214,7 @@ async def run_app(
                 address=f"{grpc_host}:{settings.grpc_port}",
                 # Only once a job could be accepted (see `_report_readiness`).
                 serving=False,
+                verifier=verifier,
             )
         )
         loops: dict[str, Callable[[], Awaitable[None]]] = {

@@ -12,6 +12,7 @@ class ErrorStatus(StrEnum):
     INVALID_ARGUMENT = "invalid_argument"
     NOT_FOUND = "not_found"
     ALREADY_EXISTS = "already_exists"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -71,3 +72,17 @@ class StorageUnavailableError(WorkflowError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"storage service unavailable: {detail}")
+
+
+class QueueFullError(WorkflowError):
+    """The tenant has as many jobs queued as its quota allows."""
+
+    status = ErrorStatus.RESOURCE_EXHAUSTED
+    reason = "queue_full"
+
+    def __init__(self, max_queued: int, retry_after_seconds: float) -> None:
+        super().__init__(
+            f"queue_full: this tenant already has {max_queued} jobs queued, "
+            "its limit; retry once some have started"
+        )
+        self.retry_after_seconds = retry_after_seconds

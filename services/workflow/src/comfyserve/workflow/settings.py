@@ -7,12 +7,13 @@ import re
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from comfyserve.runtime.settings import ServiceSettings, comma_separated
+from comfyserve.runtime.identity import CheckedServerSettings
+from comfyserve.runtime.settings import comma_separated
 
 _SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
-class Settings(ServiceSettings):
+class Settings(CheckedServerSettings):
     model_config = SettingsConfigDict(env_prefix="WORKFLOW_")
 
     database_url: str = "postgresql://comfyserve:comfyserve@127.0.0.1:15432/comfyserve"
@@ -22,7 +23,6 @@ class Settings(ServiceSettings):
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     storage_grpc_target: str = "127.0.0.1:50052"
     storage_timeout_seconds: float = Field(default=5.0, gt=0)
-
     default_timeout_seconds: int = Field(default=600, gt=0)
     max_timeout_seconds: int = Field(default=3600, gt=0)
     # Added to a job's timeout to form its deadline: the time a job may wait
@@ -54,6 +54,13 @@ class Settings(ServiceSettings):
     )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, gt=0)
+
+    # Each tenant's limits unless its own are set (SetTenantQuota): jobs
+    # running at once (more wait in the queue) and jobs queued (a submit over
+    # it is refused with queue_full).
+    tenant_max_running: int = Field(default=32, ge=1)
+    tenant_max_queued: int = Field(default=1000, ge=1)
+    queue_full_retry_after_seconds: float = Field(default=5.0, gt=0)
 
     # Comma-separated class types this deployment runs; unset allows every
     # class an executor publishes.

@@ -45,6 +45,8 @@ class ClaimRefusal(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     RUNNING_ON_LIVE_WORKER = "running_on_live_worker"
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    # The tenant runs as many jobs as its quota allows; claim again later.
+    TENANT_AT_LIMIT = "tenant_at_limit"
 
 
 class LeaseState(StrEnum):
@@ -157,6 +159,7 @@ class ClaimService:
                 now=now,
                 lease_until=now + self._lease,
                 max_attempts=self._settings.max_attempts,
+                default_max_running=self._settings.tenant_max_running,
             )
             if job is not None:
                 await notify(conn, JOBS_CHANNEL, str(job.id))
@@ -178,7 +181,13 @@ class ClaimService:
             )
             if job is None:
                 raise JobNotFoundError(job_id)
-            if dispatch_repository.claimable(job, now, max_attempts):
+            if not dispatch_repository.claimable(job, now, max_attempts):
+                outcome = await self._refuse(conn, job, now)
+            elif await dispatch_repository.tenant_at_limit(
+                conn, job.tenant_id, self._settings.tenant_max_running
+            ):
+                outcome = ClaimOutcome(job=job, reason=ClaimRefusal.TENANT_AT_LIMIT)
+            else:
                 granted = await dispatch_repository.grant(
                     conn,
                     job,
@@ -190,8 +199,6 @@ class ClaimService:
                 outcome = ClaimOutcome(
                     job=granted, assignment=self._assignment(granted)
                 )
-            else:
-                outcome = await self._refuse(conn, job, now)
         if outcome.granted:
             self._granted(outcome.job, worker_id)
         elif outcome.reason is ClaimRefusal.ATTEMPTS_EXHAUSTED:

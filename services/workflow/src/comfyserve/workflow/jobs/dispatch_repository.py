@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, literal_column, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.workflow.jobs import queue_repository
@@ -24,6 +24,8 @@ from comfyserve.workflow.jobs.models import (
     job_from_row,
     jobs,
 )
+from comfyserve.workflow.tenants import repository as tenants
+from comfyserve.workflow.tenants.models import tenant_quotas
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,36 +62,94 @@ async def claim_next(
     now: datetime,
     lease_until: datetime,
     max_attempts: int,
+    default_max_running: int,
 ) -> JobRecord | None:
     """Grant the first pending job of `pool` (priority, then age) to
-    `worker_id`; rows other claimers hold are skipped, so each job goes to one
-    claimer."""
-    first = (
-        select(jobs.c.id)
+    `worker_id`, skipping tenants running as many jobs as their quota allows;
+    rows other claimers hold are skipped, so each job goes to one claimer.
+
+    The quota is read twice: in the search, which skips tenants at their limit
+    cheaply, and again under the tenant's lock, where it is exact: claims of
+    one tenant's jobs queue on that lock, so two claimers never both take the
+    tenant's last free slot.
+    """
+    at_limit: set[str] = set()
+    while True:
+        candidate = await _first_claimable(
+            conn, pool, now, max_attempts, default_max_running, at_limit
+        )
+        if candidate is None:
+            return None
+        job_id, tenant_id = candidate
+        if await tenant_at_limit(conn, tenant_id, default_max_running):
+            at_limit.add(tenant_id)
+            continue
+        query = (
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(_grant(worker_id, now, lease_until))
+            .returning(*JOB_COLUMNS)
+        )
+        job = job_from_row((await conn.execute(query)).one())
+        await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
+        return job
+
+
+async def _first_claimable(
+    conn: AsyncConnection,
+    pool: str,
+    now: datetime,
+    max_attempts: int,
+    default_max_running: int,
+    at_limit: set[str],
+) -> tuple[UUID, str] | None:
+    """The first pending job of `pool` whose tenant has a free running slot,
+    locked; its id and tenant."""
+    running = jobs.alias("running")
+    tenant_running = (
+        select(func.count())
+        .where(
+            running.c.tenant_id == jobs.c.tenant_id,
+            running.c.status == literal_column("'running'"),
+        )
+        .scalar_subquery()
+    )
+    tenant_limit = func.coalesce(
+        select(tenant_quotas.c.max_running)
+        .where(tenant_quotas.c.tenant_id == jobs.c.tenant_id)
+        .scalar_subquery(),
+        default_max_running,
+    )
+    query = (
+        select(jobs.c.id, jobs.c.tenant_id)
         .where(
             IS_PENDING,
             jobs.c.pool == pool,
             jobs.c.cancel_requested.is_(False),
             jobs.c.attempt < max_attempts,
             jobs.c.deadline > now,
+            tenant_running < tenant_limit,
         )
         .order_by(jobs.c.priority_rank, jobs.c.created_at, jobs.c.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .with_for_update(of=jobs, skip_locked=True)
     )
-    query = (
-        update(jobs)
-        .where(jobs.c.id == first)
-        .values(_grant(worker_id, now, lease_until))
-        .returning(*JOB_COLUMNS)
-    )
+    if at_limit:
+        query = query.where(jobs.c.tenant_id.not_in(at_limit))
     row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    job = job_from_row(row)
-    await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
-    return job
+    return None if row is None else (row.id, row.tenant_id)
+
+
+async def tenant_at_limit(
+    conn: AsyncConnection, tenant_id: str, default_max_running: int
+) -> bool:
+    """Whether the tenant runs as many jobs as its quota allows, exactly: the
+    tenant's lock, held until the caller's transaction ends, keeps the count
+    true until a grant commits."""
+    await tenants.lock_running(conn, tenant_id)
+    own = (await tenants.limits(conn, tenant_id)).max_running
+    running = await tenants.count_running(conn, tenant_id)
+    return running >= (own or default_max_running)
 
 
 def claimable(job: JobRecord, now: datetime, max_attempts: int) -> bool:

@@ -12,8 +12,20 @@ import grpc
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc
+from comfyserve.contracts.scopes import Scope
 from comfyserve.runtime.grpc import RpcStatus
-from comfyserve.workflow.errors import ErrorStatus, InvalidArgumentError, WorkflowError
+from comfyserve.runtime.grpc_auth import (
+    caller,
+    require_admin,
+    require_service,
+    tenant_of_call,
+)
+from comfyserve.workflow.errors import (
+    ErrorStatus,
+    InvalidArgumentError,
+    QueueFullError,
+    WorkflowError,
+)
 from comfyserve.workflow.jobs.cancellation import CancelService
 from comfyserve.workflow.jobs.claims import ClaimService
 from comfyserve.workflow.jobs.messages import (
@@ -28,6 +40,8 @@ from comfyserve.workflow.jobs.messages import (
 )
 from comfyserve.workflow.jobs.reads import JobReader
 from comfyserve.workflow.jobs.submission import SubmissionService, SubmitRequest
+from comfyserve.workflow.tenants.models import QuotaLimits, TenantQuota
+from comfyserve.workflow.tenants.service import TenantService
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -35,6 +49,7 @@ STATUS_CODES: Mapping[ErrorStatus, grpc.StatusCode] = {
     ErrorStatus.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorStatus.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorStatus.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorStatus.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorStatus.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -50,6 +65,13 @@ def rpc_status(error: Exception) -> RpcStatus | None:
             field=error.field,
             problem=error.problem,
         )
+    if isinstance(error, QueueFullError):
+        return RpcStatus(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            error.message,
+            reason=error.reason,
+            retry_after_s=error.retry_after_seconds,
+        )
     if isinstance(error, WorkflowError):
         return RpcStatus(STATUS_CODES[error.status], error.message)
     return None
@@ -63,6 +85,7 @@ class JobApis:
     reader: JobReader
     cancels: CancelService
     claims: ClaimService
+    tenants: TenantService
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
@@ -74,7 +97,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     ) -> pb.SubmitJobResponse:
         outcome = await self._apis.submission.submit(
             SubmitRequest(
-                tenant_id=request.tenant_id,
+                tenant_id=tenant_of_call(request.tenant_id, Scope.WORKFLOWS_WRITE),
                 workflow_json=request.workflow_json,
                 priority=priority_from_pb(request.priority),
                 webhook_url=request.webhook_url
@@ -99,7 +122,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.ValidateWorkflowRequest, context: Context
     ) -> pb.ValidateWorkflowResponse:
         errors = await self._apis.submission.validate_workflow(
-            request.tenant_id, request.workflow_json
+            tenant_of_call(request.tenant_id, Scope.WORKFLOWS_WRITE),
+            request.workflow_json,
         )
         if errors is None:
             return pb.ValidateWorkflowResponse(valid=True)
@@ -108,8 +132,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         )
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
-        job = await self._apis.reader.get(request.tenant_id, request.job_id)
-        return job_to_pb(job)
+        tenant_id = tenant_of_call(request.tenant_id, Scope.WORKFLOWS_READ)
+        return job_to_pb(await self._apis.reader.get(tenant_id, request.job_id))
 
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: Context
@@ -119,7 +143,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         if statuses and not known:
             return pb.ListJobsResponse()
         page = await self._apis.reader.list_jobs(
-            request.tenant_id,
+            tenant_of_call(request.tenant_id, Scope.WORKFLOWS_READ),
             page_size=request.page_size,
             cursor=request.cursor,
             statuses=known,
@@ -130,13 +154,15 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         )
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
-        job = await self._apis.cancels.cancel(request.tenant_id, request.job_id)
+        tenant_id = tenant_of_call(request.tenant_id, Scope.WORKFLOWS_WRITE)
+        job = await self._apis.cancels.cancel(tenant_id, request.job_id)
         return job_to_pb(job)
 
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: Context
     ) -> AsyncIterator[pb.JobUpdate]:
-        async for update in self._apis.reader.watch(request.tenant_id, request.job_id):
+        tenant_id = tenant_of_call(request.tenant_id, Scope.WORKFLOWS_READ)
+        async for update in self._apis.reader.watch(tenant_id, request.job_id):
             yield pb.JobUpdate(
                 job=job_to_pb(update.job),
                 kind=UPDATE_TO_PB[update.kind],
@@ -146,6 +172,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ClaimJob(
         self, request: pb.ClaimJobRequest, context: Context
     ) -> pb.ClaimJobResponse:
+        require_service()
         outcome = await self._apis.claims.claim(
             request.tenant_id, request.job_id, request.worker_id
         )
@@ -162,6 +189,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def AcquireJob(
         self, request: pb.AcquireJobRequest, context: Context
     ) -> pb.AcquireJobResponse:
+        require_service()
         assignment = await self._apis.claims.acquire(
             request.worker_id, request.pool, request.wait_seconds
         )
@@ -172,6 +200,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def RenewLeases(
         self, request: pb.RenewLeasesRequest, context: Context
     ) -> pb.RenewLeasesResponse:
+        require_service()
         renewal = await self._apis.claims.renew(
             request.worker_id,
             [(lease.job_id, lease.attempt) for lease in request.leases],
@@ -187,3 +216,54 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             ],
             lease_seconds=renewal.lease_seconds,
         )
+
+    async def GetUsage(
+        self, request: pb.GetUsageRequest, context: Context
+    ) -> pb.GetUsageResponse:
+        require_admin()
+        found = await self._apis.tenants.usage(list(request.tenant_ids))
+        return pb.GetUsageResponse(
+            tenants=[
+                pb.TenantUsage(
+                    tenant_id=entry.tenant_id,
+                    jobs_by_status=entry.jobs_by_status,
+                    gpu_seconds=entry.gpu_seconds,
+                )
+                for entry in found
+            ]
+        )
+
+    async def SetTenantQuota(
+        self, request: pb.SetTenantQuotaRequest, context: Context
+    ) -> pb.TenantQuota:
+        require_admin()
+        limits = QuotaLimits(
+            max_running=request.max_running
+            if request.HasField("max_running")
+            else None,
+            max_queued=request.max_queued if request.HasField("max_queued") else None,
+        )
+        return _quota_to_pb(
+            await self._apis.tenants.set_quota(request.tenant_id, limits)
+        )
+
+    async def GetTenantQuota(
+        self, request: pb.GetTenantQuotaRequest, context: Context
+    ) -> pb.TenantQuota:
+        # A tenant may read its own limits; an administrator anyone's.
+        principal = caller()
+        if principal is not None and Scope.ADMIN in principal.scopes:
+            tenant_id = request.tenant_id
+        else:
+            tenant_id = tenant_of_call(request.tenant_id, Scope.WORKFLOWS_READ)
+        return _quota_to_pb(await self._apis.tenants.quota(tenant_id))
+
+
+def _quota_to_pb(quota: TenantQuota) -> pb.TenantQuota:
+    return pb.TenantQuota(
+        tenant_id=quota.tenant_id,
+        max_running=quota.max_running,
+        max_queued=quota.max_queued,
+        running_is_default=quota.running_is_default,
+        queued_is_default=quota.queued_is_default,
+    )

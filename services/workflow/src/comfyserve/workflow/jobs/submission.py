@@ -35,6 +35,7 @@ from comfyserve.workflow.jobs.webhooks import check_webhook_url
 from comfyserve.workflow.outbox import repository as outbox
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.tenants.service import admit, quota_defaults
 from comfyserve.workflow.validation import (
     ComfyErrors,
     ErrorType,
@@ -98,6 +99,7 @@ class SubmissionService:
         self._source = source
         self._clock = clock
         self._catalogs = CatalogCache()
+        self._quotas = quota_defaults(settings)
 
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:
         require_tenant(request.tenant_id)
@@ -174,6 +176,7 @@ class SubmissionService:
         idempotency key is taken."""
         now = job.created_at
         async with self._engine.connect() as conn, conn.begin() as transaction:
+            await admit(conn, job.tenant_id, self._quotas)
             await repository.insert_job(conn, job)
             if job.idempotency_key is not None:
                 recorded = await repository.insert_idempotency(

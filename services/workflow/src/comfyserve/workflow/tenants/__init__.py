@@ -1,0 +1,2 @@
+"""Tenants as the workflow service sees them: their quotas on running and
+queued jobs, and their usage."""

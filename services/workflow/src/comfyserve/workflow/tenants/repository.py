@@ -1,0 +1,94 @@
+"""Queries on tenant quotas and on a tenant's jobs as a whole. Never commits.
+
+Counting a tenant's pending or running jobs reads `jobs_tenant_active_idx`;
+the status literals match its predicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from comfyserve.workflow.jobs.models import IS_PENDING, IS_RUNNING, jobs
+from comfyserve.workflow.tenants.models import QuotaLimits, TenantUsage, tenant_quotas
+
+
+async def limits(conn: AsyncConnection, tenant_id: str) -> QuotaLimits:
+    query = select(tenant_quotas.c.max_running, tenant_quotas.c.max_queued).where(
+        tenant_quotas.c.tenant_id == tenant_id
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return QuotaLimits()
+    return QuotaLimits(max_running=row.max_running, max_queued=row.max_queued)
+
+
+async def set_limits(
+    conn: AsyncConnection, tenant_id: str, values: QuotaLimits, now: datetime
+) -> None:
+    statement = pg_insert(tenant_quotas).values(
+        tenant_id=tenant_id,
+        max_running=values.max_running,
+        max_queued=values.max_queued,
+        updated_at=now,
+    )
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[tenant_quotas.c.tenant_id],
+            set_={
+                "max_running": statement.excluded.max_running,
+                "max_queued": statement.excluded.max_queued,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+    )
+
+
+async def count_pending(conn: AsyncConnection, tenant_id: str) -> int:
+    return await _count(conn, tenant_id, IS_PENDING)
+
+
+async def count_running(conn: AsyncConnection, tenant_id: str) -> int:
+    return await _count(conn, tenant_id, IS_RUNNING)
+
+
+async def _count(
+    conn: AsyncConnection, tenant_id: str, status: ColumnElement[bool]
+) -> int:
+    query = select(func.count()).where(jobs.c.tenant_id == tenant_id, status)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def lock_running(conn: AsyncConnection, tenant_id: str) -> None:
+    """Serialise grants to one tenant until the transaction ends, so that a
+    count of its running jobs taken after this stays true until the grant
+    commits."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"workflow.running:{tenant_id}"},
+    )
+
+
+async def usage(
+    conn: AsyncConnection, tenant_ids: Sequence[str]
+) -> dict[str, TenantUsage]:
+    """Jobs by status and run time per tenant: of `tenant_ids`, or of every
+    tenant with jobs when empty."""
+    query = select(
+        jobs.c.tenant_id,
+        jobs.c.status,
+        func.count(),
+        func.coalesce(func.sum(jobs.c.duration_seconds), 0.0),
+    ).group_by(jobs.c.tenant_id, jobs.c.status)
+    if tenant_ids:
+        query = query.where(jobs.c.tenant_id.in_(tenant_ids))
+    found: dict[str, TenantUsage] = {}
+    for tenant_id, status, count, seconds in await conn.execute(query):
+        entry = found.setdefault(tenant_id, TenantUsage(tenant_id))
+        entry.jobs_by_status[status] = int(count)
+        entry.gpu_seconds += float(seconds)
+    return found
