@@ -8,7 +8,7 @@ timeout."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from comfyserve.workflow.validation.error_items import error_item
 from comfyserve.workflow.validation.models import (
@@ -68,6 +68,6 @@ def _limit(
     )
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     # A bool is an int to Python, never a size to ComfyUI.
     return isinstance(value, int) and not isinstance(value, bool)
