@@ -230,6 +230,10 @@ class Servicer(pb_grpc.WorkflowServiceServicer):
         require_admin()
         return pb.GetUsageResponse()
 
+    async def WatchJob(self, request, context):
+        tenant = tenant_of_call(request.tenant_id)
+        yield pb.JobUpdate(job=pb.Job(id=request.job_id, tenant_id=tenant))
+
 
 class Keys:
     """Verifies fixed keys: a tenant's key and a service's."""
@@ -292,6 +296,13 @@ async def test_the_tenant_comes_from_the_credential(guarded) -> None:
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # Our own services act for the tenant they name.
     assert (await get(guarded, "csk_service", "t2")).tenant_id == "t2"
+
+
+async def test_a_streaming_call_carries_the_channels_credential(guarded) -> None:
+    async with insecure_channel(guarded, "csk_tenant") as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        updates = [u async for u in stub.WatchJob(pb.WatchJobRequest(job_id="j"))]
+    assert [u.job.tenant_id for u in updates] == ["t1"]
 
 
 async def cancel(address: str, credential: str) -> pb.Job:

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
 from comfyserve.runtime.auth import AuthUnavailable, CredentialVerifier, Unauthenticated
-from comfyserve.runtime.grpc_auth import AuthInterceptor, Bearer, Forbidden
+from comfyserve.runtime.grpc_auth import AuthInterceptor, Forbidden, bearer
 from comfyserve.runtime.logging import describe_error
 
 __all__ = [
@@ -78,7 +78,7 @@ ErrorMapping = Callable[[Exception], RpcStatus | None]
 
 def insecure_channel(target: str, credential: str | None = None) -> grpc.aio.Channel:
     """A channel to `target`; with `credential`, every call carries it."""
-    interceptors = [] if credential is None else [Bearer(credential)]
+    interceptors = [] if credential is None else bearer(credential)
     return grpc.aio.insecure_channel(target, options=OPTIONS, interceptors=interceptors)
 
 

@@ -14,7 +14,7 @@ from comfyserve.runtime.auth import CredentialVerifier, Principal
 
 __all__ = [
     "AuthInterceptor",
-    "Bearer",
+    "bearer",
     "Forbidden",
     "caller",
     "require_admin",
@@ -73,33 +73,43 @@ def require_admin() -> None:
         raise Forbidden(f"missing scope: {Scope.ADMIN.value}")
 
 
-class Bearer(
-    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
-):
-    """Sends the channel's credential with every call."""
+def _with_credential(details: Any, header: tuple[str, str]) -> Any:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), header)
+    return grpc.aio.ClientCallDetails(
+        details.method,
+        details.timeout,
+        metadata,
+        details.credentials,
+        details.wait_for_ready,
+    )
 
-    def __init__(self, credential: str) -> None:
-        self._header = ("authorization", f"Bearer {credential}")
 
-    def _details(self, details: Any) -> Any:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._header)
-        return grpc.aio.ClientCallDetails(
-            details.method,
-            details.timeout,
-            metadata,
-            details.credentials,
-            details.wait_for_ready,
-        )
+class _BearerUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, header: tuple[str, str]) -> None:
+        self._header = header
 
     async def intercept_unary_unary(
         self, continuation: Any, details: Any, request: Any
     ) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(_with_credential(details, self._header), request)
+
+
+class _BearerStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, header: tuple[str, str]) -> None:
+        self._header = header
 
     async def intercept_unary_stream(
         self, continuation: Any, details: Any, request: Any
     ) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(_with_credential(details, self._header), request)
+
+
+def bearer(credential: str) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors that send `credential` with every unary and server-streaming
+    call. Two objects, not one: a channel files each interceptor under the first
+    call kind it implements only, so one object would leave streams bare."""
+    header = ("authorization", f"Bearer {credential}")
+    return [_BearerUnary(header), _BearerStream(header)]
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
