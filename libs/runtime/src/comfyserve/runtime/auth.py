@@ -287,10 +287,16 @@ class GrpcAuth:
 
 
 def credential_verifier(
-    auth: GrpcAuth, *, issuer: str, audience: str, key_ttl_s: float = 4.0
+    auth: GrpcAuth,
+    *,
+    issuer: str,
+    audience: str,
+    key_ttl_s: float = 4.0,
+    jwks_max_age_s: float = 300.0,
 ) -> CredentialVerifier:
     """Tokens checked here against the auth service's keys, API keys by it."""
+    jwks = JwksCache(auth.jwks, max_age_s=jwks_max_age_s)
     return CredentialVerifier(
-        tokens=TokenVerifier(JwksCache(auth.jwks), issuer=issuer, audience=audience),
+        tokens=TokenVerifier(jwks, issuer=issuer, audience=audience),
         keys=KeyCache(auth.authenticate, ttl_s=key_ttl_s),
     )

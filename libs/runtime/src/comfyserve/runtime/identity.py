@@ -34,6 +34,8 @@ class AuthClientSettings(ServiceSettings):
     auth_timeout_seconds: float = Field(default=5.0, gt=0)
     # A revoked key is refused everywhere within this time.
     api_key_cache_seconds: float = Field(default=4.0, ge=0, le=5)
+    # A retired signing key stops verifying within this time.
+    jwks_max_age_seconds: float = Field(default=300.0, gt=0, le=3600)
     # This service's own key, as listed in the auth service's
     # AUTH_SERVICE_KEYS; sent with every call it makes to another service.
     service_key: SecretStr | None = None
@@ -64,6 +66,7 @@ async def connect_auth(
             issuer=settings.auth_issuer,
             audience=settings.auth_audience,
             key_ttl_s=settings.api_key_cache_seconds,
+            jwks_max_age_s=settings.jwks_max_age_seconds,
         )
     finally:
         await channel.close()
