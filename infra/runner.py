@@ -8,6 +8,7 @@ tests use the same class to start, kill and restart services one at a time.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -28,6 +29,9 @@ LOCAL = ROOT / ".local"
 GATEWAY_PORT = 8000
 WORKFLOW_GRPC_PORT = 50051
 STORAGE_GRPC_PORT = 50052
+AUTH_GRPC_PORT = 50053
+# The services that call others, each with a key the auth service knows.
+CALLING_SERVICES = ("gateway", "executor", "workflow")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Ports:
     workflow_metrics: int = 9102
     storage_metrics: int = 9103
     executor_http: int = 9104
+    auth_grpc: int = AUTH_GRPC_PORT
+    auth_metrics: int = 9105
 
     @classmethod
     def free(cls) -> Ports:
@@ -63,14 +69,27 @@ def read_stack_env() -> dict[str, str]:
     )
 
 
-def dev_api_key() -> str:
-    """The development API key, generated once and kept in the git-ignored folder."""
-    path = LOCAL / "dev-api-key"
+def _local_secret(name: str, make: str) -> str:
+    """A secret generated once and kept, owner-only, in the git-ignored folder."""
+    path = LOCAL / name
     if not path.exists():
-        LOCAL.mkdir(exist_ok=True)
-        path.write_text("csk_dev_" + secrets.token_urlsafe(24))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(make)
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def dev_api_key() -> str:
+    """The development API key: a bootstrap key of the gateway."""
+    return _local_secret("dev-api-key", "csk_dev_" + secrets.token_urlsafe(24))
+
+
+def service_keys() -> dict[str, str]:
+    """Each calling service's own key, as the auth service lists them."""
+    return {
+        name: _local_secret(f"service-keys/{name}", "csk_" + secrets.token_urlsafe(24))
+        for name in CALLING_SERVICES
+    }
 
 
 def api_keys(dev_key: str, environ: Mapping[str, str]) -> list[str]:
@@ -96,6 +115,16 @@ def service_env(
     kafka = stack["KAFKA_BOOTSTRAP_SERVERS"]
     workflow = f"127.0.0.1:{ports.workflow_grpc}"
     storage = f"127.0.0.1:{ports.storage_grpc}"
+    auth = f"127.0.0.1:{ports.auth_grpc}"
+    keys = service_keys()
+
+    def identity(prefix: str, name: str | None = None) -> dict[str, str]:
+        """Where a service checks credentials, and the key it calls others with."""
+        found = {f"{prefix}_AUTH_GRPC_TARGET": auth}
+        if name is not None:
+            found[f"{prefix}_SERVICE_KEY"] = keys[name]
+        return found
+
     s3 = {
         f"STORAGE_S3_{key}": stack[f"S3_{key}"]
         for key in (
@@ -108,6 +137,18 @@ def service_env(
         )
     }
     return {
+        "auth": {
+            "AUTH_DATABASE_URL": db,
+            "AUTH_SCHEMA": f"auth{namespace}",
+            "AUTH_GRPC_PORT": str(ports.auth_grpc),
+            "AUTH_METRICS_PORT": str(ports.auth_metrics),
+            # Development: the generated secret below is kept on this disk.
+            "AUTH_ENVIRONMENT": "development",
+            "AUTH_KEY_ENCRYPTION_SECRET": _local_secret(
+                "auth-key-encryption-secret", secrets.token_urlsafe(32)
+            ),
+            "AUTH_SERVICE_KEYS": ",".join(f"{n}={k}" for n, k in keys.items()),
+        },
         "storage": {
             "STORAGE_DATABASE_URL": db,
             "STORAGE_GRPC_PORT": str(ports.storage_grpc),
@@ -115,6 +156,7 @@ def service_env(
             "STORAGE_SCHEMA": f"storage{namespace}",
             "STORAGE_KAFKA_BOOTSTRAP_SERVERS": kafka,
             "STORAGE_CONSUMER_GROUP": f"storage{namespace}",
+            **identity("STORAGE"),
             **s3,
         },
         "workflow": {
@@ -126,6 +168,7 @@ def service_env(
             "WORKFLOW_STORAGE_GRPC_TARGET": storage,
             "WORKFLOW_CONSUMER_GROUP": f"workflow{namespace}",
             "WORKFLOW_WEBHOOK_ALLOW_PRIVATE": str(development).lower(),
+            **identity("WORKFLOW", "workflow"),
         },
         "executor": {
             "EXECUTOR_KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -135,6 +178,7 @@ def service_env(
             "EXECUTOR_COMFYUI_PYTHON": stack["COMFYUI_PYTHON"],
             "EXECUTOR_HTTP_PORT": str(ports.executor_http),
             "EXECUTOR_SCRATCH_DIR": str(LOCAL / "executor"),
+            **identity("EXECUTOR", "executor"),
         },
         "gateway": {
             "GATEWAY_PORT": str(ports.gateway),
@@ -142,6 +186,7 @@ def service_env(
             "GATEWAY_WORKFLOW_GRPC_TARGET": workflow,
             "GATEWAY_STORAGE_GRPC_TARGET": storage,
             "GATEWAY_REDIS_URL": stack["REDIS_URL"],
+            **identity("GATEWAY", "gateway"),
         },
     }
 
@@ -176,6 +221,20 @@ class ServiceProcess:
         subprocess.run(
             self.command("migrate"), env={**os.environ, **self.env}, check=True
         )
+
+    def answer(self, *args: str) -> dict[str, str]:
+        """A one-shot command's JSON answer (its logs go to the service log)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{self.name}.log").open("ab") as log:
+            done = subprocess.run(
+                self.command(*args),
+                env={**os.environ, **self.env},
+                stdout=subprocess.PIPE,
+                stderr=log,
+                check=True,
+            )
+        answer: dict[str, str] = json.loads(done.stdout)
+        return answer
 
     @property
     def alive(self) -> bool:
@@ -237,7 +296,7 @@ class ServiceSet:
 
     def start(self) -> None:
         for service in self.services.values():
-            if service.name in {"storage", "workflow"}:
+            if service.name in {"auth", "storage", "workflow"}:
                 service.migrate()
         for service in self.services.values():
             service.start()
@@ -246,12 +305,17 @@ class ServiceSet:
         for service in reversed(list(self.services.values())):
             service.stop()
 
+    def bootstrap_admin(self) -> dict[str, str]:
+        """The administrator and its API key: made on the first call, and
+        answered without secrets after that."""
+        return self.services["auth"].answer("bootstrap")
+
     def drop_schemas(self) -> None:
         """Remove the services' Postgres schemas: for throw-away copies only."""
         names = [
             env[key]
             for env in (s.env for s in self.services.values())
-            for key in ("WORKFLOW_SCHEMA", "STORAGE_SCHEMA")
+            for key in ("WORKFLOW_SCHEMA", "STORAGE_SCHEMA", "AUTH_SCHEMA")
             if key in env
         ]
         url = self.services["workflow"].env["WORKFLOW_DATABASE_URL"]
@@ -313,6 +377,7 @@ def _port_open(port: int) -> bool:
 def status(ports: Ports, say: IO[str]) -> int:
     """Which services of `make run` answer; 1 when any does not."""
     checks: dict[str, tuple[int, bool]] = {
+        "auth": (ports.auth_grpc, _port_open(ports.auth_grpc)),
         "gateway": (ports.gateway, _answers_ok(_health(ports.gateway))),
         "workflow": (ports.workflow_grpc, _port_open(ports.workflow_grpc)),
         "storage": (ports.storage_grpc, _port_open(ports.storage_grpc)),
@@ -323,6 +388,20 @@ def status(ports: Ports, say: IO[str]) -> int:
         down += not up
         say.write(f"run: {name:<8} 127.0.0.1:{port} {'up' if up else 'down'}\n")
     return 1 if down else 0
+
+
+def local_admin(services: ServiceSet) -> dict[str, str]:
+    """`make run`'s administrator, made on the first start. The auth service
+    shows its password and API key once, so they are kept, owner-only, in the
+    git-ignored folder."""
+    path = LOCAL / "admin.json"
+    kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    made = services.bootstrap_admin()
+    if "api_key" in made:
+        kept = {**kept, **made}
+        path.write_text(json.dumps(kept, indent=2))
+        path.chmod(0o600)
+    return kept or made
 
 
 def _health(port: int) -> str:
@@ -348,6 +427,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, interrupted)  # also when started in the background
     try:
         services.start()
+        admin = local_admin(services)
         out = sys.stdout
         out.write("run: services started; waiting until they answer...\n")
         out.flush()
@@ -356,7 +436,10 @@ def main() -> int:
             "\nComfyUI Serverless API is running.\n"
             f"  API:      http://127.0.0.1:{ports.gateway}\n"
             f"  API docs: http://127.0.0.1:{ports.gateway}/docs\n"
-            f"  API key:  {key}\n"
+            f"  API key:  {key}  (bootstrap key: every scope, a tenant of its own)\n"
+            f"  Admin:    {admin['email']}"
+            f"  password {admin.get('password', '(AUTH_BOOTSTRAP_ADMIN_PASSWORD)')}"
+            f"  API key {admin.get('api_key', '(not kept)')}\n"
         )
         if len(keys) > 1:
             # How many, never which: keys stay out of terminals and logs.

@@ -41,6 +41,13 @@ def product(
                 "WORKFLOW_SWEEP_INTERVAL_SECONDS": "1",
                 "WORKFLOW_DEADLINE_GRACE_SECONDS": "5",
             },
+            "gateway": {
+                # Every test signs in from this one address.
+                "GATEWAY_RATE_AUTH_PER_MINUTE": "6000",
+                "GATEWAY_RATE_AUTH_BURST": "1000",
+                # A retired signing key stops verifying within seconds.
+                "GATEWAY_JWKS_MAX_AGE_SECONDS": "2",
+            },
             "executor": {
                 "EXECUTOR_POOL": f"e2e-{run_id}",
                 "EXECUTOR_SCRATCH_DIR": str(tmp_path_factory.mktemp("executor-1")),
@@ -51,8 +58,9 @@ def product(
     services.start()
     base_url = f"http://127.0.0.1:{ports.gateway}"
     try:
+        admin = services.bootstrap_admin()
         wait_until_ready(ports, services)
-        yield Product(base_url, key_a, key_b, services, stack)
+        yield Product(base_url, key_a, key_b, services, stack, admin["api_key"])
     finally:
         services.stop()
         services.drop_schemas()

@@ -17,13 +17,15 @@ FINAL = {"completed", "failed", "cancelled"}
 
 @dataclass
 class Product:
-    """The running services and two tenants' keys."""
+    """The running services, two tenants' bootstrap keys and the
+    administrator's API key."""
 
     base_url: str
     key_a: str
     key_b: str
     services: ServiceSet
     stack: dict[str, str]
+    admin_key: str
 
     def client(self, key: str | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
