@@ -13,18 +13,16 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 from httpx_sse import aconnect_sse
 
-from infra.runner import Ports, ServiceSet, read_stack_env, wait_until_ready
+from bench.product import percentile, running_product
 from tests.e2e.support import invert_graph
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -34,12 +32,6 @@ FINAL = {"completed", "failed", "cancelled"}
 class Sample:
     ours_s: float
     raw_s: float
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
-    return ordered[index]
 
 
 async def through_api(client: httpx.AsyncClient, graph: dict[str, Any]) -> float:
@@ -124,38 +116,10 @@ def report(samples: list[Sample], out: Any) -> None:
 
 def main() -> int:
     jobs = int(os.environ.get("BENCH_JOBS", "200"))
-    stack = read_stack_env()
-    ports = Ports.free()
-    run_id = uuid.uuid4().hex[:8]
-    key = f"csk_bench_{run_id}"
-    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    services = ServiceSet.create(
-        stack,
-        ports,
-        [key],
-        logs,
-        namespace=f"_bench_{run_id}",
-        extra={
-            "workflow": {
-                "WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}",
-                "WORKFLOW_POOLS": f"bench-{run_id}",
-            },
-            "executor": {
-                "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
-                "EXECUTOR_POOL": f"bench-{run_id}",
-            },
-        },
-    )
-    # Remote mode: both paths drive the one ComfyUI of the local stack.
-    services["executor"].env.pop("EXECUTOR_COMFYUI_PATH")
-    base_url = f"http://127.0.0.1:{ports.gateway}"
-    services.start()
-    try:
-        wait_until_ready(ports, services)
-        samples = asyncio.run(measure(base_url, key, stack["COMFYUI_URL"], jobs))
-    finally:
-        services.stop()
-        services.drop_schemas()
+    with running_product() as product:
+        samples = asyncio.run(
+            measure(product.base_url, product.key, product.stack["COMFYUI_URL"], jobs)
+        )
     report(samples, sys.stdout)
     return 0
 

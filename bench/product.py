@@ -1,0 +1,63 @@
+"""What every benchmark shares: the product started on private ports against
+the local stack, and the statistics it reports."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.runner import Ports, ServiceSet, read_stack_env, wait_until_ready
+
+
+@dataclass(frozen=True)
+class Running:
+    base_url: str
+    # A bootstrap key of the gateway: every scope, a tenant of its own.
+    key: str
+    stack: dict[str, str]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
+    return ordered[index]
+
+
+@contextmanager
+def running_product(
+    extra: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Running]:
+    """Every service on free ports, the executor driving the stack's own
+    ComfyUI (remote mode), removed again on exit."""
+    stack = read_stack_env()
+    ports = Ports.free()
+    run_id = uuid.uuid4().hex[:8]
+    key = f"csk_bench_{run_id}"
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    settings: dict[str, dict[str, str]] = {
+        "workflow": {
+            "WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}",
+            "WORKFLOW_POOLS": f"bench-{run_id}",
+        },
+        "executor": {
+            "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
+            "EXECUTOR_POOL": f"bench-{run_id}",
+        },
+    }
+    for name, values in (extra or {}).items():
+        settings[name] = {**settings.get(name, {}), **values}
+    services = ServiceSet.create(
+        stack, ports, [key], logs, namespace=f"_bench_{run_id}", extra=settings
+    )
+    services["executor"].env.pop("EXECUTOR_COMFYUI_PATH")
+    services.start()
+    try:
+        wait_until_ready(ports, services)
+        yield Running(f"http://127.0.0.1:{ports.gateway}", key, stack)
+    finally:
+        services.stop()
+        services.drop_schemas()
