@@ -108,6 +108,31 @@ async def real_client(real_settings, serve_app):
         yield client
 
 
+@pytest.fixture
+def live_key(unique):
+    """A bootstrap key of this test's own, so its rate limit bucket is too."""
+    return f"test-key-{unique}"
+
+
+@pytest.fixture
+def live_settings(real_settings, stack, live_key):
+    """As `real_settings`, with the stack's Redis: writes are let through."""
+    return real_settings.model_copy(
+        update={"redis_url": stack["REDIS_URL"], "api_keys": [SecretStr(live_key)]}
+    )
+
+
+@pytest.fixture
+async def live_client(live_settings, serve_app):
+    async with serve_app(create_app(live_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def live_auth(live_key):
+    return {"Authorization": f"Bearer {live_key}"}
+
+
 async def test_calls_carry_the_tenant_and_answers_are_translated(
     real_client, grpc_target, auth_a, tenant_a
 ):
@@ -125,10 +150,31 @@ async def test_calls_carry_the_tenant_and_answers_are_translated(
     assert servicer.tenants == [tenant_a, tenant_a]
 
 
-async def test_field_violations_travel_in_the_status_details(real_client, auth_a):
-    response = await real_client.post(
+async def test_without_redis_a_write_is_refused_and_a_read_served(
+    real_client, grpc_target, auth_a
+):
+    _, servicer, _ = grpc_target
+    write = await real_client.post(
         "/workflows/execute",
         headers=auth_a,
+        json={"workflow": {"1": {"class_type": "X", "inputs": {}}}},
+    )
+    read = await real_client.get(f"/workflows/{JOB_ID}", headers=auth_a)
+
+    assert write.status_code == 503
+    assert write.json()["error"] == "limits_unavailable"
+    assert "Redis cannot be reached" in write.json()["detail"]
+    assert write.headers["Retry-After"] == "5"
+    assert servicer.workflow_sizes == []
+    assert read.status_code == 200
+    assert "RateLimit" not in read.headers
+
+
+@pytest.mark.integration
+async def test_field_violations_travel_in_the_status_details(live_client, live_auth):
+    response = await live_client.post(
+        "/workflows/execute",
+        headers=live_auth,
         json={
             "workflow": {"1": {"class_type": "X", "inputs": {}}},
             "webhook_url": "http://10.0.0.1/hook",
@@ -197,18 +243,19 @@ def _execute_body(size):
     return body("x" * (size - len(body(""))))
 
 
+@pytest.mark.integration
 async def test_a_body_over_grpcs_default_size_reaches_the_service(
-    real_settings, serve_app, grpc_target, auth_a
+    live_settings, serve_app, grpc_target, live_auth
 ):
     # gRPC receives 4 MiB by default; the product's channels take larger
     # messages both ways, here the job that echoes the graph.
-    raised = real_settings.model_copy(update={"max_body_bytes": 6 * 1024 * 1024})
+    raised = live_settings.model_copy(update={"max_body_bytes": 6 * 1024 * 1024})
     body = _execute_body(5 * 1024 * 1024)
 
     async with serve_app(create_app(raised)) as client:
         response = await client.post(
             "/workflows/execute",
-            headers={**auth_a, "Content-Type": "application/json"},
+            headers={**live_auth, "Content-Type": "application/json"},
             content=body,
         )
 
@@ -216,21 +263,23 @@ async def test_a_body_over_grpcs_default_size_reaches_the_service(
     assert grpc_target[1].workflow_sizes[0] > 4 * 1024 * 1024
 
 
+@pytest.mark.integration
 async def test_by_default_the_gateway_refuses_a_large_body_before_grpc(
-    grpc_target, serve_app, auth_a
+    grpc_target, serve_app, live_key, live_auth, stack
 ):
     target, servicer, _ = grpc_target
     defaults = Settings(
-        api_keys=[SecretStr(auth_a["Authorization"].removeprefix("Bearer "))],
+        api_keys=[SecretStr(live_key)],
         workflow_grpc_target=target,
         storage_grpc_target=target,
+        redis_url=stack["REDIS_URL"],
     )
     body = _execute_body(defaults.max_body_bytes + 1)
 
     async with serve_app(create_app(defaults)) as client:
         response = await client.post(
             "/workflows/execute",
-            headers={**auth_a, "Content-Type": "application/json"},
+            headers={**live_auth, "Content-Type": "application/json"},
             content=body,
         )
 
@@ -240,7 +289,7 @@ async def test_by_default_the_gateway_refuses_a_large_body_before_grpc(
     async with serve_app(create_app(defaults)) as client:
         just_fits = await client.post(
             "/workflows/execute",
-            headers={**auth_a, "Content-Type": "application/json"},
+            headers={**live_auth, "Content-Type": "application/json"},
             content=_execute_body(defaults.max_body_bytes),
         )
     assert just_fits.status_code == 202

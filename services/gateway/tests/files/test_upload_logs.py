@@ -7,8 +7,6 @@ import structlog
 import uvicorn
 
 from comfyserve.gateway.app import create_app, upload_client
-from comfyserve.gateway.auth import StaticKeyAuthenticator
-from comfyserve.gateway.resources import Resources
 from comfyserve.gateway.server import server_config
 from comfyserve.runtime.logging import configure_logging
 
@@ -54,7 +52,7 @@ def _log_like_main():
 
 
 async def test_an_upload_leaves_no_signature_in_any_log_line(
-    capsys, settings, workflow, storage, object_store, probes, uvicorn_server, auth_a
+    capsys, settings, storage, object_store, fake_resources, uvicorn_server, auth_a
 ):
     _log_like_main()
     store = ObjectStore(object_store)
@@ -62,13 +60,7 @@ async def test_an_upload_leaves_no_signature_in_any_log_line(
     @asynccontextmanager
     async def resources(settings):
         async with upload_client() as http:
-            yield Resources(
-                authenticator=StaticKeyAuthenticator(settings.api_keys),
-                workflow=workflow,
-                storage=storage,
-                http=http,
-                probes=probes,
-            )
+            yield fake_resources(settings, http)
 
     store_config = uvicorn.Config(store, log_config=None, access_log=False)
     gateway = server_config(create_app(settings, resources), settings)

@@ -13,19 +13,27 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
+from comfyserve.gateway.accounts.endpoints import router as accounts_router
+from comfyserve.gateway.adapters.auth import GrpcAuthClient
 from comfyserve.gateway.adapters.probes import GrpcHealthProbe, RedisProbe
 from comfyserve.gateway.adapters.storage import GrpcStorageClient
 from comfyserve.gateway.adapters.workflow import WORKFLOW_SERVICE, GrpcWorkflowClient
-from comfyserve.gateway.auth.principal import StaticKeyAuthenticator
+from comfyserve.gateway.admin.endpoints import router as admin_router
+from comfyserve.gateway.auth.principal import Authenticator, BootstrapKeys
 from comfyserve.gateway.docs import add_docs
-from comfyserve.gateway.errors import exception_handlers
 from comfyserve.gateway.files.endpoints import router as files_router
+from comfyserve.gateway.handlers import exception_handlers
 from comfyserve.gateway.jobs.endpoints import router as jobs_router
+from comfyserve.gateway.limits.gcra import RedisRateLimiter
+from comfyserve.gateway.limits.suspensions import RedisSuspensions
 from comfyserve.gateway.metrics import HttpMetrics
 from comfyserve.gateway.middleware import (
+    EXPOSED_HEADERS,
     REQUEST_ID_HEADER,
     BodyLimitMiddleware,
     RequestContextMiddleware,
@@ -35,6 +43,7 @@ from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import Resources, ResourcesFactory
 from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings
 from comfyserve.runtime.grpc import insecure_channel
+from comfyserve.runtime.identity import connect_auth
 
 # Presigned PUTs of large files may take a while; connecting must not.
 _UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -45,21 +54,49 @@ def upload_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=_UPLOAD_TIMEOUT, follow_redirects=False)
 
 
+def redis_client(url: str, timeout_seconds: float) -> Redis:
+    """Redis for rate limits, suspensions and readiness. Every request waits on
+    it, so a call gives up within two timeouts: one immediate retry (for a
+    pooled connection Redis closed), not redis-py's ten with backoff, which
+    hold every request for seconds while Redis is down."""
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), retries=1),
+    )
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
-    """The production wiring: gRPC channels, Redis and an HTTP client."""
+    """The production wiring: gRPC channels, Redis and an HTTP client.
+
+    Workflow and storage are called with this gateway's service key, naming
+    the tenant its caller belongs to; the auth service with no credential of
+    the gateway's own (calls that act for a caller carry the caller's).
+    """
+    service_key = settings.service_credential
     async with (
-        insecure_channel(settings.workflow_grpc_target) as workflow_channel,
-        insecure_channel(settings.storage_grpc_target) as storage_channel,
-        aclosing(Redis.from_url(settings.redis_url)) as redis,
+        connect_auth(settings) as verifier,
+        insecure_channel(settings.auth_grpc_target) as auth_channel,
+        insecure_channel(
+            settings.workflow_grpc_target, service_key
+        ) as workflow_channel,
+        insecure_channel(settings.storage_grpc_target, service_key) as storage_channel,
+        aclosing(
+            redis_client(settings.redis_url, settings.redis_timeout_seconds)
+        ) as redis,
         aclosing(upload_client()) as http,
     ):
         yield Resources(
-            authenticator=StaticKeyAuthenticator(settings.api_keys),
+            authenticator=Authenticator(BootstrapKeys(settings.api_keys), verifier),
+            auth=GrpcAuthClient(auth_channel, settings.auth_timeout_seconds),
             workflow=GrpcWorkflowClient(
                 workflow_channel, settings.grpc_timeout_seconds
             ),
             storage=GrpcStorageClient(storage_channel, settings.grpc_timeout_seconds),
+            limiter=RedisRateLimiter(redis),
+            suspensions=RedisSuspensions(redis),
             http=http,
             probes=(
                 # Ready means a job can be accepted: the workflow service serves
@@ -125,6 +162,8 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(jobs_router)
     app.include_router(files_router)
+    app.include_router(accounts_router)
+    app.include_router(admin_router)
     app.include_router(ops_router)
     add_docs(app)
 
@@ -134,19 +173,16 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            # Callers send bearer tokens, never cookies: no credentialed CORS.
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",
                 "Idempotency-Key",
                 REQUEST_ID_HEADER,
             ],
-            expose_headers=[
-                REQUEST_ID_HEADER,
-                "Idempotent-Replayed",
-                "Location",
-                "Retry-After",
-            ],
+            expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

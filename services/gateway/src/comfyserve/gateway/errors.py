@@ -1,4 +1,4 @@
-"""Every error the gateway answers, and the handlers that render them.
+"""Every error the gateway answers; `handlers.py` renders them.
 
 All error bodies share one shape: `{"error": <code>, "detail": <text>, ...extra}`,
 documented as `openapi.body.ErrorBody`; a new error or extra field belongs there
@@ -7,25 +7,12 @@ too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import grpc
-import structlog
-from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-# googleapis-common-protos ships .pyi files but no py.typed marker.
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
-
-log = structlog.get_logger(__name__)
-
-
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 
@@ -56,9 +43,57 @@ class UnauthorizedError(GatewayError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class InvalidLoginError(GatewayError):
+    """A wrong password and an unknown e-mail alike."""
+
+    status_code = 401
+    code = "invalid_credentials"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Invalid e-mail or password", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 class ForbiddenError(GatewayError):
+    """Refused by the auth service: scopes beyond the caller's own, say."""
+
     status_code = 403
+    code = "forbidden"
+
+
+class MissingScopeError(ForbiddenError):
+    """Names the scope the route needs (those it takes, if any of several)."""
+
     code = "insufficient_scope"
+
+    def __init__(self, scopes: Iterable[str]) -> None:
+        needed = sorted(scopes)
+        if len(needed) == 1:
+            detail = f"This credential lacks the scope {needed[0]!r}"
+        else:
+            listed = ", ".join(repr(scope) for scope in needed)
+            detail = f"This credential holds none of the scopes {listed}"
+        super().__init__(detail, extra={"required_scopes": needed})
+
+
+class TenantSuspendedError(ForbiddenError):
+    code = "tenant_suspended"
+
+    def __init__(self) -> None:
+        super().__init__("This tenant is suspended: it may read but not write")
+
+
+class BootstrapKeyError(ForbiddenError):
+    """The route acts through the auth service, which never saw this key."""
+
+    code = "bootstrap_key"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A bootstrap key (GATEWAY_API_KEYS) is unknown to the auth service; "
+            "use an access token or an API key it issued"
+        )
 
 
 class NotFoundError(GatewayError):
@@ -86,6 +121,22 @@ class InvalidRequestError(GatewayError):
 
 class InvalidIdempotencyKeyError(BadRequestError):
     code = "invalid_idempotency_key"
+
+
+class ConflictError(GatewayError):
+    status_code = 409
+    code = "conflict"
+
+
+class EmailTakenError(ConflictError):
+    code = "email_taken"
+
+    def __init__(self) -> None:
+        super().__init__("A user with this e-mail exists")
+
+
+class KeyLimitError(ConflictError):
+    code = "key_limit"
 
 
 class PayloadTooLargeError(GatewayError):
@@ -141,9 +192,50 @@ class UploadFailedError(GatewayError):
     code = "upload_failed"
 
 
+class RateLimitedError(GatewayError):
+    """A 429: retry after `Retry-After` seconds, at least one."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        detail: str,
+        retry_after_s: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        wait = max(1, math.ceil(retry_after_s))
+        super().__init__(detail, headers={**(headers or {}), "Retry-After": str(wait)})
+
+
+class TooManyAttemptsError(RateLimitedError):
+    code = "too_many_attempts"
+
+
+class QueueFullError(RateLimitedError):
+    code = "queue_full"
+
+
 class ServiceUnavailableError(GatewayError):
     status_code = 503
     code = "service_unavailable"
+
+    def __init__(
+        self, detail: str = "A backing service is unavailable; retry later"
+    ) -> None:
+        super().__init__(
+            detail, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)}
+        )
+
+
+class LimitsUnavailableError(ServiceUnavailableError):
+    code = "limits_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Rate limiting is unavailable (Redis cannot be reached): writes are "
+            "refused until it is back; reads are served meanwhile"
+        )
 
 
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -161,126 +253,3 @@ def error_response(
     return JSONResponse(
         error_body(code, detail, **extra), status_code=status_code, headers=headers
     )
-
-
-def _field_violations(error: grpc.aio.AioRpcError) -> list[dict[str, str]]:
-    """Field violations of a `google.rpc.BadRequest` attached to the status."""
-    for key, value in error.trailing_metadata() or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        violations: list[dict[str, str]] = []
-        for detail in status.details:
-            bad_request = error_details_pb2.BadRequest()
-            if detail.Unpack(bad_request):
-                violations.extend(
-                    {"field": item.field, "message": item.description}
-                    for item in bad_request.field_violations
-                )
-        return violations
-    return []
-
-
-def rpc_error_response(error: grpc.aio.AioRpcError) -> JSONResponse:
-    """The HTTP answer for a status code returned by a service we call."""
-    code = error.code()
-    detail = error.details() or ""
-    if code == grpc.StatusCode.NOT_FOUND:
-        return error_response(404, "not_found", detail or "Not found")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        fields = _field_violations(error)
-        if fields:
-            return error_response(
-                422, "invalid_argument", detail or "Invalid argument", fields=fields
-            )
-        return error_response(400, "invalid_argument", detail or "Invalid argument")
-    if code == grpc.StatusCode.ALREADY_EXISTS:
-        return error_response(
-            422,
-            "idempotency_key_reuse",
-            detail or "The Idempotency-Key was used with a different request",
-        )
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        # Uploads name their own limit (files.service); what is left is a
-        # message over the transport's limit, whose text is gRPC's internals.
-        log.warning("gateway.upstream.too_large", grpc_detail=detail)
-        return error_response(
-            413,
-            "payload_too_large",
-            "The request is larger than a backing service accepts",
-            limit_bytes=GRPC_MAX_MESSAGE_BYTES,
-        )
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return error_response(409, "conflict", detail or "Conflict")
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        log.warning("gateway.upstream.unavailable", grpc_code=code.name)
-        return error_response(
-            503,
-            "service_unavailable",
-            "A backing service is unavailable; retry later",
-            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
-        )
-    log.error("gateway.upstream.failed", grpc_code=code.name)
-    return error_response(500, "internal_error", "Internal server error")
-
-
-def _field_path(location: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in location)
-
-
-async def _on_gateway_error(request: Request, exc: GatewayError) -> Response:
-    return error_response(
-        exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.extra
-    )
-
-
-async def _on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> Response:
-    return rpc_error_response(exc)
-
-
-async def _on_validation_error(
-    request: Request, exc: RequestValidationError
-) -> Response:
-    fields = [
-        {"field": _field_path(item["loc"]), "message": item["msg"]}
-        for item in exc.errors()
-    ]
-    return error_response(
-        422, "invalid_request", "The request is not valid", fields=fields
-    )
-
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
-
-
-async def _on_http_exception(request: Request, exc: StarletteHTTPException) -> Response:
-    return error_response(
-        exc.status_code,
-        _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
-        str(exc.detail),
-        headers=exc.headers,
-    )
-
-
-ExceptionHandlers = dict[
-    int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
-]
-
-
-def exception_handlers() -> ExceptionHandlers:
-    """One handler per kind of failure, given to the FastAPI constructor."""
-    return {
-        GatewayError: _on_gateway_error,
-        grpc.aio.AioRpcError: _on_rpc_error,
-        RequestValidationError: _on_validation_error,
-        StarletteHTTPException: _on_http_exception,
-    }

@@ -15,9 +15,19 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfyserve.gateway.errors import error_body
+from comfyserve.gateway.limits.gcra import Decision
 from comfyserve.gateway.metrics import HttpMetrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# What a page on an allowed origin may read of an answer.
+EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
+    "Idempotent-Replayed",
+    "Location",
+    "Retry-After",
+    "RateLimit-Policy",
+    "RateLimit",
+]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PATHS = ("/docs", "/redoc")
 _QUIET_PATHS = ("/health/", "/metrics")
@@ -112,6 +122,11 @@ class RequestContextMiddleware:
                 headers.setdefault("Content-Security-Policy", csp)
                 if https:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+                # Set by the route's rate limit once it has counted the request.
+                decision = scope.get("state", {}).get("rate_limit")
+                if isinstance(decision, Decision):
+                    for name, value in decision.headers().items():
+                        headers.setdefault(name, value)
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)

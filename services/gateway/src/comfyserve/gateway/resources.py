@@ -10,18 +10,24 @@ from typing import Annotated, cast
 import httpx
 from fastapi import Depends, Request
 
+from comfyserve.gateway.adapters.auth import AuthClient
 from comfyserve.gateway.adapters.probes import Probe
 from comfyserve.gateway.adapters.storage import StorageClient
 from comfyserve.gateway.adapters.workflow import WorkflowClient
 from comfyserve.gateway.auth.principal import Authenticator
+from comfyserve.gateway.limits.gcra import RateLimiter
+from comfyserve.gateway.limits.suspensions import Suspensions
 from comfyserve.gateway.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Resources:
     authenticator: Authenticator
+    auth: AuthClient
     workflow: WorkflowClient
     storage: StorageClient
+    limiter: RateLimiter
+    suspensions: Suspensions
     # Sends upload bytes to presigned object-store URLs.
     http: httpx.AsyncClient
     probes: Sequence[Probe]

@@ -8,7 +8,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES, MAX_WORKFLOW_BYTES
-from comfyserve.runtime.settings import ServiceSettings
+from comfyserve.runtime.identity import AuthClientSettings
 
 MIB = 1024 * 1024
 # Room in a JSON body for what travels around the graph: metadata, priority,
@@ -26,16 +26,24 @@ def _split_commas(value: object) -> object:
     return value
 
 
-class Settings(ServiceSettings):
+class Settings(AuthClientSettings):
+    """`GATEWAY_*`; the auth service's address, issuer, audience and this
+    gateway's own service key come from `AuthClientSettings`."""
+
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    # Each key is a tenant of its own until the auth service issues principals.
+    # Bootstrap keys: each is a tenant of its own with every scope, checked
+    # here without the auth service, so deployments that predate it keep
+    # working.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     workflow_grpc_target: str = "127.0.0.1:50051"
     storage_grpc_target: str = "127.0.0.1:50052"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every request waits on Redis (rate limits, suspensions): a stalled one
+    # must fail fast, so writes are refused and reads served at once.
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)
     # A body within the limit always fits one gRPC message, so the gateway's
     # 413 is the only refusal a large request can get for its size.
     max_body_bytes: int = Field(
@@ -58,6 +66,19 @@ class Settings(ServiceSettings):
     # Addresses whose X-Forwarded-* headers uvicorn trusts.
     forwarded_allow_ips: str = "127.0.0.1"
 
+    # GCRA per principal (per client address for the auth routes) and route
+    # class: a steady rate, and how many requests may come at once.
+    rate_submit_per_minute: int = Field(default=120, ge=1)
+    rate_submit_burst: int = Field(default=30, ge=1)
+    rate_read_per_minute: int = Field(default=1200, ge=1)
+    rate_read_burst: int = Field(default=200, ge=1)
+    rate_upload_per_minute: int = Field(default=120, ge=1)
+    rate_upload_burst: int = Field(default=30, ge=1)
+    rate_manage_per_minute: int = Field(default=60, ge=1)
+    rate_manage_burst: int = Field(default=20, ge=1)
+    rate_auth_per_minute: int = Field(default=30, ge=1)
+    rate_auth_burst: int = Field(default=10, ge=1)
+
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -68,4 +89,12 @@ class Settings(ServiceSettings):
     def _no_empty_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
         if any(not key.get_secret_value() for key in value):
             raise ValueError("API keys must not be empty")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, value: list[str]) -> list[str]:
+        # A wildcard would let any page call the API with a user's token.
+        if "*" in value:
+            raise ValueError("CORS origins must be listed explicitly, not '*'")
         return value

@@ -29,6 +29,10 @@ class StorageClient(Protocol):
 
     async def get_file(self, request: st.GetFileRequest) -> st.FileInfo: ...
 
+    async def get_storage_usage(
+        self, request: st.GetStorageUsageRequest
+    ) -> st.GetStorageUsageResponse: ...
+
 
 class GrpcStorageClient:
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float) -> None:
@@ -55,3 +59,8 @@ class GrpcStorageClient:
 
     async def get_file(self, request: st.GetFileRequest) -> st.FileInfo:
         return await self._stub.GetFile(request, timeout=self._timeout)
+
+    async def get_storage_usage(
+        self, request: st.GetStorageUsageRequest
+    ) -> st.GetStorageUsageResponse:
+        return await self._stub.GetUsage(request, timeout=self._timeout)

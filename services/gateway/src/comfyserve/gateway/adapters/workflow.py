@@ -39,6 +39,16 @@ class WorkflowClient(Protocol):
         """The job's updates; closing the generator ends the call."""
         ...
 
+    async def get_usage(self, request: wf.GetUsageRequest) -> wf.GetUsageResponse: ...
+
+    async def get_tenant_quota(
+        self, request: wf.GetTenantQuotaRequest
+    ) -> wf.TenantQuota: ...
+
+    async def set_tenant_quota(
+        self, request: wf.SetTenantQuotaRequest
+    ) -> wf.TenantQuota: ...
+
 
 class GrpcWorkflowClient:
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float) -> None:
@@ -61,6 +71,19 @@ class GrpcWorkflowClient:
 
     async def cancel_job(self, request: wf.CancelJobRequest) -> wf.Job:
         return await self._stub.CancelJob(request, timeout=self._timeout)
+
+    async def get_usage(self, request: wf.GetUsageRequest) -> wf.GetUsageResponse:
+        return await self._stub.GetUsage(request, timeout=self._timeout)
+
+    async def get_tenant_quota(
+        self, request: wf.GetTenantQuotaRequest
+    ) -> wf.TenantQuota:
+        return await self._stub.GetTenantQuota(request, timeout=self._timeout)
+
+    async def set_tenant_quota(
+        self, request: wf.SetTenantQuotaRequest
+    ) -> wf.TenantQuota:
+        return await self._stub.SetTenantQuota(request, timeout=self._timeout)
 
     async def watch_job(
         self, request: wf.WatchJobRequest

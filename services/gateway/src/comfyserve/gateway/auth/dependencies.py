@@ -1,43 +1,138 @@
-"""FastAPI dependencies that turn the Authorization header into a principal."""
+"""FastAPI dependencies: who is calling, and whether it may call this route.
+
+Every route but the public ones depends on an `Access`: the caller's
+principal, the scope the route needs, the rate limit of its route class and,
+for writes, the tenant's suspension. Public routes that do work (log in,
+register, refresh, the JWKS) depend on a `PublicLimit` per client address.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from comfyserve.gateway.auth.principal import Principal, Scope
-from comfyserve.gateway.errors import ForbiddenError, UnauthorizedError
+from comfyserve.contracts.scopes import WRITE_SCOPES, Scope
+from comfyserve.gateway.auth.principal import is_bootstrap
+from comfyserve.gateway.errors import (
+    BootstrapKeyError,
+    MissingScopeError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+)
+from comfyserve.gateway.limits.admission import admit, refuse_suspended
+from comfyserve.gateway.limits.policy import RouteClass, quota_for
 from comfyserve.gateway.resources import ResourcesDep
+from comfyserve.gateway.settings import Settings
+from comfyserve.runtime.auth import AuthUnavailable, Principal, Unauthenticated
 
-_bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token")
+log = structlog.get_logger(__name__)
+
+_bearer = HTTPBearer(
+    auto_error=False, description="An access token (JWT) or an API key"
+)
 
 
-async def _current_principal(
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The principal, and the credential it came with (never logged)."""
+
+    principal: Principal
+    credential: str = field(repr=False)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.principal.tenant_id
+
+    def auth_credential(self) -> str:
+        """The credential to act with at the auth service, which knows every
+        credential but this deployment's bootstrap keys."""
+        if is_bootstrap(self.principal):
+            raise BootstrapKeyError()
+        return self.credential
+
+
+async def _authenticated(
     request: Request,
     resources: ResourcesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+) -> Caller:
     if credentials is None or not credentials.credentials:
         raise UnauthorizedError()
-    principal = await resources.authenticator.authenticate(credentials.credentials)
-    if principal is None:
-        raise UnauthorizedError("The bearer token is not valid")
+    try:
+        principal = await resources.authenticator.authenticate(credentials.credentials)
+    except Unauthenticated:
+        raise UnauthorizedError("The bearer token is not valid") from None
+    except AuthUnavailable as error:
+        log.warning("gateway.auth.unavailable", grpc_code=str(error))
+        raise ServiceUnavailableError(
+            "Credentials cannot be checked now; retry later"
+        ) from None
     request.state.tenant_id = principal.tenant_id
-    return principal
+    return Caller(principal, credentials.credentials)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+def client_address(request: Request) -> str:
+    """The client's address; uvicorn takes it from `X-Forwarded-For` only
+    when the peer is a trusted proxy (`GATEWAY_FORWARDED_ALLOW_IPS`)."""
+    return request.client.host if request.client else "unknown"
 
 
-def require_scope(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency answering 403 unless the principal holds `scope`."""
+class Access:
+    """A route's guard: the principal must hold one of `scopes` (the one a
+    route needs; any scope at all for the caller's own session, `/auth/me`).
 
-    async def _check(principal: CurrentPrincipal) -> Principal:
-        if scope not in principal.scopes:
-            raise ForbiddenError(f"This credential lacks the scope {scope.value!r}")
-        return principal
+    A write whose every scope is a write scope is refused for a suspended
+    tenant; reads, administration and a session's own routes are not.
+    """
 
-    return _check
+    __slots__ = ("route_class", "scopes")
+
+    def __init__(self, route_class: RouteClass, *scopes: Scope) -> None:
+        if not scopes:
+            raise ValueError("every guarded route needs a scope")
+        self.route_class = route_class
+        self.scopes = frozenset(scopes)
+
+    @property
+    def refused_when_suspended(self) -> bool:
+        return self.route_class.writes and self.scopes <= WRITE_SCOPES
+
+    async def __call__(
+        self,
+        request: Request,
+        resources: ResourcesDep,
+        caller: Annotated[Caller, Depends(_authenticated)],
+    ) -> Caller:
+        principal = caller.principal
+        if self.scopes.isdisjoint(principal.scopes):
+            raise MissingScopeError(self.scopes)
+        settings: Settings = request.app.state.settings
+        request.state.rate_limit = await admit(
+            resources.limiter,
+            self.route_class,
+            principal.subject,
+            quota_for(settings, self.route_class, principal),
+        )
+        if self.refused_when_suspended:
+            await refuse_suspended(resources.suspensions, principal)
+        return caller
+
+
+@dataclass(frozen=True, slots=True)
+class PublicLimit:
+    """The rate limit of a public route, per client address."""
+
+    route_class: RouteClass
+
+    async def __call__(self, request: Request, resources: ResourcesDep) -> None:
+        settings: Settings = request.app.state.settings
+        request.state.rate_limit = await admit(
+            resources.limiter,
+            self.route_class,
+            f"ip:{client_address(request)}",
+            quota_for(settings, self.route_class, None),
+        )

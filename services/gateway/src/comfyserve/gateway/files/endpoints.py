@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import UploadFile
 
-from comfyserve.gateway.auth import Principal, Scope, require_scope
+from comfyserve.contracts.scopes import Scope
+from comfyserve.gateway.auth.dependencies import Access, Caller
 from comfyserve.gateway.errors import InvalidRequestError
 from comfyserve.gateway.files.models import FileMetadata
 from comfyserve.gateway.files.service import FilesService
+from comfyserve.gateway.limits.policy import RouteClass
 from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.openapi.answers import (
     CONTENT_TYPE_MISMATCH,
@@ -22,7 +24,7 @@ from comfyserve.gateway.openapi.answers import (
     NO_FILE_PART,
     UPLOAD_FAILED,
 )
-from comfyserve.gateway.openapi.responses import AUTHENTICATED, calls, error_responses
+from comfyserve.gateway.openapi.responses import calls, error_responses, guarded
 from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
 
@@ -30,33 +32,35 @@ router = APIRouter(prefix="/files", tags=["files"])
 
 MAX_CONTENT_TYPE_CHARS = 127
 
-FilesReader = Annotated[Principal, Depends(require_scope(Scope.FILES_READ))]
-FilesWriter = Annotated[Principal, Depends(require_scope(Scope.FILES_WRITE))]
+READ = Access(RouteClass.READ, Scope.FILES_READ)
+WRITE = Access(RouteClass.UPLOAD, Scope.FILES_WRITE)
+FilesReader = Annotated[Caller, Depends(READ)]
+FilesWriter = Annotated[Caller, Depends(WRITE)]
 
 
 def _service(
-    principal: Principal, request: Request, resources: ResourcesDep, links: LinksDep
+    caller: Caller, request: Request, resources: ResourcesDep, links: LinksDep
 ) -> FilesService:
     settings: Settings = request.app.state.settings
     return FilesService(
         resources.storage,
         resources.http,
-        principal.tenant_id,
+        caller.tenant_id,
         links,
         settings.max_upload_bytes,
     )
 
 
 def _reader_service(
-    principal: FilesReader, request: Request, resources: ResourcesDep, links: LinksDep
+    caller: FilesReader, request: Request, resources: ResourcesDep, links: LinksDep
 ) -> FilesService:
-    return _service(principal, request, resources, links)
+    return _service(caller, request, resources, links)
 
 
 def _writer_service(
-    principal: FilesWriter, request: Request, resources: ResourcesDep, links: LinksDep
+    caller: FilesWriter, request: Request, resources: ResourcesDep, links: LinksDep
 ) -> FilesService:
-    return _service(principal, request, resources, links)
+    return _service(caller, request, resources, links)
 
 
 ReadFiles = Annotated[FilesService, Depends(_reader_service)]
@@ -101,7 +105,7 @@ _UPLOAD_BODY = {
     ),
     responses=error_responses(
         MALFORMED_UPLOAD,
-        *AUTHENTICATED,
+        *guarded(WRITE),
         MULTIPART_TOO_LARGE,
         FILE_TOO_LARGE,
         NO_FILE_PART,
@@ -135,7 +139,7 @@ async def upload_file(
     response_model=FileMetadata,
     summary="Get a file's metadata",
     description="The file's name, type, size, SHA-256, dimensions and expiry.",
-    responses=error_responses(*AUTHENTICATED, *calls("get_file")),
+    responses=error_responses(*guarded(READ), *calls("get_file")),
 )
 async def get_file(file_id: str, files: ReadFiles) -> FileMetadata:
     return await files.get(file_id)
@@ -152,7 +156,7 @@ async def get_file(file_id: str, files: ReadFiles) -> FileMetadata:
     ),
     responses={
         307: {"description": "Redirects to a short-lived presigned URL"},
-        **error_responses(*AUTHENTICATED, *calls("get_download_url")),
+        **error_responses(*guarded(READ), *calls("get_download_url")),
     },
 )
 async def get_file_content(file_id: str, files: ReadFiles) -> RedirectResponse:

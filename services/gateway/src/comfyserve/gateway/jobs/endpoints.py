@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from comfyserve.gateway.auth import Principal, Scope, require_scope
+from comfyserve.contracts.scopes import Scope
+from comfyserve.gateway.auth.dependencies import Access, Caller
 from comfyserve.gateway.errors import InvalidIdempotencyKeyError
 from comfyserve.gateway.jobs.events import JobEvent
 from comfyserve.gateway.jobs.models import (
@@ -27,6 +28,7 @@ from comfyserve.gateway.jobs.models import (
     ValidationResult,
 )
 from comfyserve.gateway.jobs.service import JobsService
+from comfyserve.gateway.limits.policy import RouteClass
 from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.openapi.answers import (
     BODY_TOO_LARGE,
@@ -35,14 +37,16 @@ from comfyserve.gateway.openapi.answers import (
     INVALID_WORKFLOW,
     WORKFLOW_FORMAT_UI,
 )
-from comfyserve.gateway.openapi.responses import AUTHENTICATED, calls, error_responses
+from comfyserve.gateway.openapi.responses import calls, error_responses, guarded
 from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
-JobsReader = Annotated[Principal, Depends(require_scope(Scope.JOBS_READ))]
-JobsWriter = Annotated[Principal, Depends(require_scope(Scope.JOBS_WRITE))]
+READ = Access(RouteClass.READ, Scope.WORKFLOWS_READ)
+WRITE = Access(RouteClass.SUBMIT, Scope.WORKFLOWS_WRITE)
+JobsReader = Annotated[Caller, Depends(READ)]
+JobsWriter = Annotated[Caller, Depends(WRITE)]
 
 # What every job route says about the body limit and the job's fields.
 _BODY_LIMIT = (
@@ -58,19 +62,15 @@ _JOB_FIELDS = (
 
 
 def _reader_service(
-    principal: JobsReader, resources: ResourcesDep, links: LinksDep
+    caller: JobsReader, resources: ResourcesDep, links: LinksDep
 ) -> JobsService:
-    return JobsService(
-        resources.workflow, resources.storage, principal.tenant_id, links
-    )
+    return JobsService(resources.workflow, resources.storage, caller.tenant_id, links)
 
 
 def _writer_service(
-    principal: JobsWriter, resources: ResourcesDep, links: LinksDep
+    caller: JobsWriter, resources: ResourcesDep, links: LinksDep
 ) -> JobsService:
-    return JobsService(
-        resources.workflow, resources.storage, principal.tenant_id, links
-    )
+    return JobsService(resources.workflow, resources.storage, caller.tenant_id, links)
 
 
 ReadJobs = Annotated[JobsService, Depends(_reader_service)]
@@ -110,7 +110,7 @@ def _idempotency_key(
         "with the same body returns the first job with `Idempotent-Replayed: true`."
     ),
     responses=error_responses(
-        *AUTHENTICATED,
+        *guarded(WRITE),
         INVALID_IDEMPOTENCY_KEY,
         BODY_TOO_LARGE,
         INVALID_REQUEST,
@@ -141,7 +141,7 @@ async def execute_workflow(
         f"nodes the executors offer, and queues nothing. {_BODY_LIMIT}"
     ),
     responses=error_responses(
-        *AUTHENTICATED,
+        *guarded(WRITE),
         BODY_TOO_LARGE,
         INVALID_REQUEST,
         INVALID_WORKFLOW,
@@ -164,7 +164,7 @@ async def validate_workflow(body: ValidateRequest, jobs: WriteJobs) -> Validatio
         "`cursor` for the next page (it is null on the last). `status` may be "
         f"repeated. {_JOB_FIELDS}"
     ),
-    responses=error_responses(*AUTHENTICATED, INVALID_REQUEST, *calls("list_jobs")),
+    responses=error_responses(*guarded(READ), INVALID_REQUEST, *calls("list_jobs")),
 )
 async def list_workflows(
     jobs: ReadJobs,
@@ -186,7 +186,7 @@ async def list_workflows(
         f"short-lived presigned download `url` (null once the file is gone). "
         f"{_JOB_FIELDS}"
     ),
-    responses=error_responses(*AUTHENTICATED, *calls("get_job", "get_download_urls")),
+    responses=error_responses(*guarded(READ), *calls("get_job", "get_download_urls")),
 )
 async def get_workflow(execution_id: str, jobs: ReadJobs) -> Job:
     return await jobs.get(execution_id)
@@ -204,7 +204,7 @@ async def get_workflow(execution_id: str, jobs: ReadJobs) -> Job:
         "returned unchanged. Answers the execution like `GET /workflows/{id}`."
     ),
     responses=error_responses(
-        *AUTHENTICATED, *calls("cancel_job", "get_download_urls")
+        *guarded(WRITE), *calls("cancel_job", "get_download_urls")
     ),
 )
 async def cancel_workflow(execution_id: str, jobs: WriteJobs) -> Job:
@@ -229,7 +229,7 @@ async def _server_sent(
             ),
             "content": {"text/event-stream": {}},
         },
-        **error_responses(*AUTHENTICATED, *calls("watch_job")),
+        **error_responses(*guarded(READ), *calls("watch_job")),
     },
     summary="Follow an execution as server-sent events",
     description=(

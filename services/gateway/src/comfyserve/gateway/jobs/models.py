@@ -6,7 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import BaseModel, Field, HttpUrl, StringConstraints
+
+from comfyserve.gateway.bodies import RequestBody
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY_CHARS = 40
@@ -44,11 +46,7 @@ class OutputKind(StrEnum):
     LATENT = "latent"
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ExecuteRequest(_Request):
+class ExecuteRequest(RequestBody):
     workflow: dict[str, Any] = Field(
         min_length=1,
         description=(
@@ -78,7 +76,7 @@ class ExecuteRequest(_Request):
     )
 
 
-class ValidateRequest(_Request):
+class ValidateRequest(RequestBody):
     workflow: dict[str, Any] = Field(min_length=1)
 
 

@@ -1,7 +1,8 @@
 """Every documented error answer: its status, code, when it comes, an example.
 
-Routes list them through `responses.error_responses`. Descriptions may name a
-limit as `${setting}`; `document.py` puts the value in force there.
+Routes list them through `responses.error_responses`; those of access, `/auth`
+and `/admin` are in `access_answers.py`. Descriptions may name a limit as
+`${setting}`; `document.py` puts the value in force there.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ INSUFFICIENT_SCOPE = Answer(
     "insufficient_scope",
     403,
     "insufficient_scope",
-    "The credential lacks the scope the route needs.",
-    "This credential lacks the scope 'jobs:write'",
+    "The credential lacks the scope the route needs, named in `required_scopes`.",
+    "This credential lacks the scope 'workflows:write'",
+    {"required_scopes": ["workflows:write"]},
 )
 INVALID_REQUEST = Answer(
     "invalid_request",
@@ -246,33 +248,3 @@ NOT_READY = Answer(
         "checks": {"workflow": "ok", "storage": "ok", "redis": "failed"},
     },
 )
-
-ANSWERS: Mapping[str, Answer] = {
-    answer.name: answer
-    for answer in (
-        UNAUTHORIZED,
-        INSUFFICIENT_SCOPE,
-        INVALID_REQUEST,
-        BODY_TOO_LARGE,
-        SERVICE_UNAVAILABLE,
-        INTERNAL_ERROR,
-        INVALID_IDEMPOTENCY_KEY,
-        INVALID_WORKFLOW,
-        WORKFLOW_FORMAT_UI,
-        IDEMPOTENCY_KEY_REUSE,
-        INVALID_ARGUMENT,
-        JOB_NOT_FOUND,
-        FILE_NOT_FOUND,
-        FILE_NOT_READY,
-        MALFORMED_UPLOAD,
-        CONTENT_TYPE_REFUSED,
-        FILE_TOO_LARGE,
-        MULTIPART_TOO_LARGE,
-        NO_FILE_PART,
-        EMPTY_FILE,
-        CONTENT_TYPE_MISMATCH,
-        UPLOAD_CONFLICT,
-        UPLOAD_FAILED,
-        NOT_READY,
-    )
-}

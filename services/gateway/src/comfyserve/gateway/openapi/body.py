@@ -46,6 +46,13 @@ class ErrorBody(BaseModel):
         default=None,
         description="`invalid_request`, `invalid_argument` (422): what to fix.",
     )
+    required_scopes: list[str] | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "`insufficient_scope` (403): the scope the route needs (it takes any "
+            "one of several)."
+        ),
+    )
     limit_bytes: int | SkipJsonSchema[None] = Field(
         default=None, description="`payload_too_large`: the limit passed."
     )

@@ -11,6 +11,24 @@ from typing import Any
 
 import grpc
 
+from comfyserve.gateway.auth.dependencies import Access, PublicLimit
+from comfyserve.gateway.openapi import access_answers, answers
+from comfyserve.gateway.openapi.access_answers import (
+    AUTH_FORBIDDEN,
+    AUTH_UNAVAILABLE,
+    EMAIL_TAKEN,
+    INVALID_LOGIN,
+    INVALID_REFRESH_TOKEN,
+    KEY_LIMIT,
+    KEY_NOT_FOUND,
+    LIMITS_UNAVAILABLE,
+    LOGIN_THROTTLED,
+    QUEUE_FULL,
+    RATE_LIMITED,
+    REFUSED_ARGUMENT,
+    TENANT_NOT_FOUND,
+    TENANT_SUSPENDED,
+)
 from comfyserve.gateway.openapi.answers import (
     CONTENT_TYPE_REFUSED,
     FILE_NOT_FOUND,
@@ -45,6 +63,7 @@ RPC_ANSWERS: Mapping[str, Mapping[grpc.StatusCode, Answer | None]] = {
     "submit_job": {
         grpc.StatusCode.INVALID_ARGUMENT: INVALID_ARGUMENT,
         grpc.StatusCode.ALREADY_EXISTS: IDEMPOTENCY_KEY_REUSE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: QUEUE_FULL,
     },
     "validate_workflow": {},
     "list_jobs": {grpc.StatusCode.INVALID_ARGUMENT: INVALID_ARGUMENT},
@@ -66,9 +85,83 @@ RPC_ANSWERS: Mapping[str, Mapping[grpc.StatusCode, Answer | None]] = {
         grpc.StatusCode.NOT_FOUND: FILE_NOT_FOUND,
         grpc.StatusCode.FAILED_PRECONDITION: FILE_NOT_READY,
     },
+    # AuthService: those made with the caller's credential answer
+    # UNAUTHENTICATED when it was revoked since this gateway last checked it.
+    "register": {
+        grpc.StatusCode.ALREADY_EXISTS: EMAIL_TAKEN,
+        grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT,
+    },
+    "login": {
+        grpc.StatusCode.UNAUTHENTICATED: INVALID_LOGIN,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: LOGIN_THROTTLED,
+        grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT,
+    },
+    "refresh": {
+        grpc.StatusCode.UNAUTHENTICATED: INVALID_REFRESH_TOKEN,
+        grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT,
+    },
+    "get_jwks": {},
+    "logout": {
+        grpc.StatusCode.UNAUTHENTICATED: UNAUTHORIZED,
+        grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT,
+    },
+    "create_api_key": {
+        grpc.StatusCode.UNAUTHENTICATED: UNAUTHORIZED,
+        grpc.StatusCode.PERMISSION_DENIED: AUTH_FORBIDDEN,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: KEY_LIMIT,
+        grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT,
+    },
+    "list_api_keys": {
+        grpc.StatusCode.UNAUTHENTICATED: UNAUTHORIZED,
+        grpc.StatusCode.PERMISSION_DENIED: AUTH_FORBIDDEN,
+    },
+    "revoke_api_key": {
+        grpc.StatusCode.UNAUTHENTICATED: UNAUTHORIZED,
+        grpc.StatusCode.PERMISSION_DENIED: AUTH_FORBIDDEN,
+        grpc.StatusCode.NOT_FOUND: KEY_NOT_FOUND,
+    },
+    "list_tenants": {
+        grpc.StatusCode.UNAUTHENTICATED: UNAUTHORIZED,
+        grpc.StatusCode.PERMISSION_DENIED: AUTH_FORBIDDEN,
+        grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT,
+    },
+    "set_tenant_suspended": {
+        grpc.StatusCode.UNAUTHENTICATED: UNAUTHORIZED,
+        grpc.StatusCode.PERMISSION_DENIED: AUTH_FORBIDDEN,
+        grpc.StatusCode.NOT_FOUND: TENANT_NOT_FOUND,
+    },
+    # Usage and quotas: the gateway calls as itself, having checked `admin`.
+    "get_usage": {},
+    "get_storage_usage": {},
+    "get_tenant_quota": {},
+    "set_tenant_quota": {grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT},
 }
 
-AUTHENTICATED = (UNAUTHORIZED, INSUFFICIENT_SCOPE)
+# Every documented answer, by name.
+ANSWERS: Mapping[str, Answer] = {
+    value.name: value
+    for module in (answers, access_answers)
+    for value in vars(module).values()
+    if isinstance(value, Answer)
+}
+
+
+def guarded(access: Access) -> tuple[Answer, ...]:
+    """What a route's guard can answer: no principal, no scope, the rate limit
+    (a write's without Redis), a suspended tenant's write."""
+    found = [UNAUTHORIZED, AUTH_UNAVAILABLE, RATE_LIMITED, INSUFFICIENT_SCOPE]
+    if access.route_class.writes:
+        found.append(LIMITS_UNAVAILABLE)
+    if access.refused_when_suspended:
+        found.append(TENANT_SUSPENDED)
+    return tuple(found)
+
+
+def limited(limit: PublicLimit) -> tuple[Answer, ...]:
+    """What a public route's rate limit can answer."""
+    if limit.route_class.writes:
+        return (RATE_LIMITED, LIMITS_UNAVAILABLE)
+    return (RATE_LIMITED,)
 
 
 def calls(*methods: str) -> tuple[Answer, ...]:

@@ -1,0 +1,1 @@
+"""The `/auth` routes and the JWKS: users, sessions and API keys, by AuthService."""

@@ -1,0 +1,1 @@
+"""`/admin`: tenants with their usage, suspension, quotas and any key's revocation."""
