@@ -1,16 +1,71 @@
 import re
+import uuid
 
+import httpx
 import pytest
 
 
-async def test_every_response_has_a_request_id_and_security_headers(client):
-    response = await client.get("/health/live")
+async def _ok(client, auth_a):
+    return await client.get("/workflows", headers=auth_a)
 
+
+async def _not_found(client, auth_a):
+    return await client.get("/no/such/route")
+
+
+async def _missing_job(client, auth_a):
+    return await client.get(f"/workflows/{uuid.uuid4()}", headers=auth_a)
+
+
+async def _unauthorized(client, auth_a):
+    return await client.get("/workflows")
+
+
+async def _rate_limited(client, auth_a):
+    # One past the burst of 3 the app is given.
+    for _ in range(4):
+        response = await client.get("/auth/me", headers=auth_a)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (_ok, 200),
+        (_not_found, 404),
+        (_missing_job, 404),
+        (_unauthorized, 401),
+        (_rate_limited, 429),
+    ],
+    ids=["200", "404", "404-job", "401", "429"],
+)
+async def test_every_response_has_a_request_id_and_security_headers(
+    make_app, settings, serve_app, auth_a, request_, status
+):
+    limited = settings.model_copy(update={"rate_read_burst": 3})
+    async with serve_app(make_app(limited)) as client:
+        response = await request_(client, auth_a)
+
+    assert response.status_code == status
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Referrer-Policy"] == "no-referrer"
-    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    # Plain HTTP: the gateway does not claim HTTPS it is not served over.
+    assert "Strict-Transport-Security" not in response.headers
+
+
+async def test_hsts_is_sent_over_https(app):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://gateway.example"
+    ) as client:
+        response = await client.get("/health/live")
+
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 async def test_a_well_formed_request_id_is_kept_and_others_replaced(client):
@@ -78,6 +133,15 @@ async def test_cors_only_for_configured_origins(
         other = await client.get(
             "/health/live", headers={"Origin": "https://evil.example.com"}
         )
+        simple = await client.get(
+            "/health/live", headers={"Origin": "https://app.example.com"}
+        )
 
     assert ("access-control-allow-origin" in preflight.headers) is allowed
     assert "access-control-allow-origin" not in other.headers
+    if allowed:
+        # A page of the origin may read the rate limit of what it was answered.
+        exposed = simple.headers["access-control-expose-headers"]
+        assert {"Retry-After", "RateLimit", "RateLimit-Policy"} <= set(
+            exposed.split(", ")
+        )

@@ -35,3 +35,21 @@ def test_keys_and_origins_are_comma_separated(monkeypatch):
 def test_the_body_limit_stays_within_one_grpc_message():
     with pytest.raises(ValidationError, match="max_body_bytes"):
         Settings(max_body_bytes=GRPC_MAX_MESSAGE_BYTES)
+
+
+def test_cors_origins_must_be_explicit():
+    with pytest.raises(ValidationError, match="explicitly"):
+        Settings(cors_origins=["https://a.example", "*"])
+
+
+def test_rate_limits_and_redis_timeout_have_defaults(monkeypatch):
+    monkeypatch.setenv("GATEWAY_RATE_SUBMIT_BURST", "7")
+    monkeypatch.setenv("GATEWAY_REDIS_TIMEOUT_SECONDS", "0.25")
+
+    settings = Settings()
+
+    assert (settings.rate_submit_per_minute, settings.rate_submit_burst) == (120, 7)
+    assert (settings.rate_read_per_minute, settings.rate_read_burst) == (1200, 200)
+    assert settings.redis_timeout_seconds == 0.25
+    with pytest.raises(ValidationError):
+        Settings(rate_auth_burst=0)
