@@ -46,6 +46,7 @@ class Ports:
     executor_http: int = 9104
     auth_grpc: int = AUTH_GRPC_PORT
     auth_metrics: int = 9105
+    gateway_metrics: int = 9101
 
     @classmethod
     def free(cls) -> Ports:
@@ -182,6 +183,7 @@ def service_env(
         },
         "gateway": {
             "GATEWAY_PORT": str(ports.gateway),
+            "GATEWAY_METRICS_PORT": str(ports.gateway_metrics),
             "GATEWAY_API_KEYS": ",".join(api_keys),
             "GATEWAY_WORKFLOW_GRPC_TARGET": workflow,
             "GATEWAY_STORAGE_GRPC_TARGET": storage,

@@ -23,8 +23,6 @@ from ..fakes.auth import USER_TENANT
 PUBLIC_PATHS = {
     "/health/live",
     "/health/ready",
-    # Prometheus' scrape, like health an operations route.
-    "/metrics",
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",

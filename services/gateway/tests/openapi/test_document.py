@@ -43,14 +43,13 @@ from .job_routes import JOB_ROUTES
 
 ROUTES: dict[tuple[str, str], Route] = {**JOB_ROUTES, **ACCESS_ROUTES}
 
-# Routes outside the document: the docs themselves and Prometheus' scrape.
+# Routes outside the document: the docs themselves.
 UNDOCUMENTED = {
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",
     "/docs/assets",
     "/redoc",
-    "/metrics",
 }
 
 

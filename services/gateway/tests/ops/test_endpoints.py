@@ -1,3 +1,6 @@
+from prometheus_client import generate_latest
+
+
 async def test_live_is_always_200(client, probes):
     for probe in probes:
         probe.healthy = False
@@ -30,11 +33,15 @@ async def test_ready_is_503_listing_what_failed(client, probes):
     assert body["checks"]["workflow"] == "ok"
 
 
-async def test_metrics_count_requests_by_route_template(client, auth_a):
+async def test_the_public_listener_serves_no_metrics(client):
+    assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_metrics_count_requests_by_route_template(app, client, auth_a):
     await client.get("/workflows/00000000-0000-4000-8000-000000000000", headers=auth_a)
     await client.get("/no/such/route")
 
-    text = (await client.get("/metrics")).text
+    text = generate_latest(app.state.metrics.registry).decode()
 
     assert (
         'gateway_http_requests_total{method="GET",'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import uvicorn
@@ -10,6 +11,15 @@ from comfyserve.gateway.app import create_app
 from comfyserve.gateway.server import server_config
 from comfyserve.gateway.settings import Settings
 from comfyserve.runtime.logging import configure_logging
+from comfyserve.runtime.metrics import serve_metrics
+
+
+async def serve(settings: Settings) -> bool:
+    app = create_app(settings)
+    server = uvicorn.Server(server_config(app, settings))
+    async with serve_metrics(app.state.metrics.registry, settings.metrics_port):
+        await server.serve()
+    return server.started
 
 
 def main(argv: list[str]) -> int:
@@ -20,10 +30,8 @@ def main(argv: list[str]) -> int:
     # Before the app exists, so no line (httpx's presigned URLs included) is
     # ever written unredacted.
     configure_logging(settings.log_level)
-    server = uvicorn.Server(server_config(create_app(settings), settings))
-    server.run()
     # As uvicorn.run: a lifespan that failed to start is exit status 3.
-    return 0 if server.started else 3
+    return 0 if asyncio.run(serve(settings)) else 3
 
 
 if __name__ == "__main__":

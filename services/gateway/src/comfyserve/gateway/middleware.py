@@ -30,7 +30,7 @@ EXPOSED_HEADERS = [
 ]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PATHS = ("/docs", "/redoc")
-_QUIET_PATHS = ("/health/", "/metrics")
+_QUIET_PATHS = ("/health/",)
 
 # API answers are JSON and never framed; nothing in them needs to load anything.
 API_CSP = (

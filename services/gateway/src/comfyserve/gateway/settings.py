@@ -34,6 +34,9 @@ class Settings(AuthClientSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Prometheus on a port of its own, as every service has: never on the
+    # public listener, where it would tell anyone the traffic of every route.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
     # Bootstrap keys: each is a tenant of its own with every scope, checked
     # here without the auth service, so deployments that predate it keep
     # working.

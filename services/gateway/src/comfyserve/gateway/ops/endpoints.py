@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from comfyserve.gateway.errors import error_response
 from comfyserve.gateway.openapi.answers import NOT_READY
@@ -59,9 +58,3 @@ async def ready(request: Request, resources: ResourcesDep) -> JSONResponse:
             checks=checks,
         )
     return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
