@@ -20,10 +20,12 @@ from comfyserve.gateway.auth.principal import is_bootstrap
 from comfyserve.gateway.errors import (
     BootstrapKeyError,
     MissingScopeError,
+    RateLimitedError,
     ServiceUnavailableError,
     UnauthorizedError,
 )
 from comfyserve.gateway.limits.admission import admit, refuse_suspended
+from comfyserve.gateway.limits.gcra import LimitsUnavailable
 from comfyserve.gateway.limits.policy import RouteClass, quota_for
 from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
@@ -65,6 +67,7 @@ async def _authenticated(
     try:
         principal = await resources.authenticator.authenticate(credentials.credentials)
     except Unauthenticated:
+        await _count_bad_credential(request, resources)
         raise UnauthorizedError("The bearer token is not valid") from None
     except AuthUnavailable as error:
         log.warning("gateway.auth.unavailable", grpc_code=str(error))
@@ -73,6 +76,26 @@ async def _authenticated(
         ) from None
     request.state.tenant_id = principal.tenant_id
     return Caller(principal, credentials.credentials)
+
+
+async def _count_bad_credential(request: Request, resources: ResourcesDep) -> None:
+    """A bad credential is counted against its address's sign-in allowance:
+    guessing keys costs what guessing passwords does, and each unknown key is
+    a call to the auth service. Without Redis the 401 stands."""
+    settings: Settings = request.app.state.settings
+    quota = quota_for(settings, RouteClass.AUTH, None)
+    try:
+        decision = await resources.limiter.acquire(
+            RouteClass.AUTH.value, f"ip:{client_address(request)}", quota
+        )
+    except LimitsUnavailable:
+        return
+    if not decision.allowed:
+        raise RateLimitedError(
+            f"Too many bad credentials; retry in {decision.retry_after_s} s",
+            decision.wait_s,
+            decision.headers(),
+        )
 
 
 def client_address(request: Request) -> str:
