@@ -145,8 +145,20 @@ async def test_forged_tokens_are_refused(signer, verifier, kind) -> None:
         {"exp": None},
         {"jti": None},
         {"tenant": None},
+        {"exp": 10**20},
+        {"email": {"not": "a string"}},
     ],
-    ids=["expired", "not_yet", "audience", "issuer", "no_exp", "no_jti", "no_tenant"],
+    ids=[
+        "expired",
+        "not_yet",
+        "audience",
+        "issuer",
+        "no_exp",
+        "no_jti",
+        "no_tenant",
+        "exp_out_of_range",
+        "email_not_a_string",
+    ],
 )
 async def test_tokens_with_bad_claims_are_refused(signer, verifier, changes) -> None:
     with pytest.raises(Unauthenticated):

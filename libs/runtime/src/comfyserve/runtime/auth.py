@@ -171,18 +171,27 @@ def _utcnow() -> datetime:
 def _principal_of(claims: dict[str, Any]) -> Principal:
     tenant = claims.get(TokenClaim.TENANT)
     scopes = claims.get(TokenClaim.SCOPES)
+    email = claims.get(TokenClaim.EMAIL)
+    role = claims.get(TokenClaim.ROLE)
     subject = str(claims["sub"])
     if not isinstance(tenant, str) or not tenant or not isinstance(scopes, list):
         raise Unauthenticated("token without tenant or scopes")
+    if not all(isinstance(v, str | None) for v in (email, role)):
+        raise Unauthenticated("token with claims of the wrong type")
+    try:
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    except (OverflowError, OSError, ValueError):
+        # PyJWT checks only that exp is a number in the future.
+        raise Unauthenticated("token expiry out of range") from None
     return Principal(
         kind=PrincipalKind.USER,
         subject=subject,
         tenant_id=tenant,
         scopes=frozenset(str(scope) for scope in scopes),
         user_id=subject.removeprefix("user:"),
-        email=claims.get(TokenClaim.EMAIL),
-        role=claims.get(TokenClaim.ROLE),
-        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        email=email,
+        role=role,
+        expires_at=expires_at,
     )
 
 
