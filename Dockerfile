@@ -1,9 +1,10 @@
 # One image recipe for every service, built from the repository root:
 #   docker build --build-arg SERVICE=workflow --build-arg PROBE=grpc://127.0.0.1:50051 -t comfyserve-workflow .
-# SERVICE is gateway, workflow, storage, executor (auth and notifier once they
-# serve); PROBE is what the health check asks (runtime.probe: grpc:// or http://).
+# SERVICE is gateway, auth, workflow, storage, executor (notifier once it
+# serves); PROBE is what the health check asks (runtime.probe: grpc:// or http://).
 #   gateway  http://127.0.0.1:8000/health/live     storage  grpc://127.0.0.1:50052
 #   workflow grpc://127.0.0.1:50051                executor http://127.0.0.1:9104/health/live
+#   auth     grpc://127.0.0.1:50053
 # The executor image drives a remote ComfyUI (EXECUTOR_COMFYUI_URL, a sidecar) or
 # one copied into it on the CPU; a GPU image bases on a CUDA runtime with a CUDA
 # build of torch instead.
