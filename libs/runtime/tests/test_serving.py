@@ -1,6 +1,9 @@
-"""Background loops, metrics serving, settings helpers and started clients."""
+"""Background loops, the stop signal, metrics serving, settings helpers and
+started clients."""
 
 import asyncio
+import os
+import signal
 import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter
@@ -8,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 from comfyserve.runtime.kafka import DLQ_REASON_HEADER, dead_letter_headers, started
 from comfyserve.runtime.metrics import serve_metrics
 from comfyserve.runtime.settings import ServiceSettings, comma_separated
-from comfyserve.runtime.tasks import supervised
+from comfyserve.runtime.tasks import stop_requested, supervised
 
 
 async def test_a_crashed_loop_is_restarted_and_all_stop_on_exit() -> None:
@@ -31,6 +34,20 @@ async def test_a_crashed_loop_is_restarted_and_all_stop_on_exit() -> None:
         async with asyncio.timeout(5):
             await third.wait()
     assert stopped.is_set()
+
+
+async def test_sigterm_asks_the_service_to_stop() -> None:
+    loop = asyncio.get_running_loop()
+    stop = stop_requested()
+    try:
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        async with asyncio.timeout(5):
+            await stop.wait()
+    finally:
+        # The test process's own handling of both signals comes back.
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def test_metrics_are_served_until_exit() -> None:

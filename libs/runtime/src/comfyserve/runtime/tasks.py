@@ -1,14 +1,16 @@
-"""Background loops that live as long as the service."""
+"""Background loops that live as long as the service, and the signals that
+end it."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import structlog
 
-__all__ = ["supervised"]
+__all__ = ["stop_requested", "supervised"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,3 +46,13 @@ async def supervised(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def stop_requested() -> asyncio.Event:
+    """An event set by SIGTERM (the orchestrator stopping the container) or
+    SIGINT; call it on the running loop, before starting the service."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

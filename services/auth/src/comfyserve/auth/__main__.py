@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -25,6 +24,7 @@ from comfyserve.auth.errors import AuthError
 from comfyserve.auth.migrate import upgrade_async
 from comfyserve.auth.settings import Settings
 from comfyserve.runtime.logging import configure_logging
+from comfyserve.runtime.tasks import stop_requested
 
 log = structlog.get_logger(__name__)
 
@@ -33,10 +33,7 @@ Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, dict[str,
 
 async def serve(settings: Settings) -> None:
     await upgrade_async(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_requested()
     async with run_app(settings):
         await stop.wait()
     log.info("auth.stopped")

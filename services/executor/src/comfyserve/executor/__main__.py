@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 import structlog
@@ -12,14 +11,11 @@ from pydantic import ValidationError
 from comfyserve.executor.app import ExecutorApp
 from comfyserve.executor.settings import Settings
 from comfyserve.runtime.logging import configure_logging
+from comfyserve.runtime.tasks import stop_requested
 
 
 async def _serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await ExecutorApp(settings).run(stop)
+    await ExecutorApp(settings).run(stop_requested())
 
 
 def main(argv: list[str]) -> int:

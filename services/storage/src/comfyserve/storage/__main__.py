@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 import structlog
 
 from comfyserve.runtime.logging import configure_logging
+from comfyserve.runtime.tasks import stop_requested
 from comfyserve.storage.app import running
 from comfyserve.storage.db import create_engine, migrate
 from comfyserve.storage.settings import Settings
@@ -17,10 +17,7 @@ log = structlog.get_logger("comfyserve.storage")
 
 
 async def serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_requested()
     async with running(settings):
         await stop.wait()
         log.info("storage.stopping")

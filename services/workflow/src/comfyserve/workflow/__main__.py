@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 import structlog
 
 from comfyserve.runtime.logging import configure_logging
+from comfyserve.runtime.tasks import stop_requested
 from comfyserve.workflow.app import run_app
 from comfyserve.workflow.migrate import upgrade, upgrade_async
 from comfyserve.workflow.settings import Settings
@@ -18,10 +18,7 @@ log = structlog.get_logger(__name__)
 
 async def serve(settings: Settings) -> None:
     await upgrade_async(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_requested()
     async with run_app(settings):
         await stop.wait()
     log.info("workflow.stopped")
