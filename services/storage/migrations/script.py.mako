@@ -7,7 +7,7 @@ Revises: ${down_revision | comma,n}
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
@@ -15,11 +15,9 @@ branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
 
-def upgrade() -> None:
-    schema = context.config.attributes["schema"]
+def upgrade(schema: str) -> None:
     ${upgrades if upgrades else "pass"}
 
 
-def downgrade() -> None:
-    schema = context.config.attributes["schema"]
+def downgrade(schema: str) -> None:
     ${downgrades if downgrades else "pass"}

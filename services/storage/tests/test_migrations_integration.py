@@ -1,12 +1,15 @@
-"""Migration 0002 over a schema that already holds 0001's rows, and back."""
+"""The migrations on a fresh schema and again over it; 0002 over a schema that
+already holds 0001's rows, and back."""
 
 import uuid
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from comfyserve.storage.db import alembic_config, create_engine
+from comfyserve.runtime.migrations import alembic_config
+from comfyserve.storage.db import MIGRATIONS, create_engine, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +34,9 @@ def insert_output(schema: str, *, with_attempt: bool) -> str:
 
 async def alembic(settings, engine, action: str, revision: str) -> None:
     def run(connection) -> None:
-        config = alembic_config(settings)
-        config.attributes["connection"] = connection
+        config = alembic_config(
+            MIGRATIONS, schema=settings.schema_name, connection=connection
+        )
         getattr(command, action)(config, revision)
 
     async with engine.begin() as connection:
@@ -97,3 +101,24 @@ async def test_the_migration_downgrades_to_one_row_per_slot(schema) -> None:
 
     assert await rows(engine, f'SELECT key FROM "{name}".files') == [("k2",)]
     assert await rows(engine, f"SELECT to_regclass('{name}.job_fences')") == [(None,)]
+
+
+async def test_a_fresh_schema_migrates_to_head_and_again_changes_nothing(
+    schema,
+) -> None:
+    settings, engine = schema
+    name = settings.schema_name
+    await migrate(engine, settings)
+    tables = (
+        "SELECT table_name FROM information_schema.tables"
+        f" WHERE table_schema = '{name}' ORDER BY table_name"
+    )
+    migrated = await rows(engine, tables)
+    await migrate(engine, settings)
+
+    assert await rows(engine, tables) == migrated
+    assert ("alembic_version",) in migrated
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert await rows(engine, f'SELECT version_num FROM "{name}".alembic_version') == [
+        (head,)
+    ]

@@ -1,66 +1,18 @@
-"""Alembic environment: async (asyncpg), version table inside the service's schema.
+"""Alembic environment of the workflow service (`comfyserve.runtime.migrations`).
 
-`comfyserve.workflow.migrate` passes the URL and schema as config attributes;
-run by the `alembic` command they come from `WORKFLOW_*` settings.
+`comfyserve.workflow.migrate` passes the URL and schema; run by the `alembic`
+command they come from the `WORKFLOW_*` settings.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from alembic import context
-from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import create_async_engine
-
+from comfyserve.runtime.migrations import Target, run_env
 from comfyserve.workflow.settings import Settings
 
-# Any constant works: it only serialises migrations of concurrent instances.
-_MIGRATION_LOCK = 0x776F726B666C6F77
 
-
-def _target() -> tuple[str, str]:
-    attributes = context.config.attributes
-    if "url" in attributes and "schema" in attributes:
-        return attributes["url"], attributes["schema"]
+def _settings() -> Target:
     settings = Settings()
-    return settings.sqlalchemy_url, settings.schema_
+    return Target(url=settings.database_url, schema=settings.schema_)
 
 
-def _run(connection: Connection, schema: str) -> None:
-    context.configure(
-        connection=connection,
-        version_table_schema=schema,
-        transaction_per_migration=False,
-    )
-    with context.begin_transaction():
-        context.run_migrations(schema=schema)
-
-
-async def _migrate() -> None:
-    url, schema = _target()
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(
-                text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK}
-            )
-            try:
-                await connection.execute(
-                    text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                )
-                await connection.execute(text(f'SET search_path TO "{schema}"'))
-                await connection.commit()
-                await connection.run_sync(_run, schema)
-                await connection.commit()
-            finally:
-                await connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK}
-                )
-                await connection.commit()
-    finally:
-        await engine.dispose()
-
-
-if context.is_offline_mode():
-    raise SystemExit("offline migrations are not supported")
-asyncio.run(_migrate())
+run_env(lock="comfyserve.workflow.migrations", settings=_settings)

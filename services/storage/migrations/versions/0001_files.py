@@ -7,7 +7,7 @@ Revises:
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -15,8 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    schema = context.config.attributes["schema"]
+def upgrade(schema: str) -> None:
     op.create_table(
         "files",
         sa.Column("id", sa.Uuid(), primary_key=True),
@@ -64,6 +63,5 @@ def upgrade() -> None:
     op.create_index("files_expires_at", "files", ["expires_at"], schema=schema)
 
 
-def downgrade() -> None:
-    schema = context.config.attributes["schema"]
+def downgrade(schema: str) -> None:
     op.drop_table("files", schema=schema)

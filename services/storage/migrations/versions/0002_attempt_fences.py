@@ -17,7 +17,7 @@ Revises: 0001
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
@@ -30,8 +30,7 @@ _OUTPUT_SLOT = (
 )
 
 
-def upgrade() -> None:
-    schema = context.config.attributes["schema"]
+def upgrade(schema: str) -> None:
     files = f'"{schema}".files'
     op.add_column("files", sa.Column("attempt", sa.Integer()), schema=schema)
     op.add_column(
@@ -109,11 +108,10 @@ def upgrade() -> None:
     )
 
 
-def downgrade() -> None:
+def downgrade(schema: str) -> None:
     """Back to one output row per (job, node, index): only the newest attempt's
     row of each slot survives, and rows being deleted go at once (their objects
     are left to the store)."""
-    schema = context.config.attributes["schema"]
     files = f'"{schema}".files'
     op.drop_table("job_fences", schema=schema)
     op.execute(f"DELETE FROM {files} WHERE state = 'deleting'")

@@ -13,10 +13,10 @@ from comfyserve.contracts.events import JobSubmitted, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.topics import SUBMITTED
 from comfyserve.contracts.workflow_format import ASSET_TYPE
+from comfyserve.runtime.database import create_engine
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.logging import describe_error, format_exception
 from comfyserve.workflow.app import SERVICE_NAME as SERVICE
-from comfyserve.workflow.db import create_engine
 
 pytestmark = pytest.mark.integration
 
@@ -529,7 +529,7 @@ async def test_without_any_node_catalog_submits_are_unavailable_and_not_ready(
 async def test_sql_errors_never_carry_their_parameters(settings):
     # Bound parameters hold prompt text, and the driver quotes a value it could
     # not take in its message: what the service logs of the error must not.
-    engine = create_engine(settings)
+    engine = create_engine(settings.database_url, settings.schema_)
     try:
         async with engine.connect() as conn:
             with pytest.raises(DBAPIError) as raised:

@@ -1,2 +1,2 @@
-"""How a service runs: logging, gRPC and Kafka plumbing. No domain logic; imports
-only `comfyserve.contracts`."""
+"""How a service runs: logging, gRPC, Kafka and database plumbing. No domain
+logic; imports only `comfyserve.contracts`."""

@@ -4,7 +4,7 @@ in `run_app`, torn down in reverse."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.auth.clock import Clock, system_clock
 from comfyserve.auth.credentials.service import CredentialService
-from comfyserve.auth.db import create_engine
 from comfyserve.auth.grpc import AuthApis, AuthServicer, rpc_status
 from comfyserve.auth.keys.service import ApiKeyService
 from comfyserve.auth.settings import Settings
@@ -29,6 +28,7 @@ from comfyserve.auth.users.passwords import Passwords, hasher_for
 from comfyserve.auth.users.service import LoginService, RegistrationService
 from comfyserve.auth.users.throttle import LoginThrottle
 from comfyserve.contracts.pb.auth.v1 import auth_pb2, auth_pb2_grpc
+from comfyserve.runtime.database import database_engine
 from comfyserve.runtime.grpc import serve_grpc
 from comfyserve.runtime.metrics import serve_metrics
 from comfyserve.runtime.tasks import supervised
@@ -50,13 +50,9 @@ class Runtime:
     metrics: Metrics
 
 
-@asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+def database(settings: Settings) -> AbstractAsyncContextManager[AsyncEngine]:
+    """The engine of the service's schema, closed when the block exits."""
+    return database_engine(settings.database_url, settings.schema_)
 
 
 def signing_keys(engine: AsyncEngine, settings: Settings, clock: Clock) -> SigningKeys:

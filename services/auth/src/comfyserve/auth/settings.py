@@ -9,9 +9,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from comfyserve.auth.keys.secret import API_KEY_PREFIX
+from comfyserve.runtime.database import SchemaName, asyncpg_dsn
 from comfyserve.runtime.settings import ServiceSettings
 
-_SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 # Taken at face value in development only; anywhere else it is refused.
 PLACEHOLDER_SECRET = "development-only-key-encryption-secret"
@@ -30,7 +30,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AUTH_", hide_input_in_errors=True)
 
     database_url: str = "postgresql://comfyserve:comfyserve@127.0.0.1:15432/comfyserve"
-    schema_: str = Field(default="auth", alias="AUTH_SCHEMA")
+    schema_: SchemaName = Field(default="auth", alias="AUTH_SCHEMA")
     grpc_port: int = Field(default=50053, ge=0, le=65535)
     metrics_port: int = Field(default=9105, ge=0, le=65535)
     environment: Environment = Environment.PRODUCTION
@@ -63,15 +63,6 @@ class Settings(ServiceSettings):
 
     sweep_interval_seconds: float = Field(default=300.0, gt=0)
 
-    @field_validator("schema_")
-    @classmethod
-    def _check_schema(cls, value: str) -> str:
-        # The name is spliced into DDL and search_path, so it must be a plain
-        # identifier.
-        if not re.fullmatch(_SCHEMA_PATTERN, value):
-            raise ValueError("schema must be a lower-case SQL identifier")
-        return value
-
     @field_validator("service_keys")
     @classmethod
     def _check_service_keys(cls, value: SecretStr) -> SecretStr:
@@ -97,15 +88,7 @@ class Settings(ServiceSettings):
 
     @property
     def asyncpg_dsn(self) -> str:
-        """The URL as plain asyncpg takes it (`postgresql://`)."""
-        scheme, rest = self.database_url.split("://", 1)
-        if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-            raise ValueError("database_url must be a postgresql:// URL")
-        return "postgresql://" + rest
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return "postgresql+asyncpg://" + self.asyncpg_dsn.split("://", 1)[1]
+        return asyncpg_dsn(self.database_url)
 
 
 def _parse_service_keys(listed: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from comfyserve.runtime.migrations import alembic_config
 from comfyserve.storage.settings import Settings
 
 # services/storage/migrations, next to src/ (the package is installed editable).
@@ -33,20 +33,14 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(settings: Settings) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["schema"] = settings.schema_name
-    config.attributes["url"] = settings.database_url
-    return config
-
-
 async def migrate(engine: AsyncEngine, settings: Settings) -> None:
-    """Brings the schema to the latest revision over one of the engine's connections."""
+    """Brings the schema to the latest revision over one of the engine's
+    connections, in one transaction (`comfyserve.runtime.migrations`)."""
 
     def upgrade(connection: Connection) -> None:
-        config = alembic_config(settings)
-        config.attributes["connection"] = connection
+        config = alembic_config(
+            MIGRATIONS, schema=settings.schema_name, connection=connection
+        )
         command.upgrade(config, "head")
 
     async with engine.begin() as connection:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED
+from comfyserve.runtime.database import SchemaName, sqlalchemy_url
 from comfyserve.runtime.identity import CheckedServerSettings
 
 MIB = 1024 * 1024
@@ -33,14 +33,12 @@ DEFAULT_CONTENT_TYPES = frozenset(
     }
 )
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
 
 class Settings(CheckedServerSettings):
     model_config = SettingsConfigDict(env_prefix="STORAGE_", validate_by_name=True)
 
     database_url: str
-    schema_name: str = Field(default="storage", alias="STORAGE_SCHEMA")
+    schema_name: SchemaName = Field(default="storage", alias="STORAGE_SCHEMA")
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9103, ge=0, le=65535)
 
@@ -76,14 +74,6 @@ class Settings(CheckedServerSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
-    @field_validator("schema_name")
-    @classmethod
-    def _schema_identifier(cls, value: str) -> str:
-        # The schema name is written into DDL, so only plain identifiers pass.
-        if not _SCHEMA_NAME.fullmatch(value):
-            raise ValueError("must be a lower-case SQL identifier")
-        return value
-
     @field_validator("allowed_content_types", mode="before")
     @classmethod
     def _split_content_types(cls, value: object) -> object:
@@ -95,7 +85,7 @@ class Settings(CheckedServerSettings):
 
     @property
     def async_database_url(self) -> str:
-        return self.database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return sqlalchemy_url(self.database_url)
 
     @property
     def presign_endpoint(self) -> str:

@@ -10,7 +10,7 @@ import structlog
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.tasks import stop_requested
 from comfyserve.workflow.app import run_app
-from comfyserve.workflow.migrate import upgrade, upgrade_async
+from comfyserve.workflow.migrate import upgrade_async
 from comfyserve.workflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,7 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
     if args.command == "migrate":
-        upgrade(settings)
+        asyncio.run(upgrade_async(settings))
         log.info("workflow.migrated", schema=settings.schema_)
         return
     asyncio.run(serve(settings))

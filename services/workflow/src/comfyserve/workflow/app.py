@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2, workflow_pb2_grpc
+from comfyserve.runtime.database import database_engine
 from comfyserve.runtime.grpc import GrpcServer, insecure_channel, serve_grpc
 from comfyserve.runtime.identity import caller_verifier
 from comfyserve.runtime.kafka import started
@@ -22,7 +23,7 @@ from comfyserve.runtime.logging import describe_error
 from comfyserve.runtime.metrics import serve_metrics
 from comfyserve.runtime.tasks import supervised
 from comfyserve.workflow.adapters.files import FileLookup, StorageFileLookup
-from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL, create_engine
+from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL
 from comfyserve.workflow.jobs.cancellation import CancelService
 from comfyserve.workflow.jobs.claims import ClaimService
 from comfyserve.workflow.jobs.grpc import JobApis, WorkflowServicer, rpc_status
@@ -65,15 +66,6 @@ class Runtime:
     sweeper: Sweeper
     relay: OutboxRelay
     metrics: Metrics
-
-
-@asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @asynccontextmanager
@@ -123,7 +115,9 @@ async def run_app(
     source = f"workflow/{socket.gethostname()}"
     metrics = Metrics()
     async with AsyncExitStack() as stack:
-        engine = await stack.enter_async_context(_database(settings))
+        engine = await stack.enter_async_context(
+            database_engine(settings.database_url, settings.schema_)
+        )
         metrics_port = await stack.enter_async_context(
             serve_metrics(metrics.registry, settings.metrics_port)
         )

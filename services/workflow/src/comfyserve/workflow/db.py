@@ -1,6 +1,8 @@
-"""Database engine and the Core metadata every repository queries.
+"""The Core metadata every repository queries, and the notification
+channels with their listeners.
 
-Tables are declared without a schema: every connection's `search_path` is the
+Tables are declared without a schema: the engine
+(`comfyserve.runtime.database`) sets every connection's `search_path` to the
 service's schema, so the same statements serve any `WORKFLOW_SCHEMA`.
 """
 
@@ -12,10 +14,9 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 from sqlalchemy import MetaData, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.runtime.logging import describe_error
-from comfyserve.workflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -28,18 +29,6 @@ OUTBOX_CHANNEL = "workflow_outbox"
 JOBS_CHANNEL = "workflow_jobs"
 # Payload: a pool with a newly pending job. Wakes the executors waiting there.
 QUEUE_CHANNEL = "workflow_queue"
-
-
-def create_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
-        settings.sqlalchemy_url,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
-        # Bound parameters carry prompt text: never into an error or a log.
-        hide_parameters=True,
-        connect_args={"server_settings": {"search_path": settings.schema_}},
-    )
 
 
 async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:

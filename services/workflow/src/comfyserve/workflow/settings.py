@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from comfyserve.runtime.database import SchemaName, asyncpg_dsn
 from comfyserve.runtime.identity import CheckedServerSettings
 from comfyserve.runtime.settings import comma_separated
-
-_SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
 class Settings(CheckedServerSettings):
     model_config = SettingsConfigDict(env_prefix="WORKFLOW_")
 
     database_url: str = "postgresql://comfyserve:comfyserve@127.0.0.1:15432/comfyserve"
-    schema_: str = Field(default="workflow", alias="WORKFLOW_SCHEMA")
+    schema_: SchemaName = Field(default="workflow", alias="WORKFLOW_SCHEMA")
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
@@ -69,15 +66,6 @@ class Settings(CheckedServerSettings):
     # unset accepts every pool that publishes one.
     pools: str | None = None
 
-    @field_validator("schema_")
-    @classmethod
-    def _check_schema(cls, value: str) -> str:
-        # The name is spliced into DDL and search_path, so it must be a plain
-        # identifier.
-        if not re.fullmatch(_SCHEMA_PATTERN, value):
-            raise ValueError("schema must be a lower-case SQL identifier")
-        return value
-
     @property
     def allowlist(self) -> frozenset[str] | None:
         return comma_separated(self.node_allowlist)
@@ -88,16 +76,4 @@ class Settings(CheckedServerSettings):
 
     @property
     def asyncpg_dsn(self) -> str:
-        """The URL as plain asyncpg takes it (`postgresql://`)."""
-        return _strip_driver(self.database_url)
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return "postgresql+asyncpg://" + self.asyncpg_dsn.split("://", 1)[1]
-
-
-def _strip_driver(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ValueError("database_url must be a postgresql:// URL")
-    return "postgresql://" + rest
+        return asyncpg_dsn(self.database_url)

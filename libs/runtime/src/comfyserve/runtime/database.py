@@ -1,0 +1,76 @@
+"""A service's Postgres: its database URL in the forms each driver takes, the
+name of its own schema, and an engine bound to that schema.
+
+Needs the `database` extra (see `comfyserve.runtime.migrations`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from pydantic import AfterValidator
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = [
+    "SchemaName",
+    "asyncpg_dsn",
+    "create_engine",
+    "database_engine",
+    "plain_identifier",
+    "sqlalchemy_url",
+]
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def plain_identifier(value: str) -> str:
+    """`value` if it may name a schema; a schema name is spliced into DDL and
+    `search_path`, so only plain identifiers pass: nothing to quote or inject."""
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError("must be a lower-case SQL identifier")
+    return value
+
+
+SchemaName = Annotated[str, AfterValidator(plain_identifier)]
+"""A settings field naming the service's schema."""
+
+
+def asyncpg_dsn(url: str) -> str:
+    """`url` as plain asyncpg takes it (`postgresql://`, no driver)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ValueError("the database URL must be a postgresql:// URL")
+    return "postgresql://" + rest
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`url` as SQLAlchemy takes it, with the asyncpg driver."""
+    return "postgresql+asyncpg://" + asyncpg_dsn(url).split("://", 1)[1]
+
+
+def create_engine(url: str, schema: str) -> AsyncEngine:
+    """Every connection's `search_path` is `schema`, so tables are declared
+    without one and the same statements serve any schema a deployment names."""
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        # Bound parameters carry user text and secrets (prompts, password
+        # hashes, key digests): never into an error or a log line.
+        hide_parameters=True,
+        connect_args={"server_settings": {"search_path": schema}},
+    )
+
+
+@asynccontextmanager
+async def database_engine(url: str, schema: str) -> AsyncIterator[AsyncEngine]:
+    """`create_engine`, its connections closed when the block exits."""
+    engine = create_engine(url, schema)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
