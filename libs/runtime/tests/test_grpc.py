@@ -1,4 +1,5 @@
-"""The runtime's gRPC server: one error mapping, call metrics, health."""
+"""The runtime's gRPC server: one mapping of every service's errors, call
+metrics, health."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -11,41 +12,82 @@ from prometheus_client import CollectorRegistry
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc as pb_grpc
+from comfyserve.runtime.errors import ServiceError
 from comfyserve.runtime.grpc import (
     STATUS_DETAILS_KEY,
     RpcDetails,
     RpcStatus,
     insecure_channel,
     rpc_details,
+    rpc_status,
     serve_grpc,
 )
 
 SERVICE = "comfyserve.workflow.v1.WorkflowService"
 
 
-class Expected(Exception):
+class Expected(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
     def __init__(self, field: str) -> None:
         super().__init__(f"{field}: is wrong")
         self.field = field
 
 
-class Busy(Exception):
-    pass
+class Busy(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "queue_full"
+
+    def __init__(self) -> None:
+        super().__init__("too many queued jobs")
+        self.retry_after_s = 2.5
 
 
-def mapping(error: Exception) -> RpcStatus | None:
-    if isinstance(error, Busy):
-        return RpcStatus(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "too many queued jobs",
-            reason="queue_full",
-            retry_after_s=2.5,
-        )
-    if isinstance(error, Expected):
-        return RpcStatus(
-            grpc.StatusCode.INVALID_ARGUMENT, str(error), field=error.field
-        )
-    return None
+class Unusable(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class Gone(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+def test_a_field_error_names_the_field_and_its_problem() -> None:
+    assert rpc_status(Unusable("job_id", "is wrong")) == RpcStatus(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "job_id: is wrong",
+        field="job_id",
+        problem="is wrong",
+    )
+
+
+def test_a_retry_error_gives_its_reason_and_when_to_retry() -> None:
+    assert rpc_status(Busy()) == RpcStatus(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "too many queued jobs",
+        reason="queue_full",
+        retry_after_s=2.5,
+    )
+
+
+def test_a_plain_error_is_its_code_and_message() -> None:
+    assert rpc_status(Gone("job 'j' not found")) == RpcStatus(
+        grpc.StatusCode.NOT_FOUND, "job 'j' not found"
+    )
+
+
+def test_the_base_error_is_internal() -> None:
+    assert rpc_status(ServiceError("broken")) == RpcStatus(
+        grpc.StatusCode.INTERNAL, "broken"
+    )
+
+
+def test_any_other_exception_is_not_expected() -> None:
+    assert rpc_status(KeyError("secret value")) is None
 
 
 class Servicer(pb_grpc.WorkflowServiceServicer):
@@ -53,7 +95,7 @@ class Servicer(pb_grpc.WorkflowServiceServicer):
         if request.job_id == "bad":
             raise Expected("job_id")
         if request.job_id == "busy":
-            raise Busy
+            raise Busy()
         if request.job_id == "bug":
             raise KeyError("secret value")
         return pb.Job(id=request.job_id)
@@ -71,7 +113,6 @@ async def served():
         add_servicers=lambda server: pb_grpc.add_WorkflowServiceServicer_to_server(
             Servicer(), server
         ),
-        errors=mapping,
         registry=registry,
         metrics_prefix="test",
         address="127.0.0.1:0",

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
 from comfyserve.runtime.auth import AuthUnavailable, CredentialVerifier, Unauthenticated
+from comfyserve.runtime.errors import ServiceError
 from comfyserve.runtime.grpc_auth import AuthInterceptor, Forbidden, bearer
 from comfyserve.runtime.logging import describe_error
 
@@ -40,6 +41,7 @@ __all__ = [
     "create_server",
     "insecure_channel",
     "rpc_details",
+    "rpc_status",
     "serve_grpc",
 ]
 
@@ -72,8 +74,23 @@ class RpcStatus:
     retry_after_s: float | None = None
 
 
+def rpc_status(error: Exception) -> RpcStatus | None:
+    """The answer to any service's `ServiceError`; None for anything else,
+    which the interceptor logs and answers INTERNAL."""
+    if not isinstance(error, ServiceError):
+        return None
+    return RpcStatus(
+        error.code,
+        error.message,
+        field=error.field,
+        problem=error.problem,
+        reason=error.reason,
+        retry_after_s=error.retry_after_s,
+    )
+
+
 ErrorMapping = Callable[[Exception], RpcStatus | None]
-"""A service's one mapping from its errors to answers; None: not expected."""
+"""A mapping from errors to answers; None: not expected."""
 
 
 def insecure_channel(target: str, credential: str | None = None) -> grpc.aio.Channel:
@@ -254,7 +271,7 @@ async def serve_grpc(
     *,
     service: str,
     add_servicers: Callable[[grpc.aio.Server], None],
-    errors: ErrorMapping,
+    errors: ErrorMapping = rpc_status,
     registry: CollectorRegistry,
     metrics_prefix: str,
     address: str,
@@ -266,8 +283,10 @@ async def serve_grpc(
     """A started server with `service`, the health service (`""` SERVING, and
     `service` as `serving` says) and reflection; stopped gracefully on exit.
 
-    With `verifier`, every call but those of health, reflection and
-    `public_services` must carry a credential it accepts.
+    A handler's error is answered as `errors` maps it, by default every
+    `ServiceError` as it says (`rpc_status`). With `verifier`, every call but
+    those of health, reflection and `public_services` must carry a credential
+    it accepts.
     """
     requests = Counter(
         f"{metrics_prefix}_grpc_requests",
