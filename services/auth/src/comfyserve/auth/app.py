@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.auth.clock import Clock, system_clock
 from comfyserve.auth.credentials.service import CredentialService
-from comfyserve.auth.grpc import AuthApis, AuthServicer, rpc_status
+from comfyserve.auth.grpc import AuthApis, AuthServicer
 from comfyserve.auth.keys.service import ApiKeyService
 from comfyserve.auth.settings import Settings
 from comfyserve.auth.signing.cipher import KeyCipher
@@ -148,7 +148,6 @@ async def run_app(
                         AuthServicer(apis), grpc_server
                     )
                 ),
-                errors=rpc_status,
                 registry=metrics.registry,
                 metrics_prefix="auth",
                 address=f"{grpc_host}:{settings.grpc_port}",

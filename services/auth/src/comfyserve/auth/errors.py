@@ -1,41 +1,31 @@
-"""Expected outcomes of the auth service, each with its status.
+"""Expected outcomes of the auth service, each with its gRPC status.
 
-The gRPC transport maps `ErrorStatus` to status codes in one place
-(`comfyserve.auth.grpc.rpc_status`); the command line prints the message.
+The runtime's interceptor answers each as its class says; the command line
+prints the message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
+
+import grpc
+
+from comfyserve.runtime.errors import ServiceError
 
 
-class ErrorStatus(StrEnum):
-    INVALID_ARGUMENT = "invalid_argument"
-    UNAUTHENTICATED = "unauthenticated"
-    PERMISSION_DENIED = "permission_denied"
-    NOT_FOUND = "not_found"
-    ALREADY_EXISTS = "already_exists"
-    RESOURCE_EXHAUSTED = "resource_exhausted"
-    FAILED_PRECONDITION = "failed_precondition"
-
-
-class AuthError(Exception):
+class AuthError(ServiceError):
     """Base of every error this service reports to its callers; `reason` is
-    the machine-readable cause callers may branch on (a gateway's error code)."""
+    the machine-readable cause callers may branch on (a gateway's error code),
+    so every one has a reason."""
 
-    status: ErrorStatus = ErrorStatus.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
     reason: str = "failed_precondition"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class InvalidArgumentError(AuthError):
     """A request field is unusable; `field` names it for the caller."""
 
-    status = ErrorStatus.INVALID_ARGUMENT
+    code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "invalid_argument"
 
     def __init__(self, field: str, problem: str) -> None:
@@ -48,7 +38,7 @@ class InvalidCredentialError(AuthError):
     """A token or key that is malformed, unknown, expired or revoked: one
     answer for all, so none tells a caller which it was."""
 
-    status = ErrorStatus.UNAUTHENTICATED
+    code = grpc.StatusCode.UNAUTHENTICATED
     reason = "invalid_credential"
 
     def __init__(self) -> None:
@@ -58,7 +48,7 @@ class InvalidCredentialError(AuthError):
 class InvalidLoginError(AuthError):
     """A wrong password and an unknown e-mail alike."""
 
-    status = ErrorStatus.UNAUTHENTICATED
+    code = grpc.StatusCode.UNAUTHENTICATED
     reason = "invalid_login"
 
     def __init__(self) -> None:
@@ -66,7 +56,7 @@ class InvalidLoginError(AuthError):
 
 
 class TooManyAttemptsError(AuthError):
-    status = ErrorStatus.RESOURCE_EXHAUSTED
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "too_many_attempts"
 
     def __init__(self, retry_after_seconds: int) -> None:
@@ -74,11 +64,11 @@ class TooManyAttemptsError(AuthError):
             f"too many failed sign-ins; retry in {retry_after_seconds} s "
             f"(retry_after_seconds={retry_after_seconds})"
         )
-        self.retry_after_seconds = retry_after_seconds
+        self.retry_after_s = retry_after_seconds
 
 
 class MissingScopeError(AuthError):
-    status = ErrorStatus.PERMISSION_DENIED
+    code = grpc.StatusCode.PERMISSION_DENIED
     reason = "missing_scope"
 
     def __init__(self, scopes: Iterable[str]) -> None:
@@ -86,7 +76,7 @@ class MissingScopeError(AuthError):
 
 
 class TenantSuspendedError(AuthError):
-    status = ErrorStatus.PERMISSION_DENIED
+    code = grpc.StatusCode.PERMISSION_DENIED
     reason = "tenant_suspended"
 
     def __init__(self) -> None:
@@ -94,7 +84,7 @@ class TenantSuspendedError(AuthError):
 
 
 class NotFoundError(AuthError):
-    status = ErrorStatus.NOT_FOUND
+    code = grpc.StatusCode.NOT_FOUND
     reason = "not_found"
 
     def __init__(self, kind: str, identifier: str) -> None:
@@ -102,7 +92,7 @@ class NotFoundError(AuthError):
 
 
 class EmailTakenError(AuthError):
-    status = ErrorStatus.ALREADY_EXISTS
+    code = grpc.StatusCode.ALREADY_EXISTS
     reason = "email_taken"
 
     def __init__(self) -> None:
@@ -110,7 +100,7 @@ class EmailTakenError(AuthError):
 
 
 class KeyLimitError(AuthError):
-    status = ErrorStatus.RESOURCE_EXHAUSTED
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "key_limit"
 
     def __init__(self, limit: int) -> None:

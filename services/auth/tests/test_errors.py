@@ -1,4 +1,4 @@
-"""One mapping from the service's errors to gRPC answers."""
+"""Each of the service's errors and how it is answered over gRPC."""
 
 import grpc
 import pytest
@@ -15,7 +15,7 @@ from comfyserve.auth.errors import (
     TenantSuspendedError,
     TooManyAttemptsError,
 )
-from comfyserve.auth.grpc import rpc_status
+from comfyserve.runtime.grpc import rpc_status
 
 
 @pytest.mark.parametrize(
