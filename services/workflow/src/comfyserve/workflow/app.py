@@ -26,7 +26,7 @@ from comfyserve.workflow.adapters.files import FileLookup, StorageFileLookup
 from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL
 from comfyserve.workflow.jobs.cancellation import CancelService
 from comfyserve.workflow.jobs.claims import ClaimService
-from comfyserve.workflow.jobs.grpc import JobApis, WorkflowServicer, rpc_status
+from comfyserve.workflow.jobs.grpc import JobApis, WorkflowServicer
 from comfyserve.workflow.jobs.reads import JobReader
 from comfyserve.workflow.jobs.submission import SubmissionService
 from comfyserve.workflow.jobs.watch import ChannelListener
@@ -202,7 +202,6 @@ async def run_app(
                         WorkflowServicer(apis), grpc_server
                     )
                 ),
-                errors=rpc_status,
                 registry=metrics.registry,
                 metrics_prefix="workflow",
                 address=f"{grpc_host}:{settings.grpc_port}",

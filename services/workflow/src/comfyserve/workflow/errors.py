@@ -1,36 +1,21 @@
-"""Expected outcomes of the workflow service, each with its status.
-
-Transport modules map `ErrorStatus` to their own codes in one place.
-"""
+"""Expected outcomes of the workflow service, each with its gRPC status, which
+the runtime's interceptor answers as each class says."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+import grpc
+
+from comfyserve.runtime.errors import ServiceError
 
 
-class ErrorStatus(StrEnum):
-    INVALID_ARGUMENT = "invalid_argument"
-    NOT_FOUND = "not_found"
-    ALREADY_EXISTS = "already_exists"
-    RESOURCE_EXHAUSTED = "resource_exhausted"
-    UNAVAILABLE = "unavailable"
-    INTERNAL = "internal"
-
-
-class WorkflowError(Exception):
+class WorkflowError(ServiceError):
     """Base of every error this service reports to its callers."""
-
-    status: ErrorStatus = ErrorStatus.INTERNAL
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class InvalidArgumentError(WorkflowError):
     """A request field is unusable; `field` names it for the caller."""
 
-    status = ErrorStatus.INVALID_ARGUMENT
+    code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -44,14 +29,14 @@ class InvalidCursorError(InvalidArgumentError):
 
 
 class JobNotFoundError(WorkflowError):
-    status = ErrorStatus.NOT_FOUND
+    code = grpc.StatusCode.NOT_FOUND
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} not found")
 
 
 class IdempotencyKeyReuseError(WorkflowError):
-    status = ErrorStatus.ALREADY_EXISTS
+    code = grpc.StatusCode.ALREADY_EXISTS
 
     def __init__(self) -> None:
         super().__init__(
@@ -61,14 +46,14 @@ class IdempotencyKeyReuseError(WorkflowError):
 
 
 class CatalogUnavailableError(WorkflowError):
-    status = ErrorStatus.UNAVAILABLE
+    code = grpc.StatusCode.UNAVAILABLE
 
     def __init__(self) -> None:
         super().__init__("no executor has published its node catalog yet")
 
 
 class StorageUnavailableError(WorkflowError):
-    status = ErrorStatus.UNAVAILABLE
+    code = grpc.StatusCode.UNAVAILABLE
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"storage service unavailable: {detail}")
@@ -77,7 +62,7 @@ class StorageUnavailableError(WorkflowError):
 class QueueFullError(WorkflowError):
     """The tenant has as many jobs queued as its quota allows."""
 
-    status = ErrorStatus.RESOURCE_EXHAUSTED
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "queue_full"
 
     def __init__(self, max_queued: int, retry_after_seconds: float) -> None:
@@ -85,4 +70,4 @@ class QueueFullError(WorkflowError):
             f"queue_full: this tenant already has {max_queued} jobs queued, "
             "its limit; retry once some have started"
         )
-        self.retry_after_seconds = retry_after_seconds
+        self.retry_after_s = retry_after_seconds

@@ -1,10 +1,9 @@
-"""`WorkflowService` over gRPC: decode, call one service, encode. Errors become
-status codes in `rpc_status`, which the runtime's interceptor applies to every
-call."""
+"""`WorkflowService` over gRPC: decode, call one service, encode. Errors are
+answered by the runtime's interceptor, each as its class in `errors.py` says."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,18 +12,11 @@ import grpc
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc
 from comfyserve.contracts.scopes import Scope
-from comfyserve.runtime.grpc import RpcStatus
 from comfyserve.runtime.grpc_auth import (
     caller,
     require_admin,
     require_service,
     tenant_of_call,
-)
-from comfyserve.workflow.errors import (
-    ErrorStatus,
-    InvalidArgumentError,
-    QueueFullError,
-    WorkflowError,
 )
 from comfyserve.workflow.jobs.cancellation import CancelService
 from comfyserve.workflow.jobs.claims import ClaimService
@@ -44,37 +36,6 @@ from comfyserve.workflow.tenants.models import QuotaLimits, TenantQuota
 from comfyserve.workflow.tenants.service import TenantService
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-STATUS_CODES: Mapping[ErrorStatus, grpc.StatusCode] = {
-    ErrorStatus.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    ErrorStatus.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
-    ErrorStatus.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorStatus.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorStatus.INTERNAL: grpc.StatusCode.INTERNAL,
-}
-
-
-def rpc_status(error: Exception) -> RpcStatus | None:
-    """The answer to one of this service's errors; None for anything else,
-    which the interceptor logs and answers INTERNAL."""
-    if isinstance(error, InvalidArgumentError):
-        return RpcStatus(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            error.message,
-            field=error.field,
-            problem=error.problem,
-        )
-    if isinstance(error, QueueFullError):
-        return RpcStatus(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            error.message,
-            reason=error.reason,
-            retry_after_s=error.retry_after_seconds,
-        )
-    if isinstance(error, WorkflowError):
-        return RpcStatus(STATUS_CODES[error.status], error.message)
-    return None
 
 
 @dataclass(frozen=True, slots=True)
