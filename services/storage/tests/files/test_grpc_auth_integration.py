@@ -17,7 +17,7 @@ from comfyserve.contracts.scopes import SERVICE_SCOPE, Scope
 from comfyserve.runtime.auth import Principal, PrincipalKind, Unauthenticated
 from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.storage.app import SERVICE_NAME, running
-from comfyserve.storage.files.grpc import StorageServicer, rpc_status
+from comfyserve.storage.files.grpc import StorageServicer
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,6 @@ async def address(isolated) -> AsyncIterator[str]:
             StorageServicer(isolated.uploads, isolated.reads, isolated.deletion),
             server,
         ),
-        errors=rpc_status,
         registry=CollectorRegistry(),
         metrics_prefix="storage_test",
         address="127.0.0.1:0",

@@ -13,7 +13,7 @@ from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.storage.errors import InvalidArgument, StorageError, TooLarge
 from comfyserve.storage.files.deletion import DeletionService
-from comfyserve.storage.files.grpc import StorageServicer, rpc_status
+from comfyserve.storage.files.grpc import StorageServicer
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
 from comfyserve.storage.files.reads import ReadService
 from comfyserve.storage.files.uploads import UploadService
@@ -146,7 +146,7 @@ async def test_declared_size_over_the_limit_is_resource_exhausted(uploads) -> No
 async def test_malformed_file_id_is_not_found(reads) -> None:
     with pytest.raises(StorageError) as caught:
         await reads.get_file("tenant1", "not-a-uuid")
-    assert caught.value.status == grpc.StatusCode.NOT_FOUND
+    assert caught.value.code == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,6 @@ async def serving(servicer: StorageServicer):
         add_servicers=functools.partial(
             pb_grpc.add_StorageServiceServicer_to_server, servicer
         ),
-        errors=rpc_status,
         registry=registry,
         metrics_prefix="storage",
         address="127.0.0.1:0",

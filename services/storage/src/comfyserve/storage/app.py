@@ -20,7 +20,7 @@ from comfyserve.storage.db import create_engine, migrate, session_factory
 from comfyserve.storage.fences.handlers import create_broker, subscribe
 from comfyserve.storage.fences.service import FenceService
 from comfyserve.storage.files.deletion import DeletionService
-from comfyserve.storage.files.grpc import StorageServicer, rpc_status
+from comfyserve.storage.files.grpc import StorageServicer
 from comfyserve.storage.files.reads import ReadService
 from comfyserve.storage.files.retention import RetentionService, sweep_forever
 from comfyserve.storage.files.uploads import UploadService
@@ -74,7 +74,6 @@ async def running(
                         StorageServicer(uploads, reads, deletion), server
                     )
                 ),
-                errors=rpc_status,
                 registry=metrics.registry,
                 metrics_prefix="storage",
                 address=f"[::]:{settings.grpc_port}",

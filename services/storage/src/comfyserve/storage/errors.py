@@ -4,65 +4,59 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import ClassVar
 
 import grpc
 import structlog
 
+from comfyserve.runtime.errors import ServiceError
 from comfyserve.storage.objects import ObjectStoreError
 
 log = structlog.get_logger(__name__)
 
 
-class StorageError(Exception):
-    """Base error: `status` is the code the gRPC layer answers with."""
-
-    status: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
-    # The request field to fix, for errors a caller made.
-    field: str | None = None
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class StorageError(ServiceError):
+    """Base of every error this service reports to its callers."""
 
 
 class InvalidArgument(StorageError):
-    status = grpc.StatusCode.INVALID_ARGUMENT
+    code = grpc.StatusCode.INVALID_ARGUMENT
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+    # No `problem`: the field's violation is described by the whole message,
+    # as callers of this service have always read it.
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
         self.field = field
 
 
 class FileNotFound(StorageError):
     """Unknown file, or a file of another tenant: the two are indistinguishable."""
 
-    status = grpc.StatusCode.NOT_FOUND
+    code = grpc.StatusCode.NOT_FOUND
 
     def __init__(self, file_id: str) -> None:
         super().__init__(f"file {file_id!r} not found")
 
 
 class FileNotReady(StorageError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class UploadMissing(StorageError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class ContentMismatch(StorageError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class OutputSlotTaken(StorageError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class AttemptSuperseded(StorageError):
     """The job has ended: no attempt may register outputs any more."""
 
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
@@ -74,15 +68,15 @@ class AttemptSuperseded(StorageError):
 class RegisteredAgain(StorageError):
     """The file was registered again while its upload was being checked."""
 
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class TooLarge(StorageError):
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class ObjectStoreUnavailable(StorageError):
-    status = grpc.StatusCode.UNAVAILABLE
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 @asynccontextmanager

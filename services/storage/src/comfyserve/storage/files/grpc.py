@@ -16,9 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as pb
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.contracts.scopes import Scope
-from comfyserve.runtime.grpc import RpcStatus
 from comfyserve.runtime.grpc_auth import require_admin, require_service, tenant_of_call
-from comfyserve.storage.errors import StorageError
 from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.models import (
     DownloadLink,
@@ -46,16 +44,6 @@ _STATES = {
     FileState.PENDING: pb.FILE_STATE_PENDING,
     FileState.READY: pb.FILE_STATE_READY,
 }
-
-
-def rpc_status(error: Exception) -> RpcStatus | None:
-    """The answer to one of this service's errors; None for anything else,
-    which the interceptor logs and answers INTERNAL."""
-    if isinstance(error, StorageError):
-        return RpcStatus(
-            error.status, error.message, field=getattr(error, "field", None)
-        )
-    return None
 
 
 class StorageServicer(pb_grpc.StorageServiceServicer):
