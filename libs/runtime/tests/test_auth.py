@@ -29,7 +29,7 @@ from comfyserve.runtime.auth import (
     TokenVerifier,
     Unauthenticated,
 )
-from comfyserve.runtime.grpc import RpcStatus, insecure_channel, serve_grpc
+from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.runtime.grpc_auth import require_admin, tenant_of_call
 
 ISSUER, AUDIENCE = "comfyserve-auth", "comfyserve"
@@ -226,10 +226,6 @@ async def test_keys_are_remembered_briefly_and_expiry_counts_at_once() -> None:
     assert asked == 2
 
 
-def mapping(error: Exception) -> RpcStatus | None:
-    return None
-
-
 class Servicer(pb_grpc.WorkflowServiceServicer):
     async def GetJob(self, request, context):
         return pb.Job(id=request.job_id, tenant_id=tenant_of_call(request.tenant_id))
@@ -278,7 +274,6 @@ async def guarded():
         add_servicers=lambda server: pb_grpc.add_WorkflowServiceServicer_to_server(
             Servicer(), server
         ),
-        errors=mapping,
         registry=CollectorRegistry(),
         metrics_prefix="guarded",
         address="127.0.0.1:0",

@@ -3,20 +3,15 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from comfyserve.runtime.grpc import RpcStatus, serve_grpc
+from comfyserve.runtime.grpc import serve_grpc
 from comfyserve.runtime.metrics import serve_metrics
 from comfyserve.runtime.probe import healthy, main
-
-
-def no_errors(error: Exception) -> RpcStatus | None:
-    return None
 
 
 async def test_a_grpc_service_is_healthy_once_it_serves() -> None:
     async with serve_grpc(
         service="demo.Service",
         add_servicers=lambda server: None,
-        errors=no_errors,
         registry=CollectorRegistry(),
         metrics_prefix="probe",
         address="127.0.0.1:0",

@@ -89,10 +89,6 @@ def rpc_status(error: Exception) -> RpcStatus | None:
     )
 
 
-ErrorMapping = Callable[[Exception], RpcStatus | None]
-"""A mapping from errors to answers; None: not expected."""
-
-
 def insecure_channel(target: str, credential: str | None = None) -> grpc.aio.Channel:
     """A channel to `target`; with `credential`, every call carries it."""
     interceptors = [] if credential is None else bearer(credential)
@@ -170,11 +166,10 @@ async def _abort(context: Any, status: RpcStatus) -> None:
 
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):
-    """Answers every handler's errors through the service's mapping, and
-    counts and times every call."""
+    """Answers every handler's errors through `rpc_status`, and counts and
+    times every call."""
 
-    def __init__(self, mapping: ErrorMapping, requests: Counter, latency: Histogram):
-        self._mapping = mapping
+    def __init__(self, requests: Counter, latency: Histogram):
         self._requests = requests
         self._latency = latency
 
@@ -241,7 +236,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             return RpcStatus(
                 grpc.StatusCode.UNAVAILABLE, "credentials cannot be checked now"
             )
-        status = self._mapping(error)
+        status = rpc_status(error)
         if status is None:
             log.exception("grpc.internal_error", method=method)
             return RpcStatus(grpc.StatusCode.INTERNAL, "internal error")
@@ -271,7 +266,6 @@ async def serve_grpc(
     *,
     service: str,
     add_servicers: Callable[[grpc.aio.Server], None],
-    errors: ErrorMapping = rpc_status,
     registry: CollectorRegistry,
     metrics_prefix: str,
     address: str,
@@ -283,10 +277,10 @@ async def serve_grpc(
     """A started server with `service`, the health service (`""` SERVING, and
     `service` as `serving` says) and reflection; stopped gracefully on exit.
 
-    A handler's error is answered as `errors` maps it, by default every
-    `ServiceError` as it says (`rpc_status`). With `verifier`, every call but
-    those of health, reflection and `public_services` must carry a credential
-    it accepts.
+    A handler's `ServiceError` is answered as it says (`rpc_status`), any
+    other error as a bare INTERNAL. With `verifier`, every call but those of
+    health, reflection and `public_services` must carry a credential it
+    accepts.
     """
     requests = Counter(
         f"{metrics_prefix}_grpc_requests",
@@ -301,7 +295,7 @@ async def serve_grpc(
         registry=registry,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        _CallInterceptor(errors, requests, latency)
+        _CallInterceptor(requests, latency)
     ]
     if verifier is not None:
         public = frozenset({_HEALTH, reflection.SERVICE_NAME, *public_services})
