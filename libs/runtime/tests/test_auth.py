@@ -195,6 +195,43 @@ async def test_a_rotated_key_verifies_until_it_is_retired(signer, verifier) -> N
     assert signer.fetches <= fetched + 1
 
 
+async def test_a_verified_token_is_remembered_until_its_key_is_retired(
+    signer, verifier
+) -> None:
+    token = signer.token()
+    first = await verifier.verify(token)
+    fetched = signer.fetches
+    assert await verifier.verify(token) is first
+    assert signer.fetches == fetched
+
+    signer.retire(signer.current)
+    signer.rotate()
+    verifier.jwks.refetch_s = verifier.jwks.max_age_s = 0
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(token)
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(signer) -> None:
+    verifier = TokenVerifier(
+        JwksCache(signer.jwks), issuer=ISSUER, audience=AUDIENCE, leeway_s=0
+    )
+    token = signer.token(exp=int(time.time()) + 1)
+    await verifier.verify(token)
+    await asyncio.sleep(1.1)
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(token)
+
+
+async def test_remembered_tokens_are_bounded(signer) -> None:
+    verifier = TokenVerifier(
+        JwksCache(signer.jwks), issuer=ISSUER, audience=AUDIENCE, max_entries=2
+    )
+    tokens = [signer.token(jti=f"j{i}") for i in range(3)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert list(verifier._verified) == tokens[1:]
+
+
 def principal(**changes) -> Principal:
     values = {
         "kind": PrincipalKind.API_KEY,

@@ -116,6 +116,14 @@ class JwksCache:
         except KeyError:
             raise Unauthenticated("unknown signing key") from None
 
+    def trusts(self, kid: str) -> bool:
+        """Whether `kid` is known and the keys are fresh, without fetching."""
+        fresh = (
+            self._fetched_at is not None
+            and time.monotonic() - self._fetched_at < self.max_age_s
+        )
+        return fresh and kid in self._keys
+
     async def _refresh(self) -> None:
         async with self._lock:
             now = time.monotonic()
@@ -133,14 +141,37 @@ class JwksCache:
 
 @dataclass(frozen=True)
 class TokenVerifier:
-    """Verifies access tokens locally against the JWKS."""
+    """Verifies access tokens locally against the JWKS.
+
+    A token is the same bytes on every request of a session, so what one
+    verification found is remembered until the token expires, its key stops
+    being trusted, or room runs out: a repeat costs a lookup, not a signature.
+    """
 
     jwks: JwksCache
     issuer: str
     audience: str
     leeway_s: float = 5.0
+    max_entries: int = 10_000
+    _verified: dict[str, tuple[str, Principal]] = field(default_factory=dict)
 
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            kid, principal = known
+            expires_at = principal.expires_at
+            if expires_at is not None and _utcnow() < expires_at:
+                if self.jwks.trusts(kid):
+                    return principal
+            del self._verified[token]
+        kid, principal = await self._verify(token)
+        if len(self._verified) >= self.max_entries:
+            # The oldest entry goes: dicts keep insertion order.
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (kid, principal)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[str, Principal]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -161,7 +192,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError:
             raise Unauthenticated("invalid token") from None
-        return _principal_of(claims)
+        return kid, _principal_of(claims)
 
 
 def _utcnow() -> datetime:
