@@ -35,7 +35,8 @@ UNLIMITED = {
 GOALS_MS = {"access token": 1.0, "API key": 2.0}
 
 
-async def credentials(client: httpx.AsyncClient, bootstrap: str) -> dict[str, str]:
+async def signed_up(client: httpx.AsyncClient) -> str:
+    """A new user, a tenant of its own; answers its access token."""
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     registered = await client.post(
         "/auth/register", json={"email": email, "password": PASSWORD}
@@ -45,11 +46,18 @@ async def credentials(client: httpx.AsyncClient, bootstrap: str) -> dict[str, st
         "/auth/token", data={"username": email, "password": PASSWORD}
     )
     tokens.raise_for_status()
-    access = tokens.json()["access_token"]
+    access: str = tokens.json()["access_token"]
+    return access
+
+
+async def credentials(client: httpx.AsyncClient, bootstrap: str) -> dict[str, str]:
+    """One tenant per credential, so each tenant's queue and quota checks see
+    the same number of jobs and only verification differs."""
+    access = await signed_up(client)
     key = await client.post(
         "/auth/api-keys",
         json={"name": "bench", "scopes": ["workflows:write"]},
-        headers={"Authorization": f"Bearer {access}"},
+        headers={"Authorization": f"Bearer {await signed_up(client)}"},
     )
     key.raise_for_status()
     return {
@@ -90,18 +98,25 @@ async def measure(product: Running, rounds: int) -> dict[str, list[float]]:
 
 
 def report(samples: dict[str, list[float]], out: Any) -> None:
-    baseline = statistics.median(samples["bootstrap key"])
-    out.write(f"submits per credential: {len(samples['bootstrap key'])}\n")
+    baseline = samples["bootstrap key"]
+    out.write(f"submits per credential: {len(baseline)}\n")
     for name, values in samples.items():
         p50 = statistics.median(values)
         out.write(
             f"{name:14} p50 {p50:7.2f} ms  p99 {percentile(values, 0.99):7.2f} ms"
-            f"  ratio to bootstrap at p50 {p50 / baseline:5.2f}\n"
+            f"  ratio to bootstrap at p50 {p50 / statistics.median(baseline):5.2f}\n"
         )
     for name, goal in GOALS_MS.items():
-        added = statistics.median(samples[name]) - baseline
+        # Paired by round: both submits of a round share the machine's state,
+        # so their difference is steadier than a difference of medians.
+        added = statistics.median(
+            ours - base for ours, base in zip(samples[name], baseline, strict=True)
+        )
         verdict = "met" if added < goal else "NOT met"
-        out.write(f"added p50 {name}: {added:+.2f} ms (goal < {goal} ms: {verdict})\n")
+        out.write(
+            f"added p50 {name}: {added:+.2f} ms, the median of per-round "
+            f"differences (goal < {goal} ms: {verdict})\n"
+        )
 
 
 def main() -> int:
