@@ -63,3 +63,32 @@ def test_the_walk_finds_the_bodies():
 @pytest.mark.parametrize("name", list(BODIES))
 def test_every_body_forbids_unknown_fields(name):
     assert BODIES[name].model_config.get("extra") == "forbid"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/workflows/execute", {"workflow": {"1": {"inputs": {"text": "a\x00b"}}}}),
+        ("/workflows/execute", {"workflow": {}, "metadata": {"k\x00": "v"}}),
+        ("/auth/register", {"email": "a\x00@example.com", "password": "x" * 12}),
+    ],
+    ids=["nested_graph_value", "metadata_key", "register_email"],
+)
+async def test_a_nul_anywhere_in_a_body_is_422_naming_where(
+    client, auth_a, path, body
+) -> None:
+    answer = await client.post(path, json=body, headers=auth_a)
+
+    assert answer.status_code == 422, answer.text
+    assert "NUL" in answer.text
+
+
+async def test_a_nul_in_the_sign_in_form_is_422_naming_the_field(client) -> None:
+    answer = await client.post(
+        "/auth/token", data={"username": "a\x00b@example.com", "password": "p"}
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["fields"] == [
+        {"field": "username", "message": "must not contain a NUL character"}
+    ]

@@ -27,6 +27,8 @@ from comfyserve.gateway.auth.dependencies import (
     PublicLimit,
     client_address,
 )
+from comfyserve.gateway.bodies import NUL
+from comfyserve.gateway.errors import InvalidRequestError
 from comfyserve.gateway.limits.policy import RouteClass
 from comfyserve.gateway.openapi.access_answers import BOOTSTRAP_KEY
 from comfyserve.gateway.openapi.answers import BODY_TOO_LARGE, INVALID_REQUEST
@@ -102,6 +104,9 @@ async def token(
     response: Response,
 ) -> TokenResponse:
     response.headers.update(_NO_STORE)
+    for name, value in (("username", form.username), ("password", form.password)):
+        if NUL in value:
+            raise InvalidRequestError(name, "must not contain a NUL character")
     return await accounts.login(form.username, form.password, form.scopes)
 
 

@@ -14,7 +14,9 @@ from starlette.datastructures import UploadFile
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.gateway.adapters.storage import StorageClient
+from comfyserve.gateway.bodies import NUL
 from comfyserve.gateway.errors import (
+    InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
     UploadFailedError,
@@ -80,6 +82,10 @@ class FilesService:
     ) -> FileMetadata:
         """Stores a spooled multipart upload: record, PUT the bytes, complete."""
         filename = upload.filename or "upload"
+        if NUL in filename:
+            raise InvalidRequestError(
+                "file", "its name must not contain a NUL character"
+            )
         media_type = content_type_for(filename, upload.content_type, content_type)
         inspected = await anyio.to_thread.run_sync(
             inspect_upload, upload.file, media_type.startswith("image/")
