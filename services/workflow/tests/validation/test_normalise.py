@@ -228,7 +228,7 @@ def compact_size(graph: dict[str, Any]) -> int:
     [
         API_GRAPH,
         {"1": node()},
-        {"1": node(text='quote " backslash \\ tab \t nul \x00 del \x7f')},
+        {"1": node(text='quote " backslash \\ tab \t bell \x07 del \x7f')},
         {"1": node(text="é ü 日本 🎨")},
         {"1": node(a=-0.0, b=1e-7, c=1.5e300, d=-12, e=10**30, f=True, g=None)},
         {"1": node(v=[[], {}, [1, [2, {"k": "v"}]], {"a": [], "b": {}}])},
@@ -354,3 +354,19 @@ def test_large_finite_numbers_pass() -> None:
     raw = {"1": node(a=1.7976931348623157e308, b=-5e-324, c=10**300)}
 
     assert normalise_workflow(raw) == raw
+
+
+def test_a_nul_in_an_input_is_refused_naming_node_and_input() -> None:
+    raw = {
+        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "cat\x00dog"}},
+    }
+
+    with pytest.raises(InvalidWorkflowError) as raised:
+        normalise_workflow(raw)
+
+    info = raised.value.error.extra_info
+    assert (info["limit"], info["node_id"], info["field"]) == (
+        "no_nul_characters",
+        "1",
+        "inputs.text",
+    )

@@ -1043,7 +1043,7 @@ def test_undeclared_inputs_of_nodes_no_output_needs_are_not_checked(
         ("C:/evil", "absolute paths are not allowed"),
         ("c:evil", "absolute paths are not allowed"),
         ("renders\\..\\evil", "backslashes are not allowed in a prefix"),
-        ("out\x00.png", "control characters are not allowed in a prefix"),
+        ("out\x01.png", "control characters are not allowed in a prefix"),
         ("out\nx", "control characters are not allowed in a prefix"),
         ("", "expected a non-empty prefix"),
         ("  ", "expected a non-empty prefix"),

@@ -61,6 +61,15 @@ def check_depth(depth: int, node_id: str, field: str, limits: ValidationLimits) 
 def check_string(
     value: str, node_id: str, field: str, limits: ValidationLimits
 ) -> None:
+    if "\x00" in value:
+        # Postgres' JSONB, where the job is kept, cannot hold a NUL.
+        raise _limit(
+            f"Node '{node_id}' {field} holds a NUL character",
+            limit="no_nul_characters",
+            value=value.index("\x00"),
+            node_id=node_id,
+            field=field,
+        )
     if len(value) > limits.max_string_length:
         raise _limit(
             f"Node '{node_id}' {field} has a string of {len(value)} characters; "
