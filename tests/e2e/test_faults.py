@@ -147,6 +147,20 @@ def extra_executor(product: Product, number: int) -> tuple[ServiceProcess, str]:
     return process, f"http://127.0.0.1:{port}/health/ready"
 
 
+async def runner_of(job_id: str, executors: list[ServiceProcess]) -> ServiceProcess:
+    """The executor that started `job_id`, as its own log says."""
+    async with asyncio.timeout(60):
+        while True:
+            for executor in executors:
+                log = executor.log_dir / f"{executor.name}.log"
+                lines = log.read_text(errors="replace").splitlines()
+                if any(
+                    job_id in line and "executor.job.started" in line for line in lines
+                ):
+                    return executor
+            await asyncio.sleep(0.2)
+
+
 @pytest.fixture
 async def second_executor(product: Product) -> AsyncIterator[ServiceProcess]:
     second, ready = extra_executor(product, 2)
@@ -276,7 +290,7 @@ async def test_two_attempts_race_on_one_output_slot(
     """The first worker freezes mid-job, loses its lease, and wakes up after a
     second attempt took over: only the attempt that ends the job owns outputs,
     and the loser's objects are deleted."""
-    first = product.services["executor"]
+    executors = [product.services["executor"], second_executor]
     s3 = Minio(
         product.stack["S3_ENDPOINT"],
         access_key=product.stack["S3_ACCESS_KEY"],
@@ -286,12 +300,14 @@ async def test_two_attempts_race_on_one_output_slot(
     )
     bucket = product.stack["S3_BUCKET"]
     async with product.client() as client:
-        # Occupy the second worker, so the first takes the racing job.
+        # Occupy one worker, so the other takes the racing job.
         blocker = await submit(client, slow_graph(2, 51))
         await wait_for_status(client, blocker["execution_id"], {"running"})
         racing = await submit(client, slow_graph(3, 52))
         job_id = racing["execution_id"]
         running = await wait_for_status(client, job_id, {"running"})
+        # Either worker may have claimed the blocker: freeze the racing one.
+        first = await runner_of(job_id, executors)
         first.signal(signal.SIGSTOP)
         try:
             retried = await wait_for_status(client, job_id, {"pending", "running"})
