@@ -96,6 +96,33 @@ OUTPUT_KIND_FILE: OutputKind.ValueType  # 5
 OUTPUT_KIND_LATENT: OutputKind.ValueType  # 6
 Global___OutputKind: _TypeAlias = OutputKind  # noqa: Y015
 
+class _JobOrder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobOrderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobOrder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_ORDER_UNSPECIFIED: _JobOrder.ValueType  # 0
+    """newest first, paged by cursor"""
+    JOB_ORDER_OLDEST_FIRST: _JobOrder.ValueType  # 1
+    """by `number`, the order jobs were accepted in"""
+    JOB_ORDER_NEWEST_FIRST: _JobOrder.ValueType  # 2
+    JOB_ORDER_LONGEST_FIRST: _JobOrder.ValueType  # 3
+    """Ended jobs by `duration_seconds`; jobs that never ran come last."""
+    JOB_ORDER_SHORTEST_FIRST: _JobOrder.ValueType  # 4
+
+class JobOrder(_JobOrder, metaclass=_JobOrderEnumTypeWrapper): ...
+
+JOB_ORDER_UNSPECIFIED: JobOrder.ValueType  # 0
+"""newest first, paged by cursor"""
+JOB_ORDER_OLDEST_FIRST: JobOrder.ValueType  # 1
+"""by `number`, the order jobs were accepted in"""
+JOB_ORDER_NEWEST_FIRST: JobOrder.ValueType  # 2
+JOB_ORDER_LONGEST_FIRST: JobOrder.ValueType  # 3
+"""Ended jobs by `duration_seconds`; jobs that never ran come last."""
+JOB_ORDER_SHORTEST_FIRST: JobOrder.ValueType  # 4
+Global___JobOrder: _TypeAlias = JobOrder  # noqa: Y015
+
 class _UpdateKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -179,6 +206,8 @@ class SubmitJobRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     workflow_json: _builtins.str
     """API-format graph as JSON text (not Struct, which turns ints into doubles)."""
@@ -187,6 +216,16 @@ class SubmitJobRequest(_message.Message):
     timeout_seconds: _builtins.int
     """Wall-clock limit of one attempt; 0 applies the server default."""
     idempotency_key: _builtins.str
+    job_id: _builtins.str
+    """The job's id, chosen by the caller (ComfyUI's `prompt_id`): a canonical
+    lowercase UUID, else INVALID_ARGUMENT. An id any job already has, of any
+    tenant, is ALREADY_EXISTS with reason `job_id_taken`. Unset: the server
+    picks one.
+    """
+    client_id: _builtins.str
+    """ComfyUI's `client_id`: the native WebSocket session that follows the job.
+    Stored and returned on Job; not a secret.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -199,17 +238,27 @@ class SubmitJobRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         timeout_seconds: _builtins.int = ...,
         idempotency_key: _builtins.str | None = ...,
+        job_id: _builtins.str | None = ...,
+        client_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_webhook_url", b"_webhook_url", "idempotency_key", b"idempotency_key", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_idempotency_key", b"_idempotency_key", "_job_id", b"_job_id", "_webhook_url", b"_webhook_url", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_webhook_url", b"_webhook_url", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "priority", b"priority", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_idempotency_key", b"_idempotency_key", "_job_id", b"_job_id", "_webhook_url", b"_webhook_url", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "metadata", b"metadata", "priority", b"priority", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__client_id: _TypeAlias = _typing.Literal["client_id"]  # noqa: Y015
+    _WhichOneofArgType__client_id: _TypeAlias = _typing.Literal["_client_id", b"_client_id"]  # noqa: Y015
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
     _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
+    _WhichOneofReturnType__job_id: _TypeAlias = _typing.Literal["job_id"]  # noqa: Y015
+    _WhichOneofArgType__job_id: _TypeAlias = _typing.Literal["_job_id", b"_job_id"]  # noqa: Y015
     _WhichOneofReturnType__webhook_url: _TypeAlias = _typing.Literal["webhook_url"]  # noqa: Y015
     _WhichOneofArgType__webhook_url: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url"]  # noqa: Y015
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__client_id) -> _WhichOneofReturnType__client_id | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__job_id) -> _WhichOneofReturnType__job_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_url) -> _WhichOneofReturnType__webhook_url | None: ...
 
@@ -324,11 +373,25 @@ class ListJobsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    WITH_GRAPH_FIELD_NUMBER: _builtins.int
+    WITH_TOTAL_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     page_size: _builtins.int
     """0 applies the server default; the server caps it."""
     cursor: _builtins.str
     """`next_cursor` of the previous page; empty for the first page."""
+    order: Global___JobOrder.ValueType
+    """UNSPECIFIED (newest first) pages by `cursor`; any other order pages by
+    `offset`, and a `cursor` with it is INVALID_ARGUMENT.
+    """
+    offset: _builtins.int
+    """Jobs to skip; with an order other than UNSPECIFIED only."""
+    with_graph: _builtins.bool
+    """Fill `workflow_json` of every listed job."""
+    with_total: _builtins.bool
+    """Fill `total` of the response."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___JobStatus.ValueType]:
         """Empty lists jobs of every status."""
@@ -340,10 +403,14 @@ class ListJobsRequest(_message.Message):
         page_size: _builtins.int = ...,
         cursor: _builtins.str = ...,
         statuses: _abc.Iterable[Global___JobStatus.ValueType] | None = ...,
+        order: Global___JobOrder.ValueType = ...,
+        offset: _builtins.int = ...,
+        with_graph: _builtins.bool = ...,
+        with_total: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "page_size", b"page_size", "statuses", b"statuses", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "offset", b"offset", "order", b"order", "page_size", b"page_size", "statuses", b"statuses", "tenant_id", b"tenant_id", "with_graph", b"with_graph", "with_total", b"with_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,8 +422,11 @@ class ListJobsResponse(_message.Message):
 
     JOBS_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
     """Empty on the last page."""
+    total: _builtins.int
+    """Jobs matching the filter, all pages together; set when `with_total`."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
         """`workflow_json` is left empty in listed jobs: GetJob has it."""
@@ -366,10 +436,11 @@ class ListJobsResponse(_message.Message):
         *,
         jobs: _abc.Iterable[Global___Job] | None = ...,
         next_cursor: _builtins.str = ...,
+        total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_cursor", b"next_cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_cursor", b"next_cursor", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -495,6 +566,8 @@ class Job(_message.Message):
     WORKFLOW_JSON_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     POOL_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     status: Global___JobStatus.ValueType
@@ -515,6 +588,12 @@ class Job(_message.Message):
     pool: _builtins.str
     """The executor pool (image) the job runs on, chosen at submit by which
     pools' node catalogs validate the graph.
+    """
+    client_id: _builtins.str
+    """ComfyUI's `client_id` given at submit; empty when none."""
+    number: _builtins.int
+    """The job's place in the order of acceptance: increases with every
+    accepted job, across tenants (ComfyUI's queue `number`).
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -560,10 +639,12 @@ class Job(_message.Message):
         workflow_json: _builtins.str = ...,
         worker_id: _builtins.str = ...,
         pool: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        number: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "outputs", b"outputs", "pool", b"pool", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "client_id", b"client_id", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "number", b"number", "outputs", b"outputs", "pool", b"pool", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__duration_seconds: _TypeAlias = _typing.Literal["duration_seconds"]  # noqa: Y015
     _WhichOneofArgType__duration_seconds: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds"]  # noqa: Y015
@@ -1326,3 +1407,48 @@ class TenantQuota(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TenantQuota: _TypeAlias = TenantQuota  # noqa: Y015
+
+@_typing.final
+class GetNodeCatalogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CLASS_TYPE_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    class_type: _builtins.str
+    """Only this node class; empty for every class. An unknown class answers an
+    empty document.
+    """
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        class_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["class_type", b"class_type", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNodeCatalogRequest: _TypeAlias = GetNodeCatalogRequest  # noqa: Y015
+
+@_typing.final
+class GetNodeCatalogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECT_INFO_JSON_FIELD_NUMBER: _builtins.int
+    object_info_json: _builtins.str
+    """`/object_info` as JSON text: `{class_type: definition}`."""
+    def __init__(
+        self,
+        *,
+        object_info_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["object_info_json", b"object_info_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNodeCatalogResponse: _TypeAlias = GetNodeCatalogResponse  # noqa: Y015

@@ -96,6 +96,11 @@ class WorkflowServiceStub:
                 request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetTenantQuotaRequest.SerializeToString,
                 response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.FromString,
                 _registered_method=True)
+        self.GetNodeCatalog = channel.unary_unary(
+                '/comfyserve.workflow.v1.WorkflowService/GetNodeCatalog',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetNodeCatalogRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetNodeCatalogResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -204,6 +209,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNodeCatalog(self, request, context):
+        """The node types the fleet offers, as ComfyUI's `/object_info` document:
+        the union of every live pool's catalog (the first pool by name wins a
+        class two pools define differently). Empty before any executor published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +280,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetTenantQuota,
                     request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetTenantQuotaRequest.FromString,
                     response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.SerializeToString,
+            ),
+            'GetNodeCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeCatalog,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetNodeCatalogRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetNodeCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -594,6 +613,33 @@ class WorkflowService:
             '/comfyserve.workflow.v1.WorkflowService/GetTenantQuota',
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetTenantQuotaRequest.SerializeToString,
             comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.TenantQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.workflow.v1.WorkflowService/GetNodeCatalog',
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetNodeCatalogRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_workflow_dot_v1_dot_workflow__pb2.GetNodeCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,11 @@ class WorkflowServiceStub:
     """
     GetTenantQuota: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.GetTenantQuotaRequest, _workflow_pb2.TenantQuota]
     """A tenant's limits, with the defaults filled in."""
+    GetNodeCatalog: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.GetNodeCatalogRequest, _workflow_pb2.GetNodeCatalogResponse]
+    """The node types the fleet offers, as ComfyUI's `/object_info` document:
+    the union of every live pool's catalog (the first pool by name wins a
+    class two pools define differently). Empty before any executor published.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -142,6 +147,11 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """
     GetTenantQuota: _aio.UnaryUnaryMultiCallable[_workflow_pb2.GetTenantQuotaRequest, _workflow_pb2.TenantQuota]  # type: ignore[assignment]
     """A tenant's limits, with the defaults filled in."""
+    GetNodeCatalog: _aio.UnaryUnaryMultiCallable[_workflow_pb2.GetNodeCatalogRequest, _workflow_pb2.GetNodeCatalogResponse]  # type: ignore[assignment]
+    """The node types the fleet offers, as ComfyUI's `/object_info` document:
+    the union of every live pool's catalog (the first pool by name wins a
+    class two pools define differently). Empty before any executor published.
+    """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every call is scoped to `tenant_id`: a job of another tenant answers
@@ -267,5 +277,16 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_pb2.TenantQuota, _abc.Awaitable[_workflow_pb2.TenantQuota]]:
         """A tenant's limits, with the defaults filled in."""
+
+    @_abc_1.abstractmethod
+    def GetNodeCatalog(
+        self,
+        request: _workflow_pb2.GetNodeCatalogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.GetNodeCatalogResponse, _abc.Awaitable[_workflow_pb2.GetNodeCatalogResponse]]:
+        """The node types the fleet offers, as ComfyUI's `/object_info` document:
+        the union of every live pool's catalog (the first pool by name wins a
+        class two pools define differently). Empty before any executor published.
+        """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
