@@ -85,6 +85,9 @@ class FileInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    BLAKE3_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     purpose: Global___FilePurpose.ValueType
@@ -103,6 +106,15 @@ class FileInfo(_message.Message):
     state: Global___FileState.ValueType
     attempt: _builtins.int
     """The job attempt that produced an OUTPUT file."""
+    blake3: _builtins.str
+    """`blake3:<64 hex>` of the content; empty when unknown."""
+    folder: _builtins.str
+    """For client files: the folder (`input`, `temp` or `output`, the native
+    ComfyUI upload types) and the path inside it (`sub/photo.png`) that
+    clients name the file by. Empty for job outputs and files uploaded
+    before names existed (their path is their filename, in `input`).
+    """
+    path: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -130,10 +142,13 @@ class FileInfo(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         attempt: _builtins.int | None = ...,
+        blake3: _builtins.str = ...,
+        folder: _builtins.str = ...,
+        path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "attempt", b"attempt", "created_at", b"created_at", "expires_at", b"expires_at", "height", b"height", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "width", b"width"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "attempt", b"attempt", "bucket", b"bucket", "content_type", b"content_type", "created_at", b"created_at", "expires_at", b"expires_at", "filename", b"filename", "height", b"height", "id", b"id", "index", b"index", "job_id", b"job_id", "key", b"key", "node_id", b"node_id", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "state", b"state", "tenant_id", b"tenant_id", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_width", b"_width", "attempt", b"attempt", "blake3", b"blake3", "bucket", b"bucket", "content_type", b"content_type", "created_at", b"created_at", "expires_at", b"expires_at", "filename", b"filename", "folder", b"folder", "height", b"height", "id", b"id", "index", b"index", "job_id", b"job_id", "key", b"key", "node_id", b"node_id", "path", b"path", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "state", b"state", "tenant_id", b"tenant_id", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
@@ -177,6 +192,9 @@ class CreateUploadRequest(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    BLAKE3_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     purpose: Global___FilePurpose.ValueType
     filename: _builtins.str
@@ -195,6 +213,16 @@ class CreateUploadRequest(_message.Message):
     objects; only the attempt that ends the job keeps them. Refused with
     FAILED_PRECONDITION once the job has ended.
     """
+    blake3: _builtins.str
+    """`blake3:<64 hex>` of the content, computed by the uploader while it
+    streamed the bytes; recorded for FindFileByHash.
+    """
+    folder: _builtins.str
+    """For INPUT files: the folder (`input` when unset, `temp` or `output`) and
+    the path inside it (the filename when unset) that names the file for
+    FindNamedFile. A path has no `..`, empty or absolute segments.
+    """
+    path: _builtins.str
     def __init__(
         self,
         *,
@@ -209,19 +237,28 @@ class CreateUploadRequest(_message.Message):
         sha256: _builtins.str | None = ...,
         ttl_seconds: _builtins.int | None = ...,
         attempt: _builtins.int | None = ...,
+        blake3: _builtins.str | None = ...,
+        folder: _builtins.str | None = ...,
+        path: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "sha256", b"sha256", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_blake3", b"_blake3", "_folder", b"_folder", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_path", b"_path", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "blake3", b"blake3", "folder", b"folder", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "path", b"path", "sha256", b"sha256", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "content_type", b"content_type", "filename", b"filename", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_blake3", b"_blake3", "_folder", b"_folder", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_path", b"_path", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "blake3", b"blake3", "content_type", b"content_type", "filename", b"filename", "folder", b"folder", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "path", b"path", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    _WhichOneofReturnType__blake3: _TypeAlias = _typing.Literal["blake3"]  # noqa: Y015
+    _WhichOneofArgType__blake3: _TypeAlias = _typing.Literal["_blake3", b"_blake3"]  # noqa: Y015
+    _WhichOneofReturnType__folder: _TypeAlias = _typing.Literal["folder"]  # noqa: Y015
+    _WhichOneofArgType__folder: _TypeAlias = _typing.Literal["_folder", b"_folder"]  # noqa: Y015
     _WhichOneofReturnType__index: _TypeAlias = _typing.Literal["index"]  # noqa: Y015
     _WhichOneofArgType__index: _TypeAlias = _typing.Literal["_index", b"_index"]  # noqa: Y015
     _WhichOneofReturnType__job_id: _TypeAlias = _typing.Literal["job_id"]  # noqa: Y015
     _WhichOneofArgType__job_id: _TypeAlias = _typing.Literal["_job_id", b"_job_id"]  # noqa: Y015
     _WhichOneofReturnType__node_id: _TypeAlias = _typing.Literal["node_id"]  # noqa: Y015
     _WhichOneofArgType__node_id: _TypeAlias = _typing.Literal["_node_id", b"_node_id"]  # noqa: Y015
+    _WhichOneofReturnType__path: _TypeAlias = _typing.Literal["path"]  # noqa: Y015
+    _WhichOneofArgType__path: _TypeAlias = _typing.Literal["_path", b"_path"]  # noqa: Y015
     _WhichOneofReturnType__sha256: _TypeAlias = _typing.Literal["sha256"]  # noqa: Y015
     _WhichOneofArgType__sha256: _TypeAlias = _typing.Literal["_sha256", b"_sha256"]  # noqa: Y015
     _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
@@ -229,11 +266,17 @@ class CreateUploadRequest(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__blake3) -> _WhichOneofReturnType__blake3 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__folder) -> _WhichOneofReturnType__folder | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__index) -> _WhichOneofReturnType__index | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__job_id) -> _WhichOneofReturnType__job_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__node_id) -> _WhichOneofReturnType__node_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__path) -> _WhichOneofReturnType__path | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sha256) -> _WhichOneofReturnType__sha256 | None: ...
     @_typing.overload
@@ -532,6 +575,124 @@ class ListFilesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFilesResponse: _TypeAlias = ListFilesResponse  # noqa: Y015
+
+@_typing.final
+class FindFileByHashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    BLAKE3_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    blake3: _builtins.str
+    """`blake3:<64 hex>`; hex compared case-insensitively."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        blake3: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blake3", b"blake3", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindFileByHashRequest: _TypeAlias = FindFileByHashRequest  # noqa: Y015
+
+@_typing.final
+class CreateFileFromHashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    BLAKE3_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    blake3: _builtins.str
+    folder: _builtins.str
+    """As in CreateUploadRequest; the path's last segment becomes the filename.
+    Unset path: the source file's filename.
+    """
+    path: _builtins.str
+    ttl_seconds: _builtins.int
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        blake3: _builtins.str = ...,
+        folder: _builtins.str | None = ...,
+        path: _builtins.str | None = ...,
+        ttl_seconds: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_folder", b"_folder", "_path", b"_path", "_ttl_seconds", b"_ttl_seconds", "folder", b"folder", "path", b"path", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_folder", b"_folder", "_path", b"_path", "_ttl_seconds", b"_ttl_seconds", "blake3", b"blake3", "folder", b"folder", "path", b"path", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__folder: _TypeAlias = _typing.Literal["folder"]  # noqa: Y015
+    _WhichOneofArgType__folder: _TypeAlias = _typing.Literal["_folder", b"_folder"]  # noqa: Y015
+    _WhichOneofReturnType__path: _TypeAlias = _typing.Literal["path"]  # noqa: Y015
+    _WhichOneofArgType__path: _TypeAlias = _typing.Literal["_path", b"_path"]  # noqa: Y015
+    _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
+    _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__folder) -> _WhichOneofReturnType__folder | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__path) -> _WhichOneofReturnType__path | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
+
+Global___CreateFileFromHashRequest: _TypeAlias = CreateFileFromHashRequest  # noqa: Y015
+
+@_typing.final
+class CreateFileFromHashResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    CREATED_NEW_FIELD_NUMBER: _builtins.int
+    created_new: _builtins.bool
+    """False when the tenant already had a file with this hash, folder and path."""
+    @_builtins.property
+    def file(self) -> Global___FileInfo: ...
+    def __init__(
+        self,
+        *,
+        file: Global___FileInfo | None = ...,
+        created_new: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_new", b"created_new", "file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateFileFromHashResponse: _TypeAlias = CreateFileFromHashResponse  # noqa: Y015
+
+@_typing.final
+class FindNamedFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    folder: _builtins.str
+    """`input` when empty."""
+    path: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        folder: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["folder", b"folder", "path", b"path", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindNamedFileRequest: _TypeAlias = FindNamedFileRequest  # noqa: Y015
 
 @_typing.final
 class GetStorageUsageRequest(_message.Message):

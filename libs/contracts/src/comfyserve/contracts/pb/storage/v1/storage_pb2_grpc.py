@@ -77,6 +77,21 @@ class StorageServiceStub:
                 request_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageRequest.SerializeToString,
                 response_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageResponse.FromString,
                 _registered_method=True)
+        self.FindFileByHash = channel.unary_unary(
+                '/comfyserve.storage.v1.StorageService/FindFileByHash',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FindFileByHashRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FileInfo.FromString,
+                _registered_method=True)
+        self.CreateFileFromHash = channel.unary_unary(
+                '/comfyserve.storage.v1.StorageService/CreateFileFromHash',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.CreateFileFromHashRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.CreateFileFromHashResponse.FromString,
+                _registered_method=True)
+        self.FindNamedFile = channel.unary_unary(
+                '/comfyserve.storage.v1.StorageService/FindNamedFile',
+                request_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FindNamedFileRequest.SerializeToString,
+                response_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FileInfo.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -144,6 +159,36 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindFileByHash(self, request, context):
+        """Returns the tenant's newest READY file with this BLAKE3 hash; NOT_FOUND
+        when it has none (another tenant's file with the same bytes answers the
+        same). Needs files:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateFileFromHash(self, request, context):
+        """Records a new READY file of the tenant over the object of its newest
+        READY file with this BLAKE3 hash, without moving bytes; returns the
+        tenant's existing file when one with this hash, folder and path already
+        exists (`created_new` false). NOT_FOUND when the tenant has no such
+        hash. An object shared this way is deleted only with its last record.
+        Needs files:write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindNamedFile(self, request, context):
+        """Returns the tenant's newest READY client file stored under this folder
+        and path (`sub/photo.png` in `input`); NOT_FOUND when there is none.
+        Needs files:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +231,21 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageRequest.FromString,
                     response_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageResponse.SerializeToString,
+            ),
+            'FindFileByHash': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindFileByHash,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FindFileByHashRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FileInfo.SerializeToString,
+            ),
+            'CreateFileFromHash': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFileFromHash,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.CreateFileFromHashRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.CreateFileFromHashResponse.SerializeToString,
+            ),
+            'FindNamedFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindNamedFile,
+                    request_deserializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FindNamedFileRequest.FromString,
+                    response_serializer=comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FileInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -406,6 +466,87 @@ class StorageService:
             '/comfyserve.storage.v1.StorageService/GetUsage',
             comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageRequest.SerializeToString,
             comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.GetStorageUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindFileByHash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.storage.v1.StorageService/FindFileByHash',
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FindFileByHashRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FileInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFileFromHash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.storage.v1.StorageService/CreateFileFromHash',
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.CreateFileFromHashRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.CreateFileFromHashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindNamedFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyserve.storage.v1.StorageService/FindNamedFile',
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FindNamedFileRequest.SerializeToString,
+            comfyserve_dot_contracts_dot_pb_dot_storage_dot_v1_dot_storage__pb2.FileInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,24 @@ class StorageServiceStub:
     """Lists the tenant's files, newest first, paginated by an opaque cursor."""
     GetUsage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetStorageUsageRequest, _storage_pb2.GetStorageUsageResponse]
     """Admin: bytes and files stored per tenant."""
+    FindFileByHash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FindFileByHashRequest, _storage_pb2.FileInfo]
+    """Returns the tenant's newest READY file with this BLAKE3 hash; NOT_FOUND
+    when it has none (another tenant's file with the same bytes answers the
+    same). Needs files:read.
+    """
+    CreateFileFromHash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateFileFromHashRequest, _storage_pb2.CreateFileFromHashResponse]
+    """Records a new READY file of the tenant over the object of its newest
+    READY file with this BLAKE3 hash, without moving bytes; returns the
+    tenant's existing file when one with this hash, folder and path already
+    exists (`created_new` false). NOT_FOUND when the tenant has no such
+    hash. An object shared this way is deleted only with its last record.
+    Needs files:write.
+    """
+    FindNamedFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FindNamedFileRequest, _storage_pb2.FileInfo]
+    """Returns the tenant's newest READY client file stored under this folder
+    and path (`sub/photo.png` in `input`); NOT_FOUND when there is none.
+    Needs files:read.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -93,6 +111,24 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Lists the tenant's files, newest first, paginated by an opaque cursor."""
     GetUsage: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetStorageUsageRequest, _storage_pb2.GetStorageUsageResponse]  # type: ignore[assignment]
     """Admin: bytes and files stored per tenant."""
+    FindFileByHash: _aio.UnaryUnaryMultiCallable[_storage_pb2.FindFileByHashRequest, _storage_pb2.FileInfo]  # type: ignore[assignment]
+    """Returns the tenant's newest READY file with this BLAKE3 hash; NOT_FOUND
+    when it has none (another tenant's file with the same bytes answers the
+    same). Needs files:read.
+    """
+    CreateFileFromHash: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateFileFromHashRequest, _storage_pb2.CreateFileFromHashResponse]  # type: ignore[assignment]
+    """Records a new READY file of the tenant over the object of its newest
+    READY file with this BLAKE3 hash, without moving bytes; returns the
+    tenant's existing file when one with this hash, folder and path already
+    exists (`created_new` false). NOT_FOUND when the tenant has no such
+    hash. An object shared this way is deleted only with its last record.
+    Needs files:write.
+    """
+    FindNamedFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.FindNamedFileRequest, _storage_pb2.FileInfo]  # type: ignore[assignment]
+    """Returns the tenant's newest READY client file stored under this folder
+    and path (`sub/photo.png` in `input`); NOT_FOUND when there is none.
+    Needs files:read.
+    """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every call is scoped to `tenant_id`: a file of another tenant answers
@@ -169,5 +205,41 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.GetStorageUsageResponse, _abc.Awaitable[_storage_pb2.GetStorageUsageResponse]]:
         """Admin: bytes and files stored per tenant."""
+
+    @_abc_1.abstractmethod
+    def FindFileByHash(
+        self,
+        request: _storage_pb2.FindFileByHashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.FileInfo, _abc.Awaitable[_storage_pb2.FileInfo]]:
+        """Returns the tenant's newest READY file with this BLAKE3 hash; NOT_FOUND
+        when it has none (another tenant's file with the same bytes answers the
+        same). Needs files:read.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateFileFromHash(
+        self,
+        request: _storage_pb2.CreateFileFromHashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.CreateFileFromHashResponse, _abc.Awaitable[_storage_pb2.CreateFileFromHashResponse]]:
+        """Records a new READY file of the tenant over the object of its newest
+        READY file with this BLAKE3 hash, without moving bytes; returns the
+        tenant's existing file when one with this hash, folder and path already
+        exists (`created_new` false). NOT_FOUND when the tenant has no such
+        hash. An object shared this way is deleted only with its last record.
+        Needs files:write.
+        """
+
+    @_abc_1.abstractmethod
+    def FindNamedFile(
+        self,
+        request: _storage_pb2.FindNamedFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.FileInfo, _abc.Awaitable[_storage_pb2.FileInfo]]:
+        """Returns the tenant's newest READY client file stored under this folder
+        and path (`sub/photo.png` in `input`); NOT_FOUND when there is none.
+        Needs files:read.
+        """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
