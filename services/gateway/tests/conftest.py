@@ -38,6 +38,7 @@ from .fakes.auth import (
     known_principals,
 )
 from .fakes.limits import FakeLimiter, FakeSuspensions
+from .fakes.prompt_router import FakePromptRouter
 from .fakes.rpc import make_rpc_error, timestamp
 from .fakes.storage import FakeObjectStore, FakeStorage
 from .fakes.workflow import FakeWorkflow
@@ -136,6 +137,11 @@ def suspensions() -> FakeSuspensions:
 
 
 @pytest.fixture
+def prompt_router() -> FakePromptRouter:
+    return FakePromptRouter()
+
+
+@pytest.fixture
 def probes() -> list[FakeProbe]:
     return [FakeProbe("workflow"), FakeProbe("storage"), FakeProbe("redis")]
 
@@ -162,6 +168,7 @@ def fake_resources(
     verifier: FakeVerifier,
     limiter: FakeLimiter,
     suspensions: FakeSuspensions,
+    prompt_router: FakePromptRouter,
 ) -> FakeResources:
     """The fakes as the app's resources, uploading through `http`."""
 
@@ -173,6 +180,7 @@ def fake_resources(
             storage=storage,
             limiter=limiter,
             suspensions=suspensions,
+            prompt_router=prompt_router,
             http=http,
             probes=probes,
         )

@@ -38,6 +38,7 @@ from comfyserve.gateway.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
+from comfyserve.gateway.native.routing import RedisPromptRouter, subscriber_redis
 from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import Resources, ResourcesFactory
@@ -86,6 +87,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         aclosing(
             redis_client(settings.redis_url, settings.redis_timeout_seconds)
         ) as redis,
+        aclosing(
+            subscriber_redis(settings.redis_url, settings.redis_timeout_seconds)
+        ) as subscriber,
         aclosing(upload_client()) as http,
     ):
         yield Resources(
@@ -97,6 +101,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             storage=GrpcStorageClient(storage_channel, settings.grpc_timeout_seconds),
             limiter=RedisRateLimiter(redis),
             suspensions=RedisSuspensions(redis),
+            prompt_router=RedisPromptRouter(subscriber),
             http=http,
             probes=(
                 # Ready means a job can be accepted: the workflow service serves

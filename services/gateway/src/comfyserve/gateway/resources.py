@@ -17,6 +17,7 @@ from comfyserve.gateway.adapters.workflow import WorkflowClient
 from comfyserve.gateway.auth.principal import Authenticator
 from comfyserve.gateway.limits.gcra import RateLimiter
 from comfyserve.gateway.limits.suspensions import Suspensions
+from comfyserve.gateway.native.routing import PromptRouter
 from comfyserve.gateway.settings import Settings
 
 
@@ -28,6 +29,8 @@ class Resources:
     storage: StorageClient
     limiter: RateLimiter
     suspensions: Suspensions
+    # Tells native WebSockets, on any replica, of their clients' prompts.
+    prompt_router: PromptRouter
     # Sends upload bytes to presigned object-store URLs.
     http: httpx.AsyncClient
     probes: Sequence[Probe]
