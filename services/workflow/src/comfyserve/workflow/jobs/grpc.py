@@ -3,6 +3,7 @@ answered by the runtime's interceptor, each as its class in `errors.py` says."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from comfyserve.workflow.jobs.messages import (
     UPDATE_TO_PB,
     assignment_to_pb,
     job_to_pb,
+    order_from_pb,
     output_to_pb,
     priority_from_pb,
     status_filter,
@@ -69,6 +71,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 idempotency_key=request.idempotency_key
                 if request.HasField("idempotency_key")
                 else None,
+                job_id=request.job_id if request.HasField("job_id") else None,
+                client_id=request.client_id or None,
             )
         )
         if outcome.job is None:
@@ -108,10 +112,15 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             page_size=request.page_size,
             cursor=request.cursor,
             statuses=known,
+            order=order_from_pb(request.order),
+            offset=request.offset,
+            with_graph=request.with_graph,
+            with_total=request.with_total,
         )
         return pb.ListJobsResponse(
             jobs=[job_to_pb(job) for job in page.jobs],
             next_cursor=page.next_cursor or "",
+            total=page.total or 0,
         )
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
@@ -218,6 +227,13 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         else:
             tenant_id = tenant_of_call(request.tenant_id, Scope.WORKFLOWS_READ)
         return _quota_to_pb(await self._apis.tenants.quota(tenant_id))
+
+    async def GetNodeCatalog(
+        self, request: pb.GetNodeCatalogRequest, context: Context
+    ) -> pb.GetNodeCatalogResponse:
+        tenant_of_call(request.tenant_id, Scope.WORKFLOWS_READ)
+        document = await self._apis.reader.object_info(request.class_type or None)
+        return pb.GetNodeCatalogResponse(object_info_json=json.dumps(document))
 
 
 def _quota_to_pb(quota: TenantQuota) -> pb.TenantQuota:

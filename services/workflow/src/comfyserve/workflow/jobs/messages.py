@@ -13,7 +13,7 @@ from comfyserve.contracts.events import OutputKind, Priority
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.workflow.errors import InvalidArgumentError
 from comfyserve.workflow.jobs.claims import Assignment, LeaseState
-from comfyserve.workflow.jobs.models import JobRecord, JobStatus
+from comfyserve.workflow.jobs.models import JobOrder, JobRecord, JobStatus
 from comfyserve.workflow.jobs.reads import UpdateKind
 from comfyserve.workflow.validation import ComfyErrors
 
@@ -37,6 +37,13 @@ _STATUS_TO_PB = {
 }
 _STATUS_FROM_PB: Mapping[int, JobStatus] = {
     value: key for key, value in _STATUS_TO_PB.items()
+}
+_ORDER_FROM_PB: Mapping[int, JobOrder] = {
+    pb.JOB_ORDER_UNSPECIFIED: JobOrder.NEWEST,
+    pb.JOB_ORDER_OLDEST_FIRST: JobOrder.OLDEST_FIRST,
+    pb.JOB_ORDER_NEWEST_FIRST: JobOrder.NEWEST_FIRST,
+    pb.JOB_ORDER_LONGEST_FIRST: JobOrder.LONGEST_FIRST,
+    pb.JOB_ORDER_SHORTEST_FIRST: JobOrder.SHORTEST_FIRST,
 }
 # This service never gives a job JOB_STATUS_EXPIRED (a job past its deadline
 # is FAILED with code "timeout"), so filtering on it matches nothing.
@@ -67,6 +74,13 @@ def priority_from_pb(value: int) -> Priority:
         return _PRIORITY_FROM_PB[value]
     except KeyError:
         raise InvalidArgumentError("priority", f"unknown value {value}") from None
+
+
+def order_from_pb(value: int) -> JobOrder:
+    try:
+        return _ORDER_FROM_PB[value]
+    except KeyError:
+        raise InvalidArgumentError("order", f"unknown value {value}") from None
 
 
 def status_filter(value: int) -> JobStatus | None:
@@ -110,6 +124,8 @@ def job_to_pb(job: JobRecord) -> pb.Job:
         workflow_json=(_compact(job.workflow) if job.workflow else ""),
         worker_id=job.worker_id or "",
         pool=job.pool,
+        client_id=job.client_id or "",
+        number=job.number or 0,
     )
     if job.progress is not None:
         message.progress.CopyFrom(_progress_to_pb(job.progress))

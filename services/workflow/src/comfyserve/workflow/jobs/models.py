@@ -20,6 +20,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     Double,
+    FetchedValue,
     Integer,
     Row,
     SmallInteger,
@@ -42,6 +43,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "FileInputRef",
     "JobRecord",
+    "JobOrder",
     "JobStatus",
     "idempotency_keys",
     "job_events",
@@ -61,6 +63,17 @@ class JobStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
+
+
+class JobOrder(StrEnum):
+    """How a listing is ordered; every order but NEWEST (paged by cursor)
+    pages by offset."""
+
+    NEWEST = "newest"
+    OLDEST_FIRST = "oldest_first"
+    NEWEST_FIRST = "newest_first"
+    LONGEST_FIRST = "longest_first"
+    SHORTEST_FIRST = "shortest_first"
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -107,6 +120,9 @@ jobs = Table(
     Column("pool", Text, nullable=False),
     Column("lease_expires_at", DateTime(timezone=True)),
     Column("file_inputs", JSONB, nullable=False),
+    # From a sequence at insert (migration 0004): the order of acceptance.
+    Column("number", BigInteger, nullable=False, server_default=FetchedValue()),
+    Column("client_id", Text),
 )
 
 JOB_COLUMNS = [column for column in jobs.c if column.name != "priority_rank"]
@@ -196,6 +212,9 @@ class JobRecord:
     idempotency_key: str | None = None
     duration_seconds: float | None = None
     queue_position: int | None = None
+    client_id: str | None = None
+    # None until the row is inserted, which numbers it.
+    number: int | None = None
 
 
 def job_from_row(row: Row[Any]) -> JobRecord:

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from comfyserve.workflow.errors import InvalidArgumentError, JobNotFoundError
 from comfyserve.workflow.jobs import queue_repository, repository
 from comfyserve.workflow.jobs.cursor import Cursor
-from comfyserve.workflow.jobs.models import JobRecord, JobStatus
+from comfyserve.workflow.jobs.fleet_catalog import fleet_object_info
+from comfyserve.workflow.jobs.models import JobOrder, JobRecord, JobStatus
 from comfyserve.workflow.jobs.watch import ChannelListener
 
 DEFAULT_PAGE_SIZE = 20
@@ -30,6 +31,8 @@ class UpdateKind(StrEnum):
 class JobPage:
     jobs: list[JobRecord]
     next_cursor: str | None
+    # Set when asked for: the jobs of every page together.
+    total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +87,59 @@ class JobReader:
         page_size: int,
         cursor: str,
         statuses: Sequence[JobStatus],
+        order: JobOrder = JobOrder.NEWEST,
+        offset: int = 0,
+        with_graph: bool = False,
+        with_total: bool = False,
     ) -> JobPage:
-        """Newest first; listed jobs leave out their graph."""
+        """Newest first by cursor, or in another `order` by offset; listed jobs
+        leave out their graph unless asked for it."""
         require_tenant(tenant_id)
         if page_size < 0:
             raise InvalidArgumentError("page_size", "must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = Cursor.decode(cursor) if cursor else None
+        if order is JobOrder.NEWEST and offset:
+            raise InvalidArgumentError("offset", "needs an order other than newest")
+        if order is not JobOrder.NEWEST and cursor:
+            raise InvalidArgumentError("cursor", "pages only the newest-first order")
+        if offset < 0:
+            raise InvalidArgumentError("offset", "must not be negative")
         async with self._engine.connect() as conn:
-            rows = await repository.list_jobs(
-                conn, tenant_id, statuses=statuses, after=after, limit=limit + 1
+            if order is JobOrder.NEWEST:
+                rows = await repository.list_jobs(
+                    conn,
+                    tenant_id,
+                    statuses=statuses,
+                    after=Cursor.decode(cursor) if cursor else None,
+                    limit=limit + 1,
+                    with_graph=with_graph,
+                )
+            else:
+                rows = await repository.list_by_offset(
+                    conn,
+                    tenant_id,
+                    statuses=statuses,
+                    order=order,
+                    offset=offset,
+                    limit=limit + 1,
+                    with_graph=with_graph,
+                )
+            total = (
+                await repository.count_jobs(conn, tenant_id, statuses)
+                if with_total
+                else None
             )
         page = rows[:limit]
         next_cursor = None
-        if len(rows) > limit:
+        if len(rows) > limit and order is JobOrder.NEWEST:
             last = page[-1]
             next_cursor = Cursor(last.created_at, last.id).encode()
-        return JobPage(jobs=page, next_cursor=next_cursor)
+        return JobPage(jobs=page, next_cursor=next_cursor, total=total)
+
+    async def object_info(self, class_type: str | None) -> dict[str, Any]:
+        """The fleet's node catalog, the same for every tenant."""
+        async with self._engine.connect() as conn:
+            return await fleet_object_info(conn, class_type)
 
     async def watch(self, tenant_id: str, job_id: str) -> AsyncIterator[JobUpdate]:
         """The current state, then one update per observed change, ending after

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,7 @@ from comfyserve.workflow.jobs.cursor import Cursor
 from comfyserve.workflow.jobs.models import (
     JOB_COLUMNS,
     SUMMARY_COLUMNS,
+    JobOrder,
     JobRecord,
     JobStatus,
     idempotency_keys,
@@ -53,13 +54,25 @@ def _fields(job: JobRecord) -> dict[str, Any]:
     return {column.name: getattr(job, column.name) for column in JOB_COLUMNS}
 
 
-async def insert_job(conn: AsyncConnection, job: JobRecord) -> None:
+async def insert_job(conn: AsyncConnection, job: JobRecord) -> int:
+    """Insert the job; answers the `number` its row was given."""
     values = _fields(job)
     values["status"] = job.status.value
     values["priority"] = job.priority.value
-    await conn.execute(insert(jobs).values(values))
+    if job.number is None:
+        del values["number"]
+    number = (
+        await conn.execute(insert(jobs).values(values).returning(jobs.c.number))
+    ).scalar_one()
     if job.status is JobStatus.PENDING:
         await queue_repository.adjust_depth(conn, job.pool, job.priority, 1)
+    return int(number)
+
+
+async def job_exists(conn: AsyncConnection, job_id: UUID) -> bool:
+    """Whether any tenant's job has this id."""
+    query = select(exists().where(jobs.c.id == job_id))
+    return bool((await conn.execute(query)).scalar())
 
 
 async def get_job(
@@ -96,8 +109,11 @@ async def list_jobs(
     statuses: Sequence[JobStatus],
     after: Cursor | None,
     limit: int,
+    with_graph: bool = False,
 ) -> list[JobRecord]:
-    query = select(*SUMMARY_COLUMNS).where(jobs.c.tenant_id == tenant_id)
+    query = select(*(JOB_COLUMNS if with_graph else SUMMARY_COLUMNS)).where(
+        jobs.c.tenant_id == tenant_id
+    )
     if statuses:
         query = query.where(jobs.c.status.in_([status.value for status in statuses]))
     if after is not None:
@@ -107,6 +123,46 @@ async def list_jobs(
         )
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
     return [job_from_row(row) for row in await conn.execute(query)]
+
+
+def _ordering(order: JobOrder) -> list[Any]:
+    if order is JobOrder.OLDEST_FIRST:
+        return [jobs.c.number]
+    if order is JobOrder.LONGEST_FIRST:
+        return [jobs.c.duration_seconds.desc().nulls_last(), jobs.c.number]
+    if order is JobOrder.SHORTEST_FIRST:
+        return [jobs.c.duration_seconds.asc().nulls_last(), jobs.c.number]
+    return [jobs.c.number.desc()]
+
+
+async def list_by_offset(
+    conn: AsyncConnection,
+    tenant_id: str,
+    *,
+    statuses: Sequence[JobStatus],
+    order: JobOrder,
+    offset: int,
+    limit: int,
+    with_graph: bool,
+) -> list[JobRecord]:
+    """A page of the tenant's jobs in `order` (never NEWEST, which pages by
+    cursor)."""
+    query = select(*(JOB_COLUMNS if with_graph else SUMMARY_COLUMNS)).where(
+        jobs.c.tenant_id == tenant_id
+    )
+    if statuses:
+        query = query.where(jobs.c.status.in_([status.value for status in statuses]))
+    query = query.order_by(*_ordering(order)).offset(offset).limit(limit)
+    return [job_from_row(row) for row in await conn.execute(query)]
+
+
+async def count_jobs(
+    conn: AsyncConnection, tenant_id: str, statuses: Sequence[JobStatus]
+) -> int:
+    query = select(func.count()).select_from(jobs).where(jobs.c.tenant_id == tenant_id)
+    if statuses:
+        query = query.where(jobs.c.status.in_([status.value for status in statuses]))
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def past_deadline(

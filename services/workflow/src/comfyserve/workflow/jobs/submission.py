@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.events import InputFile, Priority
@@ -28,6 +28,7 @@ from comfyserve.workflow.errors import (
 from comfyserve.workflow.jobs import events, queue_repository, repository
 from comfyserve.workflow.jobs.assets import resolve_assets
 from comfyserve.workflow.jobs.hashing import request_hash
+from comfyserve.workflow.jobs.job_ids import JobIdTakenError, chosen_job_id
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
 from comfyserve.workflow.jobs.pools import choose_pool
 from comfyserve.workflow.jobs.reads import JobReader, require_tenant
@@ -60,6 +61,8 @@ class SubmitRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: int = 0
     idempotency_key: str | None = None
+    job_id: str | None = None
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class SubmissionService:
 
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:
         require_tenant(request.tenant_id)
+        job_id = chosen_job_id(request.job_id)
         timeout = self._timeout(request.timeout_seconds)
         if request.webhook_url is not None:
             await check_webhook_url(
@@ -126,12 +130,16 @@ class SubmissionService:
             replay = await self._replay(request.tenant_id, key, fingerprint)
             if replay is not None:
                 return replay
+        if request.job_id is not None:
+            async with self._engine.connect() as conn:
+                if await repository.job_exists(conn, job_id):
+                    raise JobIdTakenError()
         prepared = await self._prepare(request.tenant_id, graph)
         if not isinstance(prepared, _Prepared):
             return SubmitOutcome(errors=prepared)
         now = self._clock()
         job = JobRecord(
-            id=uuid.uuid4(),
+            id=job_id,
             tenant_id=request.tenant_id,
             status=JobStatus.PENDING,
             priority=request.priority,
@@ -148,6 +156,7 @@ class SubmissionService:
             metadata=dict(request.metadata),
             webhook_url=request.webhook_url,
             idempotency_key=request.idempotency_key,
+            client_id=request.client_id or None,
         )
         stored = await self._store(job, fingerprint)
         if stored is None:
@@ -177,7 +186,12 @@ class SubmissionService:
         now = job.created_at
         async with self._engine.connect() as conn, conn.begin() as transaction:
             await admit(conn, job.tenant_id, self._quotas)
-            await repository.insert_job(conn, job)
+            try:
+                number = await repository.insert_job(conn, job)
+            except IntegrityError:
+                # Only a chosen id can collide, with a job stored since the
+                # check in `submit`.
+                raise JobIdTakenError() from None
             if job.idempotency_key is not None:
                 recorded = await repository.insert_idempotency(
                     conn,
@@ -197,7 +211,7 @@ class SubmissionService:
             position = await queue_repository.pending_through(
                 conn, job.pool, job.priority
             )
-        return replace(job, queue_position=position)
+        return replace(job, queue_position=position, number=number)
 
     async def _replay(
         self, tenant_id: str, key: str, fingerprint: str
