@@ -8,12 +8,15 @@ register, refresh, the JWKS) depend on a `PublicLimit` per client address.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from comfyserve.contracts.scopes import WRITE_SCOPES, Scope
 from comfyserve.gateway.auth.principal import is_bootstrap
@@ -27,7 +30,7 @@ from comfyserve.gateway.errors import (
 from comfyserve.gateway.limits.admission import admit, refuse_suspended
 from comfyserve.gateway.limits.gcra import LimitsUnavailable
 from comfyserve.gateway.limits.policy import RouteClass, quota_for
-from comfyserve.gateway.resources import ResourcesDep
+from comfyserve.gateway.resources import Resources, ResourcesDep
 from comfyserve.gateway.settings import Settings
 from comfyserve.runtime.auth import AuthUnavailable, Principal, Unauthenticated
 
@@ -57,36 +60,76 @@ class Caller:
         return self.credential
 
 
-async def _authenticated(
-    request: Request,
-    resources: ResourcesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def presented_credential(
+    connection: HTTPConnection, *, query_token: bool = False
+) -> str | None:
+    """The credential a caller presented: `Authorization: Bearer <credential>`,
+    or HTTP Basic with it as the password (any user name; the user name when
+    the password is empty), so clients that take only a URL can carry one in
+    `http://user:KEY@host`; with `query_token`, also a `token` query parameter,
+    for WebSocket clients that can set no header at all."""
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        return _basic_secret(value)
+    if query_token:
+        return connection.query_params.get("token") or None
+    return None
+
+
+def _basic_secret(encoded: str) -> str | None:
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, password = decoded.partition(":")
+    return password or user or None
+
+
+async def authenticate(
+    connection: HTTPConnection, resources: Resources, credential: str | None
 ) -> Caller:
-    if credentials is None or not credentials.credentials:
+    """The caller behind `credential`; a bad one spends its address's sign-in
+    allowance."""
+    if not credential:
         raise UnauthorizedError()
     try:
-        principal = await resources.authenticator.authenticate(credentials.credentials)
+        principal = await resources.authenticator.authenticate(credential)
     except Unauthenticated:
-        await _count_bad_credential(request, resources)
+        await _count_bad_credential(connection, resources)
         raise UnauthorizedError("The bearer token is not valid") from None
     except AuthUnavailable as error:
         log.warning("gateway.auth.unavailable", grpc_code=str(error))
         raise ServiceUnavailableError(
             "Credentials cannot be checked now; retry later"
         ) from None
-    request.state.tenant_id = principal.tenant_id
-    return Caller(principal, credentials.credentials)
+    connection.state.tenant_id = principal.tenant_id
+    return Caller(principal, credential)
 
 
-async def _count_bad_credential(request: Request, resources: ResourcesDep) -> None:
+async def _authenticated(
+    request: Request,
+    resources: ResourcesDep,
+    # Declared for the OpenAPI document; the credential itself may also come
+    # as HTTP Basic, which `presented_credential` reads.
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    return await authenticate(request, resources, presented_credential(request))
+
+
+async def _count_bad_credential(
+    connection: HTTPConnection, resources: Resources
+) -> None:
     """A bad credential is counted against its address's sign-in allowance:
     guessing keys costs what guessing passwords does, and each unknown key is
     a call to the auth service. Without Redis the 401 stands."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = connection.app.state.settings
     quota = quota_for(settings, RouteClass.AUTH, None)
     try:
         decision = await resources.limiter.acquire(
-            RouteClass.AUTH.value, f"ip:{client_address(request)}", quota
+            RouteClass.AUTH.value, f"ip:{client_address(connection)}", quota
         )
     except LimitsUnavailable:
         return
@@ -98,10 +141,10 @@ async def _count_bad_credential(request: Request, resources: ResourcesDep) -> No
         )
 
 
-def client_address(request: Request) -> str:
+def client_address(connection: HTTPConnection) -> str:
     """The client's address; uvicorn takes it from `X-Forwarded-For` only
     when the peer is a trusted proxy (`GATEWAY_FORWARDED_ALLOW_IPS`)."""
-    return request.client.host if request.client else "unknown"
+    return connection.client.host if connection.client else "unknown"
 
 
 class Access:
@@ -130,11 +173,19 @@ class Access:
         resources: ResourcesDep,
         caller: Annotated[Caller, Depends(_authenticated)],
     ) -> Caller:
+        await self.admit(request, resources, caller)
+        return caller
+
+    async def admit(
+        self, connection: HTTPConnection, resources: Resources, caller: Caller
+    ) -> None:
+        """The guard for a caller already authenticated (WebSockets, which
+        take no HTTP dependencies)."""
         principal = caller.principal
         if self.scopes.isdisjoint(principal.scopes):
             raise MissingScopeError(self.scopes)
-        settings: Settings = request.app.state.settings
-        request.state.rate_limit = await admit(
+        settings: Settings = connection.app.state.settings
+        connection.state.rate_limit = await admit(
             resources.limiter,
             self.route_class,
             principal.subject,
@@ -142,7 +193,6 @@ class Access:
         )
         if self.refused_when_suspended:
             await refuse_suspended(resources.suspensions, principal)
-        return caller
 
 
 @dataclass(frozen=True, slots=True)
