@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,39 @@ _LISTABLE = {
 }
 
 
+def _by_number(job: wf.Job) -> float:
+    return float(job.number)
+
+
+def _by_duration(job: wf.Job) -> float:
+    # Jobs that never ran come last, as the service orders them.
+    return job.duration_seconds if job.HasField("duration_seconds") else 1e18
+
+
+def _by_longest(job: wf.Job) -> float:
+    return -job.duration_seconds if job.HasField("duration_seconds") else 1e18
+
+
+def _by_created(job: wf.Job) -> float:
+    return job.created_at.ToDatetime().timestamp()
+
+
+_ORDERS = {
+    wf.JOB_ORDER_UNSPECIFIED: _by_created,
+    wf.JOB_ORDER_SHORTEST_FIRST: _by_duration,
+    wf.JOB_ORDER_LONGEST_FIRST: _by_longest,
+}
+
+
+def _listed(job: wf.Job, with_graph: bool) -> wf.Job:
+    if with_graph:
+        return job
+    listed = wf.Job()
+    listed.CopyFrom(job)
+    listed.workflow_json = ""
+    return listed
+
+
 class FakeWorkflow:
     """WorkflowService in memory: tenants' jobs, idempotency, scripted watches."""
 
@@ -39,6 +73,9 @@ class FakeWorkflow:
         # When set, a watch waits for it after its first update.
         self.watch_gate: asyncio.Event | None = None
         self.quotas: dict[str, wf.TenantQuota] = {}
+        # GetNodeCatalog's document: ComfyUI's /object_info.
+        self.object_info: dict[str, object] = {}
+        self._number = 0
         self._clock = datetime(2030, 1, 1, tzinfo=UTC)
 
     def _record(self, method: str, request: object) -> None:
@@ -51,8 +88,10 @@ class FakeWorkflow:
 
     def add_job(self, tenant_id: str, **fields: object) -> wf.Job:
         self._clock += timedelta(seconds=1)
+        self._number += 1
         values: dict[str, object] = {
             "id": str(uuid.uuid4()),
+            "number": self._number,
             "tenant_id": tenant_id,
             "status": wf.JOB_STATUS_PENDING,
             "priority": wf.PRIORITY_NORMAL,
@@ -81,6 +120,10 @@ class FakeWorkflow:
                 if known[0] != body:
                     raise make_rpc_error(grpc.StatusCode.ALREADY_EXISTS, "key reused")
                 return wf.SubmitJobResponse(job=self.jobs[known[1]], replayed=True)
+        if request.HasField("job_id") and request.job_id in self.jobs:
+            raise make_rpc_error(
+                grpc.StatusCode.ALREADY_EXISTS, "job_id_taken", reason="job_id_taken"
+            )
         pending = sum(job.status == wf.JOB_STATUS_PENDING for job in self.jobs.values())
         job = self.add_job(
             request.tenant_id,
@@ -88,7 +131,12 @@ class FakeWorkflow:
             metadata=dict(request.metadata),
             queue_position=pending,
             workflow_json=request.workflow_json,
+            client_id=request.client_id,
         )
+        if request.HasField("job_id"):
+            del self.jobs[job.id]
+            job.id = request.job_id
+            self.jobs[job.id] = job
         job.timeout_seconds = request.timeout_seconds
         if request.HasField("webhook_url"):
             job.webhook_url = request.webhook_url
@@ -130,16 +178,29 @@ class FakeWorkflow:
                 if job.tenant_id == request.tenant_id
                 and (not request.statuses or job.status in request.statuses)
             ),
-            key=lambda job: job.created_at.ToDatetime(),
-            reverse=True,
+            key=_ORDERS.get(request.order, _by_number),
+            reverse=request.order
+            in (wf.JOB_ORDER_UNSPECIFIED, wf.JOB_ORDER_NEWEST_FIRST),
         )
-        start = cursor_start(request.cursor)
+        start = request.offset or cursor_start(request.cursor)
         size = request.page_size or 20
-        page = jobs[start : start + size]
-        more = start + size < len(jobs)
+        page = [_listed(job, request.with_graph) for job in jobs[start : start + size]]
+        more = start + size < len(jobs) and request.order == wf.JOB_ORDER_UNSPECIFIED
         return wf.ListJobsResponse(
-            jobs=page, next_cursor=str(start + size) if more else ""
+            jobs=page,
+            next_cursor=str(start + size) if more else "",
+            total=len(jobs) if request.with_total else 0,
         )
+
+    async def get_node_catalog(
+        self, request: wf.GetNodeCatalogRequest
+    ) -> wf.GetNodeCatalogResponse:
+        self._record("get_node_catalog", request)
+        document = self.object_info
+        if request.class_type:
+            known = document.get(request.class_type)
+            document = {} if known is None else {request.class_type: known}
+        return wf.GetNodeCatalogResponse(object_info_json=json.dumps(document))
 
     async def cancel_job(self, request: wf.CancelJobRequest) -> wf.Job:
         self._record("cancel_job", request)

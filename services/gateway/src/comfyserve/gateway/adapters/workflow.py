@@ -49,6 +49,10 @@ class WorkflowClient(Protocol):
         self, request: wf.SetTenantQuotaRequest
     ) -> wf.TenantQuota: ...
 
+    async def get_node_catalog(
+        self, request: wf.GetNodeCatalogRequest
+    ) -> wf.GetNodeCatalogResponse: ...
+
 
 class GrpcWorkflowClient:
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float) -> None:
@@ -84,6 +88,11 @@ class GrpcWorkflowClient:
         self, request: wf.SetTenantQuotaRequest
     ) -> wf.TenantQuota:
         return await self._stub.SetTenantQuota(request, timeout=self._timeout)
+
+    async def get_node_catalog(
+        self, request: wf.GetNodeCatalogRequest
+    ) -> wf.GetNodeCatalogResponse:
+        return await self._stub.GetNodeCatalog(request, timeout=self._timeout)
 
     async def watch_job(
         self, request: wf.WatchJobRequest
