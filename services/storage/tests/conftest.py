@@ -22,6 +22,7 @@ from comfyserve.storage.clock import utcnow
 from comfyserve.storage.db import create_engine, migrate, session_factory
 from comfyserve.storage.fences.service import FenceService
 from comfyserve.storage.files.deletion import DeletionService
+from comfyserve.storage.files.lookups import LookupService
 from comfyserve.storage.files.reads import ReadService
 from comfyserve.storage.files.retention import RetentionService
 from comfyserve.storage.files.uploads import UploadService
@@ -234,6 +235,7 @@ class Isolated:
     uploads: UploadService
     reads: ReadService
     deletion: DeletionService
+    lookups: LookupService
     retention: RetentionService
     fences: FenceService
 
@@ -262,6 +264,7 @@ async def isolated(
             uploads=UploadService(sessions, fake_store, settings),
             reads=ReadService(sessions, fake_store, settings),
             deletion=deletion,
+            lookups=LookupService(sessions, settings),
             retention=RetentionService(sessions, deletion),
             fences=FenceService(sessions, fake_store, deletion, settings),
         )

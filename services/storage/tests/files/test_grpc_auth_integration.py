@@ -72,7 +72,9 @@ async def address(isolated) -> AsyncIterator[str]:
     async with serve_grpc(
         service=SERVICE_NAME,
         add_servicers=lambda server: pb_grpc.add_StorageServiceServicer_to_server(
-            StorageServicer(isolated.uploads, isolated.reads, isolated.deletion),
+            StorageServicer(
+                isolated.uploads, isolated.reads, isolated.deletion, isolated.lookups
+            ),
             server,
         ),
         registry=CollectorRegistry(),

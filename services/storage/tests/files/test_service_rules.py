@@ -14,6 +14,7 @@ from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.storage.errors import InvalidArgument, StorageError, TooLarge
 from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.grpc import StorageServicer
+from comfyserve.storage.files.lookups import LookupService
 from comfyserve.storage.files.models import FilePurpose, UploadRequest
 from comfyserve.storage.files.reads import ReadService
 from comfyserve.storage.files.uploads import UploadService
@@ -64,6 +65,7 @@ def servicer(sessions, store, settings) -> StorageServicer:
         UploadService(sessions, store, settings),
         ReadService(sessions, store, settings),
         DeletionService(sessions, store),
+        LookupService(sessions, settings),
     )
 
 

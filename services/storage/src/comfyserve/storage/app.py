@@ -21,6 +21,7 @@ from comfyserve.storage.fences.handlers import create_broker, subscribe
 from comfyserve.storage.fences.service import FenceService
 from comfyserve.storage.files.deletion import DeletionService
 from comfyserve.storage.files.grpc import StorageServicer
+from comfyserve.storage.files.lookups import LookupService
 from comfyserve.storage.files.reads import ReadService
 from comfyserve.storage.files.retention import RetentionService, sweep_forever
 from comfyserve.storage.files.uploads import UploadService
@@ -39,6 +40,7 @@ class App:
     uploads: UploadService
     reads: ReadService
     deletion: DeletionService
+    lookups: LookupService
     retention: RetentionService
     fences: FenceService
     grpc_port: int
@@ -60,6 +62,7 @@ async def running(
         uploads = UploadService(sessions, store, settings)
         reads = ReadService(sessions, store, settings)
         deletion = DeletionService(sessions, store)
+        lookups = LookupService(sessions, settings)
         retention = RetentionService(sessions, deletion)
         fences = FenceService(sessions, store, deletion, settings)
         metrics = Metrics()
@@ -71,7 +74,7 @@ async def running(
                 service=SERVICE_NAME,
                 add_servicers=lambda server: (
                     pb_grpc.add_StorageServiceServicer_to_server(
-                        StorageServicer(uploads, reads, deletion), server
+                        StorageServicer(uploads, reads, deletion, lookups), server
                     )
                 ),
                 registry=metrics.registry,
@@ -97,6 +100,7 @@ async def running(
                 uploads=uploads,
                 reads=reads,
                 deletion=deletion,
+                lookups=lookups,
                 retention=retention,
                 fences=fences,
                 grpc_port=server.port,

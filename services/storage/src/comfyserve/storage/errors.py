@@ -37,6 +37,13 @@ class FileNotFound(StorageError):
         super().__init__(f"file {file_id!r} not found")
 
 
+class NoSuchFile(StorageError):
+    """No file of the tenant has that hash or name; another tenant's is no
+    different."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
 class FileNotReady(StorageError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 

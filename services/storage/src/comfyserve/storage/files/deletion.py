@@ -1,8 +1,9 @@
 """Deleting files without a lock held while the store is called.
 
 Rows are claimed (state `deleting`: gone for every read, refused for
-re-registration) in a short transaction; their objects are deleted outside it,
-then the rows whose object is gone. `DeleteFile`, retention and fencing all end
+re-registration) in a short transaction; their objects are deleted outside it
+(unless a live row minted from a hash still names one), then the rows whose
+object is gone. `DeleteFile`, retention and fencing all end
 in `purge`.
 """
 
@@ -55,7 +56,18 @@ class DeletionService:
         and retention retries it.
         """
         gone: list[uuid.UUID] = []
+        # A row minted from a hash shares its source's object: the object stays
+        # while another live row names it. The claim committed first, so a
+        # mint racing it either locked the source before (and is seen here)
+        # or found it claimed and minted over nothing of it.
+        async with self._sessions() as session:
+            shared = await repository.keys_still_used(
+                session, sorted({row.key for row in rows})
+            )
         for row in rows:
+            if row.key in shared:
+                gone.append(row.id)
+                continue
             try:
                 await self._store.delete(row.key)
             except ObjectStoreError as error:

@@ -18,6 +18,7 @@ from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as pb_grpc
 from comfyserve.contracts.scopes import Scope
 from comfyserve.runtime.grpc_auth import require_admin, require_service, tenant_of_call
 from comfyserve.storage.files.deletion import DeletionService
+from comfyserve.storage.files.lookups import LookupService
 from comfyserve.storage.files.models import (
     DownloadLink,
     FilePurpose,
@@ -48,11 +49,16 @@ _STATES = {
 
 class StorageServicer(pb_grpc.StorageServiceServicer):
     def __init__(
-        self, uploads: UploadService, reads: ReadService, deletion: DeletionService
+        self,
+        uploads: UploadService,
+        reads: ReadService,
+        deletion: DeletionService,
+        lookups: LookupService,
     ) -> None:
         self.uploads = uploads
         self.reads = reads
         self.deletion = deletion
+        self.lookups = lookups
 
     async def CreateUpload(
         self, request: pb.CreateUploadRequest, context: Context
@@ -77,6 +83,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
                     request.ttl_seconds if request.HasField("ttl_seconds") else None
                 ),
                 attempt=request.attempt if request.HasField("attempt") else None,
+                blake3=request.blake3 if request.HasField("blake3") else None,
+                folder=request.folder if request.HasField("folder") else None,
+                path=request.path if request.HasField("path") else None,
             )
         )
         return pb.CreateUploadResponse(
@@ -166,6 +175,36 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
             ]
         )
 
+    async def FindFileByHash(
+        self, request: pb.FindFileByHashRequest, context: Context
+    ) -> pb.FileInfo:
+        tenant_id = tenant_of_call(request.tenant_id, Scope.FILES_READ)
+        return file_info(await self.lookups.by_hash(tenant_id, request.blake3))
+
+    async def CreateFileFromHash(
+        self, request: pb.CreateFileFromHashRequest, context: Context
+    ) -> pb.CreateFileFromHashResponse:
+        minted = await self.lookups.mint(
+            tenant_of_call(request.tenant_id, Scope.FILES_WRITE),
+            request.blake3,
+            folder=request.folder if request.HasField("folder") else None,
+            path=request.path if request.HasField("path") else None,
+            ttl_seconds=(
+                request.ttl_seconds if request.HasField("ttl_seconds") else None
+            ),
+        )
+        return pb.CreateFileFromHashResponse(
+            file=file_info(minted.file), created_new=minted.created_new
+        )
+
+    async def FindNamedFile(
+        self, request: pb.FindNamedFileRequest, context: Context
+    ) -> pb.FileInfo:
+        tenant_id = tenant_of_call(request.tenant_id, Scope.FILES_READ)
+        return file_info(
+            await self.lookups.named(tenant_id, request.folder, request.path)
+        )
+
 
 def file_info(row: StoredFile) -> pb.FileInfo:
     info = pb.FileInfo(
@@ -176,6 +215,9 @@ def file_info(row: StoredFile) -> pb.FileInfo:
         content_type=row.content_type,
         size=row.size,
         sha256=row.sha256 or "",
+        blake3=row.blake3 or "",
+        folder=row.folder or "",
+        path=row.path or "",
         bucket=row.bucket,
         key=row.key,
         job_id=row.job_id,

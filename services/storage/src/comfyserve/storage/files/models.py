@@ -16,6 +16,14 @@ class FilePurpose(StrEnum):
     OUTPUT = "output"
 
 
+class Folder(StrEnum):
+    """The native ComfyUI folders a client file can be uploaded into."""
+
+    INPUT = "input"
+    TEMP = "temp"
+    OUTPUT = "output"
+
+
 class FileState(StrEnum):
     PENDING = "pending"
     READY = "ready"
@@ -53,6 +61,11 @@ class StoredFile(StorageModel, table=True):
     deleting_since: datetime | None = Field(
         default=None, sa_type=DateTime(timezone=True)
     )
+    # `blake3:<hex>`; rows minted from a hash share the object of their source.
+    blake3: str | None = Field(default=None, sa_type=String(71))
+    # Client files only: the native ComfyUI folder and the path inside it.
+    folder: str | None = Field(default=None, sa_type=String(16))
+    path: str | None = Field(default=None, sa_type=String(1024))
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,17 @@ class UploadRequest:
     sha256: str | None
     ttl_seconds: int | None
     attempt: int | None = None
+    blake3: str | None = None
+    folder: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Minted:
+    """A file minted over a known hash; `created_new` false when it existed."""
+
+    file: StoredFile
+    created_new: bool
 
 
 @dataclass(frozen=True)

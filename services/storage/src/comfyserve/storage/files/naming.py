@@ -8,12 +8,15 @@ import uuid
 from urllib.parse import quote
 
 from comfyserve.storage.errors import InvalidArgument
+from comfyserve.storage.files.models import Folder
 
 MAX_FILENAME_CHARS = 200
 # Tenant, job and node ids become key segments: plain tokens only. ComfyUI node
 # ids can carry ':' (nodes inside subgraphs).
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.\-+=@,() ]")
+_BLAKE3 = re.compile(r"^blake3:[0-9a-f]{64}$")
+MAX_PATH_CHARS = 512
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
@@ -34,6 +37,39 @@ def safe_filename(raw: str) -> str:
     # Characters with a meaning in URLs or shells are replaced, so the key and
     # the Content-Disposition header carry the name unchanged.
     return _UNSAFE_NAME_CHARS.sub("_", name)
+
+
+def normalise_blake3(raw: str) -> str:
+    """`blake3:<64 hex>` in lower case, or InvalidArgument."""
+    value = raw.strip().lower()
+    if not _BLAKE3.fullmatch(value):
+        raise InvalidArgument("blake3", "must be 'blake3:' and 64 hex digits")
+    return value
+
+
+def normalise_folder(raw: str | None) -> str:
+    if not raw:
+        return Folder.INPUT.value
+    try:
+        return Folder(raw).value
+    except ValueError:
+        raise InvalidArgument("folder", "must be input, temp or output") from None
+
+
+def safe_path(raw: str) -> str:
+    """A relative path of safe filename segments (`sub/photo.png`).
+
+    Every segment passes `safe_filename`, so a path never leaves its folder.
+    """
+    if raw.startswith("/") or "\\" in raw:
+        raise InvalidArgument("path", "must be a relative path with '/' separators")
+    segments = raw.split("/")
+    if any(segment.strip() in ("", ".", "..") for segment in segments):
+        raise InvalidArgument("path", "must not have empty, '.' or '..' segments")
+    path = "/".join(safe_filename(segment) for segment in segments)
+    if len(path) > MAX_PATH_CHARS:
+        raise InvalidArgument("path", f"must be at most {MAX_PATH_CHARS} characters")
+    return path
 
 
 def normalise_content_type(raw: str, allowed: frozenset[str]) -> str:

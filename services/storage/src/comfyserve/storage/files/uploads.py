@@ -34,9 +34,12 @@ from comfyserve.storage.files.models import (
 from comfyserve.storage.files.naming import (
     input_key,
     key_segment,
+    normalise_blake3,
     normalise_content_type,
+    normalise_folder,
     output_key,
     safe_filename,
+    safe_path,
 )
 from comfyserve.storage.files.reads import find_file
 from comfyserve.storage.objects import ObjectStat, ObjectStore
@@ -180,12 +183,17 @@ class UploadService:
             raise InvalidArgument("sha256", "must be 64 hex digits")
         if request.ttl_seconds is not None and request.ttl_seconds <= 0:
             raise InvalidArgument("ttl_seconds", "must be positive")
+        blake3 = normalise_blake3(request.blake3) if request.blake3 else None
         file_id = uuid.uuid4()
         attempt: int | None = None
+        folder: str | None = None
+        path: str | None = None
         if request.purpose == FilePurpose.INPUT:
             for field in ("job_id", "node_id", "index", "attempt"):
                 if getattr(request, field) is not None:
                     raise InvalidArgument(field, "is only accepted for outputs")
+            folder = normalise_folder(request.folder)
+            path = safe_path(request.path) if request.path else filename
             key = input_key(tenant_id, file_id, filename)
             default_ttl = self._settings.input_ttl_seconds
         elif request.purpose == FilePurpose.OUTPUT:
@@ -202,6 +210,8 @@ class UploadService:
             default_ttl = self._settings.output_ttl_seconds
         else:
             raise InvalidArgument("purpose", "must be input or output")
+        if request.purpose == FilePurpose.OUTPUT and (request.folder or request.path):
+            raise InvalidArgument("folder", "is only accepted for inputs")
         now = self._clock()
         return StoredFile(
             id=file_id,
@@ -217,6 +227,9 @@ class UploadService:
             node_id=request.node_id,
             index=request.index,
             attempt=attempt,
+            blake3=blake3,
+            folder=folder,
+            path=path,
             state=FileState.PENDING.value,
             created_at=now,
             expires_at=now + timedelta(seconds=request.ttl_seconds or default_ttl),

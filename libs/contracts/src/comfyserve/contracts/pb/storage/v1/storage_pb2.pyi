@@ -111,8 +111,7 @@ class FileInfo(_message.Message):
     folder: _builtins.str
     """For client files: the folder (`input`, `temp` or `output`, the native
     ComfyUI upload types) and the path inside it (`sub/photo.png`) that
-    clients name the file by. Empty for job outputs and files uploaded
-    before names existed (their path is their filename, in `input`).
+    clients name the file by. Empty for job outputs.
     """
     path: _builtins.str
     @_builtins.property
