@@ -37,6 +37,7 @@ from .fakes.auth import (
     FakeVerifier,
     known_principals,
 )
+from .fakes.idempotency import FakeIdempotencyClaims
 from .fakes.limits import FakeLimiter, FakeSuspensions
 from .fakes.prompt_router import FakePromptRouter
 from .fakes.rpc import make_rpc_error, timestamp
@@ -137,6 +138,11 @@ def suspensions() -> FakeSuspensions:
 
 
 @pytest.fixture
+def idempotency() -> FakeIdempotencyClaims:
+    return FakeIdempotencyClaims()
+
+
+@pytest.fixture
 def prompt_router() -> FakePromptRouter:
     return FakePromptRouter()
 
@@ -169,6 +175,7 @@ def fake_resources(
     limiter: FakeLimiter,
     suspensions: FakeSuspensions,
     prompt_router: FakePromptRouter,
+    idempotency: FakeIdempotencyClaims,
 ) -> FakeResources:
     """The fakes as the app's resources, uploading through `http`."""
 
@@ -181,6 +188,7 @@ def fake_resources(
             limiter=limiter,
             suspensions=suspensions,
             prompt_router=prompt_router,
+            idempotency=idempotency,
             http=http,
             probes=probes,
         )

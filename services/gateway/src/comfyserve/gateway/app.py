@@ -43,6 +43,7 @@ from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import Resources, ResourcesFactory
 from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings
+from comfyserve.gateway.v2.idempotency import RedisIdempotencyClaims
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.identity import connect_auth
 
@@ -102,6 +103,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             limiter=RedisRateLimiter(redis),
             suspensions=RedisSuspensions(redis),
             prompt_router=RedisPromptRouter(subscriber),
+            idempotency=RedisIdempotencyClaims(redis),
             http=http,
             probes=(
                 # Ready means a job can be accepted: the workflow service serves

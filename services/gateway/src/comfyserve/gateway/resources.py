@@ -19,6 +19,7 @@ from comfyserve.gateway.limits.gcra import RateLimiter
 from comfyserve.gateway.limits.suspensions import Suspensions
 from comfyserve.gateway.native.routing import PromptRouter
 from comfyserve.gateway.settings import Settings
+from comfyserve.gateway.v2.idempotency import IdempotencyClaims
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class Resources:
     suspensions: Suspensions
     # Tells native WebSockets, on any replica, of their clients' prompts.
     prompt_router: PromptRouter
+    # Single-use Idempotency-Key claims of v2 submits.
+    idempotency: IdempotencyClaims
     # Sends upload bytes to presigned object-store URLs.
     http: httpx.AsyncClient
     probes: Sequence[Probe]
