@@ -1,13 +1,21 @@
-"""A job's event stream: WatchJob updates as the events the SSE route sends.
+"""A job's event stream: WatchJob updates as the events the SSE routes send.
 
-`status` when the status or queue position changes, `output` once per file,
-`progress` while it runs; every output goes out before the final `status`,
-after which the stream ends.
+`status` when the rendered status changes, `output` once per file, `progress`
+while it runs; every output goes out before the final `status`, after which
+the stream ends. The REST and the Comfy API v2 streams share this loop and
+differ only in how a job renders (`Rendering`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -15,45 +23,70 @@ from pydantic import BaseModel
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.jobs import translate
-from comfyserve.gateway.jobs.models import JobStatus, Output, ProgressEvent, StatusEvent
+from comfyserve.gateway.jobs.models import ProgressEvent, StatusEvent
 
-# The outputs with their download URLs, as the job routes show them.
-OutputsWithUrls = Callable[[list[wf.OutputFile]], Awaitable[list[Output]]]
+# The outputs as a route shows them, one per file and in the same order.
+RenderOutputs = Callable[[list[wf.OutputFile]], Awaitable[Sequence[BaseModel]]]
 
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """One server-sent event: its name and its JSON body."""
+    """One server-sent event: its name, its JSON body and, for an output, the
+    file id that lets a reconnecting client say what it already has."""
 
     name: str
     data: BaseModel
+    id: str | None = None
+
+
+def _rest_status(job: wf.Job) -> BaseModel:
+    return StatusEvent(
+        status=translate.job_status(job),
+        queue_position=translate.queue_position(job),
+        error=translate.job_error(job),
+    )
+
+
+def _rest_progress(job: wf.Job) -> BaseModel | None:
+    progress = translate.job_progress(job)
+    return None if progress is None else ProgressEvent(progress=progress)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """How a surface shows a job's status and progress in its events."""
+
+    status: Callable[[wf.Job], BaseModel] = _rest_status
+    progress: Callable[[wf.Job], BaseModel | None] = _rest_progress
+    # Send the latest progress right after the first status of a running job.
+    progress_on_connect: bool = False
+
+
+REST = Rendering()
 
 
 async def job_events(
     first: wf.JobUpdate,
     updates: AsyncGenerator[wf.JobUpdate, None],
-    outputs: OutputsWithUrls,
+    outputs: RenderOutputs,
+    rendering: Rendering = REST,
+    delivered: Collection[str] = (),
 ) -> AsyncIterator[JobEvent]:
-    """The events of `first` and every update after it; closes `updates`."""
-    sent_outputs: set[str] = set()
-    last_status: tuple[JobStatus, int | None] | None = None
+    """The events of `first` and every update after it; closes `updates`.
+
+    Outputs whose file ids are in `delivered` are not sent again.
+    """
+    sent_outputs = set(delivered)
+    last_status: BaseModel | None = None
     async with aclosing(updates):
         update: wf.JobUpdate | None = first
         while update is not None:
             job = update.job
             final = job.status in translate.FINAL_STATUSES
-            status = (translate.job_status(job), translate.queue_position(job))
-            status_event = JobEvent(
-                "status",
-                StatusEvent(
-                    status=status[0],
-                    queue_position=status[1],
-                    error=translate.job_error(job),
-                ),
-            )
-            if not final and status != last_status:
+            status_event = JobEvent("status", rendering.status(job))
+            if not final and status_event.data != last_status:
                 yield status_event
-                last_status = status
+                last_status = status_event.data
             # Every output goes out before the final status, including any
             # the service only lists on the job itself.
             fresh = [
@@ -63,13 +96,16 @@ async def job_events(
                 )
                 if output.file_id not in sent_outputs
             ]
-            for output in await outputs(fresh):
-                sent_outputs.add(output.file_id)
-                yield JobEvent("output", output)
+            for file, rendered in zip(fresh, await outputs(fresh), strict=True):
+                sent_outputs.add(file.file_id)
+                yield JobEvent("output", rendered, id=file.file_id)
             if final:
                 yield status_event
                 return
-            progress = translate.job_progress(job)
-            if update.kind == wf.UPDATE_KIND_PROGRESS and progress is not None:
-                yield JobEvent("progress", ProgressEvent(progress=progress))
+            progress = rendering.progress(job)
+            wanted = update.kind == wf.UPDATE_KIND_PROGRESS or (
+                rendering.progress_on_connect and update is first
+            )
+            if wanted and progress is not None:
+                yield JobEvent("progress", progress)
             update = await anext(updates, None)
