@@ -30,13 +30,13 @@ class FakePromptRouter:
 
     async def announce(self, tenant_id: str, client_id: str, prompt_id: str) -> None:
         self.announced.append((tenant_id, client_id, prompt_id))
+        await self.queue_changed(tenant_id)
         for socket in self._of(tenant_id, client_id):
             socket.inbox.put_nowait(PromptQueued(prompt_id))
-        await self.queue_changed(tenant_id)
 
-    async def queue_changed(self, tenant_id: str) -> None:
+    async def queue_changed(self, tenant_id: str, origin: str = "") -> None:
         for socket in self._sockets:
-            if socket.tenant_id == tenant_id:
+            if socket.tenant_id == tenant_id and socket.socket_id != origin:
                 socket.inbox.put_nowait(QueueChanged())
 
     @asynccontextmanager

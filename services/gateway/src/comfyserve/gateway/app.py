@@ -39,6 +39,7 @@ from comfyserve.gateway.middleware import (
     RequestContextMiddleware,
 )
 from comfyserve.gateway.native.routing import RedisPromptRouter, subscriber_redis
+from comfyserve.gateway.native.ws import router as native_ws_router
 from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import Resources, ResourcesFactory
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.include_router(ops_router)
+    app.include_router(native_ws_router)
     add_docs(app)
 
     # Added innermost first: the body limit sits closest to the routes.

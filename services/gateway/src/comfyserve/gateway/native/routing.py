@@ -56,8 +56,9 @@ class PromptRouter(Protocol):
         """Tells the tenant's sockets of a newly queued prompt."""
         ...
 
-    async def queue_changed(self, tenant_id: str) -> None:
-        """Tells the tenant's sockets that a prompt started or ended."""
+    async def queue_changed(self, tenant_id: str, origin: str = "") -> None:
+        """Tells the tenant's sockets, but socket `origin`, which has told its
+        own client already, that a prompt started or ended."""
         ...
 
     def listen(
@@ -78,10 +79,10 @@ def client_channel(tenant_id: str, client_id: str) -> str:
 
 def decode(tenant_id: str, channel: str, payload: str, socket_id: str) -> Notice | None:
     """A pub/sub message as the notice it carries for socket `socket_id`;
-    None for this socket's own claim."""
-    if channel == tenant_channel(tenant_id):
-        return QueueChanged()
+    None for this socket's own claim and its own queue news."""
     body = json.loads(payload)
+    if channel == tenant_channel(tenant_id):
+        return None if body.get("origin") == socket_id else QueueChanged()
     if "prompt_id" in body:
         return PromptQueued(str(body["prompt_id"]))
     return None if body.get("socket") == socket_id else Replaced()
@@ -95,15 +96,19 @@ class RedisPromptRouter:
         self._redis = redis
 
     async def announce(self, tenant_id: str, client_id: str, prompt_id: str) -> None:
+        # The queue first: one connection receives both channels in publish
+        # order, so the client's `status` frame precedes the prompt's own.
+        await self.queue_changed(tenant_id)
         if client_id:
             await self._redis.publish(
                 client_channel(tenant_id, client_id),
                 json.dumps({"prompt_id": prompt_id}),
             )
-        await self.queue_changed(tenant_id)
 
-    async def queue_changed(self, tenant_id: str) -> None:
-        await self._redis.publish(tenant_channel(tenant_id), "{}")
+    async def queue_changed(self, tenant_id: str, origin: str = "") -> None:
+        await self._redis.publish(
+            tenant_channel(tenant_id), json.dumps({"origin": origin})
+        )
 
     @asynccontextmanager
     async def listen(

@@ -1,0 +1,276 @@
+"""ComfyUI's WebSocket, `/ws` and `/api/ws` (API.md §B.5), fed from our jobs.
+
+A socket registers under its `clientId` (a fresh 32-hex id when absent) within
+the caller's tenant. The prompt router tells it of each prompt queued with that
+client id, on any replica; the socket then follows the job's WatchJob stream
+and sends its messages (`ws_frames`). `status` frames reach every socket of the
+tenant. A newer socket with the same id replaces this one, which then closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any, cast
+
+import grpc
+import httpx
+import structlog
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect
+
+from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
+from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
+from comfyserve.contracts.scopes import Scope
+from comfyserve.gateway.auth.dependencies import (
+    Access,
+    authenticate,
+    presented_credential,
+)
+from comfyserve.gateway.errors import GatewayError, error_body
+from comfyserve.gateway.limits.policy import RouteClass
+from comfyserve.gateway.native.routing import (
+    Notice,
+    PromptQueued,
+    QueueChanged,
+    Replaced,
+)
+from comfyserve.gateway.native.ws_frames import (
+    Frame,
+    PreviewWanted,
+    PromptFrames,
+    QueueMoved,
+    message,
+)
+from comfyserve.gateway.resources import Resources
+from comfyserve.gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+
+_ACCESS = Access(RouteClass.READ, Scope.WORKFLOWS_READ)
+_QUEUED = (wf.JOB_STATUS_PENDING, wf.JOB_STATUS_RUNNING)
+# Binary frame types and image formats of ComfyUI's protocol (§B.5.4).
+_PREVIEW_IMAGE = 1
+_PREVIEW_WITH_METADATA = 4
+_JPEG, _PNG = 1, 2
+
+
+async def queue_remaining(resources: Resources, tenant_id: str) -> int:
+    """The tenant's prompts waiting or running: ComfyUI's `queue_remaining`."""
+    listing = await resources.workflow.list_jobs(
+        wf.ListJobsRequest(
+            tenant_id=tenant_id, statuses=_QUEUED, page_size=1, with_total=True
+        )
+    )
+    return listing.total
+
+
+@router.websocket("/ws")
+@router.websocket("/api/ws")
+async def native_socket(websocket: WebSocket) -> None:
+    resources = cast(Resources, websocket.state.resources)
+    try:
+        credential = presented_credential(websocket, query_token=True)
+        caller = await authenticate(websocket, resources, credential)
+        await _ACCESS.admit(websocket, resources, caller)
+    except GatewayError as error:
+        # Refused in the handshake, with the HTTP answer any route would give.
+        body = error_body(error.code, error.detail, **error.extra)
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=error.status_code, headers=error.headers)
+        )
+        return
+    client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
+    socket = NativeSocket(websocket, resources, caller.tenant_id, client_id)
+    await socket.run()
+
+
+class NativeSocket:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        resources: Resources,
+        tenant_id: str,
+        client_id: str,
+    ) -> None:
+        self._ws = websocket
+        self._resources = resources
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self._socket_id = uuid.uuid4().hex
+        self._send_lock = asyncio.Lock()
+        self._followed: dict[str, asyncio.Task[None]] = {}
+        self._preview_metadata = False
+
+    async def run(self) -> None:
+        router = self._resources.prompt_router
+        listening = router.listen(self._tenant_id, self._client_id, self._socket_id)
+        # Subscribed before accepting, so no prompt queued after the hello is
+        # missed.
+        async with listening as notices:
+            await self._ws.accept()
+            log.info("gateway.ws.opened", tenant_id=self._tenant_id)
+            await self._send(await self._hello())
+            await self._adopt()
+            tasks = {
+                asyncio.create_task(self._receive()),
+                asyncio.create_task(self._listen(notices)),
+            }
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in [*tasks, *self._followed.values()]:
+                    task.cancel()
+                await asyncio.gather(
+                    *tasks, *self._followed.values(), return_exceptions=True
+                )
+            log.info("gateway.ws.closed", tenant_id=self._tenant_id)
+            for task in done:
+                if not isinstance(task.exception(), WebSocketDisconnect | None):
+                    raise cast(BaseException, task.exception())
+
+    async def _hello(self) -> dict[str, Any]:
+        remaining = await queue_remaining(self._resources, self._tenant_id)
+        hello = self._status(remaining)
+        hello["data"]["sid"] = self._client_id
+        return hello
+
+    @staticmethod
+    def _status(remaining: int) -> dict[str, Any]:
+        return message("status", status={"exec_info": {"queue_remaining": remaining}})
+
+    async def _adopt(self) -> None:
+        """Follows this client id's prompts already queued or running, as
+        ComfyUI routes them to whichever socket holds the id now."""
+        listing = await self._resources.workflow.list_jobs(
+            wf.ListJobsRequest(tenant_id=self._tenant_id, statuses=_QUEUED)
+        )
+        for job in reversed(listing.jobs):
+            if job.client_id == self._client_id:
+                self._follow(job.id, adopted=job.status == wf.JOB_STATUS_RUNNING)
+
+    async def _receive(self) -> None:
+        """Client messages: only the `feature_flags` handshake is answered."""
+        while True:
+            text = await self._ws.receive_text()
+            try:
+                sent = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(sent, dict) and sent.get("type") == "feature_flags":
+                flags = sent.get("data")
+                self._preview_metadata = isinstance(flags, dict) and bool(
+                    flags.get("supports_preview_metadata")
+                )
+                await self._send(self._feature_flags())
+
+    def _feature_flags(self) -> dict[str, Any]:
+        settings: Settings = self._ws.app.state.settings
+        return message(
+            "feature_flags",
+            supports_preview_metadata=True,
+            max_upload_size=settings.max_upload_bytes,
+        )
+
+    async def _listen(self, notices: AsyncIterator[Notice]) -> None:
+        async for notice in notices:
+            if not await self._on(notice):
+                return
+
+    async def _on(self, notice: Notice) -> bool:
+        """Handles one notice; False once this socket was replaced."""
+        if isinstance(notice, QueueChanged):
+            await self._send_status()
+        elif isinstance(notice, PromptQueued):
+            self._follow(notice.prompt_id, adopted=False)
+        elif isinstance(notice, Replaced):
+            await self._ws.close(code=1000, reason="replaced by a newer connection")
+            return False
+        return True
+
+    def _follow(self, prompt_id: str, *, adopted: bool) -> None:
+        if prompt_id not in self._followed:
+            self._followed[prompt_id] = asyncio.create_task(
+                self._follow_job(PromptFrames(prompt_id, adopted=adopted))
+            )
+
+    async def _follow_job(self, frames: PromptFrames) -> None:
+        updates = self._resources.workflow.watch_job(
+            wf.WatchJobRequest(tenant_id=self._tenant_id, job_id=frames.prompt_id)
+        )
+        try:
+            async with aclosing(updates):
+                async for update in updates:
+                    for frame in frames.feed(update):
+                        await self._emit(frames.prompt_id, frame)
+                    if frames.done:
+                        return
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "gateway.ws.watch_failed",
+                prompt_id=frames.prompt_id,
+                grpc_code=error.code().name,
+            )
+
+    async def _emit(self, prompt_id: str, frame: Frame) -> None:
+        if isinstance(frame, QueueMoved):
+            await self._send_status()
+            await self._resources.prompt_router.queue_changed(
+                self._tenant_id, origin=self._socket_id
+            )
+        elif isinstance(frame, PreviewWanted):
+            await self._send_preview(prompt_id, frame)
+        else:
+            await self._send(frame)
+
+    async def _send_status(self) -> None:
+        remaining = await queue_remaining(self._resources, self._tenant_id)
+        await self._send(self._status(remaining))
+
+    async def _send(self, sent: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self._ws.send_json(sent)
+
+    async def _send_preview(self, prompt_id: str, wanted: PreviewWanted) -> None:
+        try:
+            link = await self._resources.storage.get_download_url(
+                st.GetDownloadUrlRequest(
+                    tenant_id=self._tenant_id, file_id=wanted.file_id
+                )
+            )
+            answer = await self._resources.http.get(link.url)
+            answer.raise_for_status()
+        except (grpc.aio.AioRpcError, httpx.HTTPError) as error:
+            # A preview is a courtesy; the run goes on without it.
+            log.warning("gateway.ws.preview_failed", error_type=type(error).__name__)
+            return
+        frame = self._preview_frame(prompt_id, wanted, answer)
+        async with self._send_lock:
+            await self._ws.send_bytes(frame)
+
+    def _preview_frame(
+        self, prompt_id: str, wanted: PreviewWanted, answer: httpx.Response
+    ) -> bytes:
+        content_type = answer.headers.get("content-type", "image/png")
+        if not self._preview_metadata:
+            image_format = _JPEG if "jpeg" in content_type else _PNG
+            return struct.pack(">II", _PREVIEW_IMAGE, image_format) + answer.content
+        metadata = json.dumps(
+            {
+                "node_id": wanted.node_id,
+                "prompt_id": prompt_id,
+                "display_node_id": wanted.node_id,
+                "parent_node_id": None,
+                "real_node_id": wanted.node_id,
+                "image_type": content_type,
+            }
+        ).encode()
+        head = struct.pack(">II", _PREVIEW_WITH_METADATA, len(metadata))
+        return head + metadata + answer.content
