@@ -38,7 +38,10 @@ from comfyserve.gateway.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
+from comfyserve.gateway.native.jobs_api import router as native_jobs_router
+from comfyserve.gateway.native.prompts import router as native_queue_router
 from comfyserve.gateway.native.routing import RedisPromptRouter, subscriber_redis
+from comfyserve.gateway.native.system import router as native_system_router
 from comfyserve.gateway.native.ws import router as native_ws_router
 from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
@@ -173,6 +176,12 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.include_router(ops_router)
+    # ComfyUI serves every route twice, at `/x` and `/api/x`; its jobs API
+    # lives at `/api/jobs` only.
+    for prefix in ("", "/api"):
+        app.include_router(native_queue_router, prefix=prefix)
+        app.include_router(native_system_router, prefix=prefix)
+    app.include_router(native_jobs_router)
     app.include_router(native_ws_router)
     add_docs(app)
 
