@@ -27,6 +27,8 @@ class FakeObjectStore:
     refuse: bool = False
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.params.get("sig") == "get":
+            return self._get(request)
         if request.method != "PUT" or request.url.params.get("sig") != "put":
             return httpx.Response(403)
         self.puts.append(request)
@@ -34,6 +36,21 @@ class FakeObjectStore:
             return httpx.Response(503)
         self.objects[request.url.path] = request.content
         return httpx.Response(200)
+
+    def _get(self, request: httpx.Request) -> httpx.Response:
+        """A GET as S3 answers it: the object, or one `bytes=a-b` range of it."""
+        data = self.objects.get(request.url.path)
+        if data is None:
+            return httpx.Response(404)
+        wanted = request.headers.get("Range")
+        if wanted is None:
+            return httpx.Response(200, content=data)
+        first, last = (int(end) for end in wanted.removeprefix("bytes=").split("-"))
+        return httpx.Response(
+            206,
+            content=data[first : last + 1],
+            headers={"Content-Range": f"bytes {first}-{last}/{len(data)}"},
+        )
 
 
 class FakeStorage:
@@ -110,6 +127,9 @@ class FakeStorage:
             content_type=request.content_type,
             size=request.size,
             sha256=request.sha256,
+            blake3=request.blake3,
+            folder=request.folder or "input",
+            path=request.path or request.filename,
             state=st.FILE_STATE_PENDING,
         )
         info.key = f"inputs/{request.tenant_id}/{info.id}/{request.filename}"
@@ -181,3 +201,70 @@ class FakeStorage:
             entry.bytes += info.size
             entry.files += 1
         return st.GetStorageUsageResponse(tenants=list(usage.values()))
+
+    async def delete_file(self, request: st.DeleteFileRequest) -> None:
+        self._enter("delete_file")
+        info = self._find(request.tenant_id, request.file_id)
+        del self.files[info.id]
+        if not any(other.key == info.key for other in self.files.values()):
+            self.objects.objects.pop(self._path(info), None)
+
+    async def list_files(self, request: st.ListFilesRequest) -> st.ListFilesResponse:
+        self._enter("list_files")
+        return st.ListFilesResponse(
+            files=[
+                info
+                for info in self.files.values()
+                if info.tenant_id == request.tenant_id
+                and (not request.HasField("job_id") or info.job_id == request.job_id)
+            ]
+        )
+
+    def _newest(self, tenant_id: str, **wanted: str) -> st.FileInfo | None:
+        found = [
+            info
+            for info in self.files.values()
+            if info.tenant_id == tenant_id
+            and info.state == st.FILE_STATE_READY
+            and all(getattr(info, name) == value for name, value in wanted.items())
+        ]
+        return found[-1] if found else None
+
+    async def find_file_by_hash(self, request: st.FindFileByHashRequest) -> st.FileInfo:
+        self._enter("find_file_by_hash")
+        info = self._newest(request.tenant_id, blake3=request.blake3.lower())
+        if info is None:
+            raise make_rpc_error(grpc.StatusCode.NOT_FOUND, "no such hash")
+        return info
+
+    async def create_file_from_hash(
+        self, request: st.CreateFileFromHashRequest
+    ) -> st.CreateFileFromHashResponse:
+        self._enter("create_file_from_hash")
+        blake3 = request.blake3.lower()
+        source = self._newest(request.tenant_id, blake3=blake3)
+        if source is None:
+            raise make_rpc_error(grpc.StatusCode.NOT_FOUND, "no such hash")
+        folder = request.folder or "input"
+        path = request.path or source.path
+        existing = self._newest(
+            request.tenant_id, blake3=blake3, folder=folder, path=path
+        )
+        if existing is not None:
+            return st.CreateFileFromHashResponse(file=existing, created_new=False)
+        minted = st.FileInfo()
+        minted.CopyFrom(source)
+        minted.id = str(uuid.uuid4())
+        minted.folder, minted.path = folder, path
+        minted.filename = path.rsplit("/", 1)[-1]
+        self.files[minted.id] = minted
+        return st.CreateFileFromHashResponse(file=minted, created_new=True)
+
+    async def find_named_file(self, request: st.FindNamedFileRequest) -> st.FileInfo:
+        self._enter("find_named_file")
+        info = self._newest(
+            request.tenant_id, folder=request.folder or "input", path=request.path
+        )
+        if info is None:
+            raise make_rpc_error(grpc.StatusCode.NOT_FOUND, "no such name")
+        return info

@@ -33,6 +33,24 @@ class StorageClient(Protocol):
         self, request: st.GetStorageUsageRequest
     ) -> st.GetStorageUsageResponse: ...
 
+    async def delete_file(self, request: st.DeleteFileRequest) -> None: ...
+
+    async def list_files(
+        self, request: st.ListFilesRequest
+    ) -> st.ListFilesResponse: ...
+
+    async def find_file_by_hash(
+        self, request: st.FindFileByHashRequest
+    ) -> st.FileInfo: ...
+
+    async def create_file_from_hash(
+        self, request: st.CreateFileFromHashRequest
+    ) -> st.CreateFileFromHashResponse: ...
+
+    async def find_named_file(
+        self, request: st.FindNamedFileRequest
+    ) -> st.FileInfo: ...
+
 
 class GrpcStorageClient:
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float) -> None:
@@ -64,3 +82,20 @@ class GrpcStorageClient:
         self, request: st.GetStorageUsageRequest
     ) -> st.GetStorageUsageResponse:
         return await self._stub.GetUsage(request, timeout=self._timeout)
+
+    async def delete_file(self, request: st.DeleteFileRequest) -> None:
+        await self._stub.DeleteFile(request, timeout=self._timeout)
+
+    async def list_files(self, request: st.ListFilesRequest) -> st.ListFilesResponse:
+        return await self._stub.ListFiles(request, timeout=self._timeout)
+
+    async def find_file_by_hash(self, request: st.FindFileByHashRequest) -> st.FileInfo:
+        return await self._stub.FindFileByHash(request, timeout=self._timeout)
+
+    async def create_file_from_hash(
+        self, request: st.CreateFileFromHashRequest
+    ) -> st.CreateFileFromHashResponse:
+        return await self._stub.CreateFileFromHash(request, timeout=self._timeout)
+
+    async def find_named_file(self, request: st.FindNamedFileRequest) -> st.FileInfo:
+        return await self._stub.FindNamedFile(request, timeout=self._timeout)

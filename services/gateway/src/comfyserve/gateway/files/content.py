@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from blake3 import blake3
 from PIL import Image, UnidentifiedImageError
 
 from comfyserve.gateway.errors import (
@@ -65,6 +66,8 @@ class Identified:
 class Inspected:
     size: int
     sha256: str
+    # `blake3:<hex>`, the content address of the v2 assets API.
+    blake3: str
     # Only for declared image types; None when the bytes are no image.
     image: Identified | None
 
@@ -96,19 +99,27 @@ def _identify(file: BinaryIO) -> Identified | None:
 
 
 def inspect_upload(file: BinaryIO, is_image: bool) -> Inspected:
-    """Size, SHA-256 and (for images) Pillow's reading of a spooled upload."""
+    """Size, SHA-256, BLAKE3 and (for images) Pillow's reading of a spooled
+    upload, in one pass over its bytes."""
     digest = hashlib.sha256()
+    content_address = blake3()
     size = 0
     file.seek(0)
     while chunk := file.read(CHUNK_BYTES):
         digest.update(chunk)
+        content_address.update(chunk)
         size += len(chunk)
     image = None
     if is_image and size:
         file.seek(0)
         image = _identify(file)
     file.seek(0)
-    return Inspected(size=size, sha256=digest.hexdigest(), image=image)
+    return Inspected(
+        size=size,
+        sha256=digest.hexdigest(),
+        blake3=f"blake3:{content_address.hexdigest()}",
+        image=image,
+    )
 
 
 def _essence(media_type: str) -> str:

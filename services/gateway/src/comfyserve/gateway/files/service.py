@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import anyio.to_thread
 import grpc
@@ -23,6 +24,7 @@ from comfyserve.gateway.errors import (
 )
 from comfyserve.gateway.files.content import (
     CHUNK_BYTES,
+    Inspected,
     check_content,
     content_type_for,
     inspect_upload,
@@ -32,6 +34,22 @@ from comfyserve.gateway.links import Links
 from comfyserve.gateway.protos import optional_int, optional_time
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InspectedUpload:
+    filename: str
+    media_type: str
+    content: Inspected
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a client file is named: a native folder and a path inside it."""
+
+    folder: str
+    path: str
+    ttl_seconds: int | None = None
 
 
 def parse_file_id(file_id: str) -> str:
@@ -81,6 +99,14 @@ class FilesService:
         self, upload: UploadFile, content_type: str | None
     ) -> FileMetadata:
         """Stores a spooled multipart upload: record, PUT the bytes, complete."""
+        inspected = await self.inspect(upload, content_type)
+        return self._metadata(await self.store(upload, inspected))
+
+    async def inspect(
+        self, upload: UploadFile, content_type: str | None
+    ) -> InspectedUpload:
+        """The upload's name, type, size and hashes, refused when over the
+        limit, empty, or not the image type it claims."""
         filename = upload.filename or "upload"
         if NUL in filename:
             raise InvalidRequestError(
@@ -93,29 +119,44 @@ class FilesService:
         if inspected.size > self._max_upload_bytes:
             raise PayloadTooLargeError(self._max_upload_bytes)
         check_content(media_type, inspected)
+        return InspectedUpload(filename, media_type, inspected)
+
+    async def store(
+        self,
+        upload: UploadFile,
+        inspected: InspectedUpload,
+        placement: Placement | None = None,
+    ) -> st.FileInfo:
+        """Records the inspected upload as an input file, PUTs its bytes and
+        completes it; `placement` names it in a native folder."""
+        request = st.CreateUploadRequest(
+            tenant_id=self._tenant_id,
+            purpose=st.FILE_PURPOSE_INPUT,
+            filename=inspected.filename,
+            content_type=inspected.media_type,
+            size=inspected.content.size,
+            sha256=inspected.content.sha256,
+            blake3=inspected.content.blake3,
+        )
+        if placement is not None:
+            request.folder = placement.folder
+            request.path = placement.path
+            if placement.ttl_seconds is not None:
+                request.ttl_seconds = placement.ttl_seconds
         with self._upload_size_checked():
-            created = await self._storage.create_upload(
-                st.CreateUploadRequest(
-                    tenant_id=self._tenant_id,
-                    purpose=st.FILE_PURPOSE_INPUT,
-                    filename=filename,
-                    content_type=media_type,
-                    size=inspected.size,
-                    sha256=inspected.sha256,
-                )
-            )
-        await self._put(created, upload, media_type, inspected.size)
+            created = await self._storage.create_upload(request)
+        await self._put(created, upload, inspected.media_type, request.size)
         completion = st.CompleteUploadRequest(
             tenant_id=self._tenant_id, file_id=created.file.id
         )
-        image = inspected.image
+        image = inspected.content.image
         if image is not None and image.width is not None and image.height is not None:
             completion.width = image.width
             completion.height = image.height
         with self._upload_size_checked():
             info = await self._storage.complete_upload(completion)
         log.info("gateway.file.uploaded", file_id=info.id, size=info.size)
-        return self._metadata(info)
+        return info
 
     @contextmanager
     def _upload_size_checked(self) -> Iterator[None]:
