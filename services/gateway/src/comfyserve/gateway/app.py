@@ -40,6 +40,7 @@ from comfyserve.gateway.middleware import (
 )
 from comfyserve.gateway.native.jobs_api import router as native_jobs_router
 from comfyserve.gateway.native.prompts import router as native_queue_router
+from comfyserve.gateway.native.files import router as native_files_router
 from comfyserve.gateway.native.routing import RedisPromptRouter, subscriber_redis
 from comfyserve.gateway.native.system import router as native_system_router
 from comfyserve.gateway.native.ws import router as native_ws_router
@@ -47,6 +48,7 @@ from comfyserve.gateway.openapi.document import GatewayApp
 from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import Resources, ResourcesFactory
 from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings
+from comfyserve.gateway.v2.assets import router as v2_assets_router
 from comfyserve.gateway.v2.idempotency import RedisIdempotencyClaims
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.identity import connect_auth
@@ -119,11 +121,25 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
 
 
+# Routes that take a file: the REST upload, v2 assets and native uploads.
+_UPLOAD_PATHS = frozenset(
+    {
+        "/files",
+        "/api/v2/assets",
+        *(
+            f"{prefix}/upload/{kind}"
+            for prefix in ("", "/api")
+            for kind in ("image", "mask")
+        ),
+    }
+)
+
+
 def _body_limit(settings: Settings) -> Callable[[Scope], int]:
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     def limit_for(scope: Scope) -> int:
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/files":
+        if scope["method"] == "POST" and scope["path"].rstrip("/") in _UPLOAD_PATHS:
             return upload_limit
         return settings.max_body_bytes
 
@@ -173,6 +189,8 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(jobs_router)
     app.include_router(files_router)
+    app.include_router(v2_assets_router)
+    app.include_router(native_files_router)
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.include_router(ops_router)
