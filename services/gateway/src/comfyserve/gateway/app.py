@@ -38,9 +38,9 @@ from comfyserve.gateway.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
+from comfyserve.gateway.native.files import router as native_files_router
 from comfyserve.gateway.native.jobs_api import router as native_jobs_router
 from comfyserve.gateway.native.prompts import router as native_queue_router
-from comfyserve.gateway.native.files import router as native_files_router
 from comfyserve.gateway.native.routing import RedisPromptRouter, subscriber_redis
 from comfyserve.gateway.native.system import router as native_system_router
 from comfyserve.gateway.native.ws import router as native_ws_router
