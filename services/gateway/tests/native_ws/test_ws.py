@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -130,3 +131,18 @@ async def test_a_newer_socket_with_the_same_id_replaces_the_older(
             await receive(newer)
             with pytest.raises(websockets.ConnectionClosedOK):
                 await asyncio.wait_for(older.recv(), 10)
+
+
+async def test_no_log_line_carries_a_query_token(connect, key_a, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with connect(f"clientId=C&token={key_a}") as socket:
+        await receive(socket)
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect("clientId=C&token=not-a-key-but-secret"):
+            pass
+
+    # uvicorn logs every handshake with its path and query, accepted or not.
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("WebSocket /ws?clientId=C" in line for line in logged)
+    assert not [line for line in logged if key_a in line]
+    assert not [line for line in logged if "not-a-key-but-secret" in line]

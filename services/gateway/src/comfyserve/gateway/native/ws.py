@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode
 
 import grpc
 import httpx
@@ -76,8 +77,10 @@ async def queue_remaining(resources: Resources, tenant_id: str) -> int:
 @router.websocket("/api/ws")
 async def native_socket(websocket: WebSocket) -> None:
     resources = cast(Resources, websocket.state.resources)
+    credential = presented_credential(websocket, query_token=True)
+    client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
+    _forget_token(websocket)
     try:
-        credential = presented_credential(websocket, query_token=True)
         caller = await authenticate(websocket, resources, credential)
         await _ACCESS.admit(websocket, resources, caller)
     except GatewayError as error:
@@ -87,9 +90,21 @@ async def native_socket(websocket: WebSocket) -> None:
             JSONResponse(body, status_code=error.status_code, headers=error.headers)
         )
         return
-    client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
     socket = NativeSocket(websocket, resources, caller.tenant_id, client_id)
     await socket.run()
+
+
+def _forget_token(websocket: WebSocket) -> None:
+    """Drops a `token` from the query the server logs the handshake with
+    (uvicorn logs the path and query of every WebSocket it accepts or refuses,
+    and masks nothing)."""
+    query = websocket.scope.get("query_string", b"").decode("latin-1")
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(query, keep_blank_values=True)
+        if name != "token"
+    ]
+    websocket.scope["query_string"] = urlencode(kept).encode("latin-1")
 
 
 class NativeSocket:
