@@ -41,6 +41,8 @@ class FakeFiles:
 
     def __init__(self) -> None:
         self.files: dict[tuple[str, str], StoredFile] = {}
+        # (tenant, folder, path) of uploads; (tenant, "output", job) of outputs.
+        self.names: dict[tuple[str, str, str], StoredFile] = {}
 
     def add(self, tenant_id: str, filename: str, *, ready: bool = True) -> StoredFile:
         file_id = str(uuid.uuid4())
@@ -59,6 +61,25 @@ class FakeFiles:
 
     async def get_file(self, tenant_id: str, file_id: str) -> StoredFile | None:
         return self.files.get((tenant_id, file_id))
+
+    def name(
+        self, tenant_id: str, path: str, *, folder: str = "input", job: str = ""
+    ) -> StoredFile:
+        """A ready file named `path` in `folder`, or an output of `job`."""
+        stored = self.add(tenant_id, path.rsplit("/", 1)[-1])
+        self.names[(tenant_id, folder, job or path)] = stored
+        return stored
+
+    async def find_named(
+        self, tenant_id: str, folder: str, path: str
+    ) -> StoredFile | None:
+        return self.names.get((tenant_id, folder, path))
+
+    async def find_output(
+        self, tenant_id: str, job_id: str, filename: str
+    ) -> StoredFile | None:
+        found = self.names.get((tenant_id, "output", job_id))
+        return found if found is not None and found.filename == filename else None
 
 
 class EventProbe:

@@ -1,19 +1,24 @@
-"""Asset references in a submitted graph: looked up for the caller's tenant,
-named as the engine will see them, and the errors when one is malformed or
-its file is not available."""
+"""Files a submitted graph names: asset references (`core/ASSET`) and plain
+native names in upload inputs (`photo.png`, `sub/photo.png [input]`,
+`<job id>/ComfyUI_00001_.png [output]`), each looked up among the caller's own
+files only, named as the engine will see them, and the errors when one is
+malformed or not available."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from comfyserve.contracts.events import InputFile
 from comfyserve.contracts.workflow_format import InvalidAssetRefError, find_asset_refs
 from comfyserve.workflow.adapters.files import FileLookup, StoredFile
-from comfyserve.workflow.validation import ComfyErrors, ErrorType
+from comfyserve.workflow.validation import ComfyErrors, ErrorType, FileInput
 
-__all__ = ["MISSING_ASSET", "resolve_assets"]
+__all__ = ["MISSING_ASSET", "resolve_assets", "resolve_named_inputs"]
+
+_ANNOTATION = re.compile(r"\s*\[\s*(input|output|temp)\s*\]\s*$", re.IGNORECASE)
 
 MISSING_ASSET = "missing_asset"
 
@@ -133,3 +138,106 @@ def _staged_names(files: Iterable[StoredFile]) -> dict[str, str]:
         taken.add(name)
         names[file.file_id] = name
     return names
+
+
+async def resolve_named_inputs(
+    lookup: FileLookup,
+    tenant_id: str,
+    graph: Mapping[str, Any],
+    file_inputs: Sequence[FileInput],
+    staged: Sequence[InputFile],
+) -> list[InputFile] | ComfyErrors:
+    """The tenant's files that plain names in upload inputs name, staged like
+    asset references; else `value_not_in_list` for each name it has no file of,
+    as ComfyUI answers a name missing from its input folder."""
+    done = {(item.node_id, item.input_name) for item in staged}
+    wanted = [ref for ref in file_inputs if (ref.node_id, ref.input_name) not in done]
+    values = [str(graph[ref.node_id]["inputs"][ref.input_name]) for ref in wanted]
+    found = await asyncio.gather(
+        *(_named_file(lookup, tenant_id, value) for value in values)
+    )
+    missing: dict[str, list[dict[str, Any]]] = {}
+    for ref, value, file in zip(wanted, values, found, strict=True):
+        if file is None or not file.ready:
+            missing.setdefault(ref.node_id, []).append(
+                _error_item(
+                    ErrorType.VALUE_NOT_IN_LIST.value,
+                    "Value not in list",
+                    f"{ref.input_name}: '{value}' not in the tenant's uploads",
+                    input_name=ref.input_name,
+                    input_config=None,
+                    received_value=value,
+                )
+            )
+    if missing:
+        errors = _asset_errors(
+            graph,
+            missing,
+            ErrorType.PROMPT_OUTPUTS_FAILED_VALIDATION.value,
+            "Prompt outputs failed validation",
+        )
+        for node_id, entry in errors["node_errors"].items():
+            entry["dependent_outputs"] = _dependent_outputs(graph, node_id)
+        return errors
+    taken = {item.filename for item in staged}
+    inputs = []
+    resolved = [
+        (ref, file) for ref, file in zip(wanted, found, strict=True) if file is not None
+    ]
+    for ref, file in resolved:
+        name = (
+            file.filename
+            if file.filename not in taken
+            else f"{file.file_id}-{file.filename}"
+        )
+        taken.add(name)
+        inputs.append(
+            InputFile(
+                file_id=file.file_id,
+                node_id=ref.node_id,
+                input_name=ref.input_name,
+                filename=name,
+                bucket=file.bucket,
+                key=file.key,
+                content_type=file.content_type,
+                size=file.size,
+                sha256=file.sha256,
+            )
+        )
+    return inputs
+
+
+async def _named_file(
+    lookup: FileLookup, tenant_id: str, value: str
+) -> StoredFile | None:
+    """`name [output]` is `<job id>/<filename>` of an earlier job's output (the
+    native subfolder convention); any other name is an upload's path in its
+    folder (`input` unless annotated)."""
+    folder = "input"
+    annotated = _ANNOTATION.search(value)
+    if annotated is not None:
+        folder = annotated.group(1).lower()
+        value = value[: annotated.start()]
+    if folder == "output":
+        job_id, _, rest = value.partition("/")
+        if rest and "/" not in rest:
+            found = await lookup.find_output(tenant_id, job_id, rest)
+            if found is not None:
+                return found
+    return await lookup.find_named(tenant_id, folder, value)
+
+
+def _dependent_outputs(graph: Mapping[str, Any], node_id: str) -> list[str]:
+    """Output nodes whose inputs lead, through links, to `node_id`."""
+    users: dict[str, set[str]] = {}
+    for user, node in graph.items():
+        for value in node.get("inputs", {}).values():
+            if isinstance(value, list) and len(value) == 2 and value[0] in graph:
+                users.setdefault(str(value[0]), set()).add(user)
+    seen, stack = {node_id}, [node_id]
+    while stack:
+        for user in users.get(stack.pop(), ()):
+            if user not in seen:
+                seen.add(user)
+                stack.append(user)
+    return sorted(candidate for candidate in seen if candidate not in users)

@@ -26,7 +26,7 @@ from comfyserve.workflow.errors import (
     InvalidArgumentError,
 )
 from comfyserve.workflow.jobs import events, queue_repository, repository
-from comfyserve.workflow.jobs.assets import resolve_assets
+from comfyserve.workflow.jobs.assets import resolve_assets, resolve_named_inputs
 from comfyserve.workflow.jobs.hashing import request_hash
 from comfyserve.workflow.jobs.job_ids import JobIdTakenError, chosen_job_id
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
@@ -279,6 +279,12 @@ class SubmissionService:
         )
         if not choice.result.ok:
             return choice.result.to_comfy()
+        named = await resolve_named_inputs(
+            self._files, tenant_id, graph, choice.result.file_inputs, inputs
+        )
+        if not isinstance(named, list):
+            return named
+        inputs += named
         file_inputs = [
             {"node_id": ref.node_id, "input_name": ref.input_name}
             for ref in choice.result.file_inputs

@@ -112,9 +112,10 @@ def _check_upload_name(
 
 
 def _upload_name_problem(value: Any) -> str | None:
-    # The executor puts each job's files in a folder of its own; a subpath or
-    # ComfyUI's " [output]"-style suffix would reach the shared folders that
-    # hold other tenants' files.
+    # A plain name is resolved to one of the tenant's own files (the native
+    # `subfolder/name`, with an optional " [input]"-style suffix) and staged
+    # into the job's own folder, so ComfyUI never reads the name itself; what
+    # could name a path outside any folder is refused here.
     if isinstance(value, Mapping) and "__value__" in value:
         return "a file name must be a plain string, not a wrapped value"
     if not isinstance(value, str) or not value.strip():
@@ -125,12 +126,16 @@ def _upload_name_problem(value: Any) -> str | None:
         return "control characters are not allowed in file names"
     if value.startswith("/") or _WINDOWS_DRIVE.match(value):
         return "absolute paths are not allowed"
-    if "/" in value:
-        return "subfolders are not allowed in file names"
     if value in (".", ".."):
         return f"'{value}' is not a file name"
-    if _FOLDER_ANNOTATION.search(value):
-        return "folder annotations ([input], [output], [temp]) are not allowed"
+    name = _FOLDER_ANNOTATION.sub("", value).rstrip()
+    if not name:
+        return "expected a file name before the folder annotation"
+    parts = name.split("/")
+    if any(part in (".", "..") for part in parts):
+        return "'.' and '..' are not allowed in file names"
+    if "" in parts:
+        return "empty folder names are not allowed in file names"
     return None
 
 
