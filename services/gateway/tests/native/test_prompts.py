@@ -376,3 +376,22 @@ async def test_post_history_changes_nothing(client, auth_a, workflow, tenant_a, 
     response = await client.post("/history", headers=auth_a, json={"clear": True})
     assert (response.status_code, response.content) == (200, b"")
     assert job.id in (await client.get("/history", headers=auth_a)).json()
+
+
+async def test_an_unknown_class_is_a_whole_prompt_refusal(client, auth_a, workflow):
+    workflow.validation_errors = wf.ValidationErrors(
+        error=wf.ErrorItem(
+            type="missing_node_type",
+            message="Node 'Nope' not found.",
+            details="Node ID '#4'",
+            extra_info_json='{"node_id": "4", "class_type": "Nope"}',
+        ),
+        node_errors={"4": wf.NodeError(class_type="Nope")},
+    )
+    response = await client.post("/prompt", headers=auth_a, json={"prompt": GRAPH})
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"]["type"] == "missing_node_type"
+    assert body["error"]["extra_info"] == {"node_id": "4", "class_type": "Nope"}
+    assert body["node_errors"] == {}

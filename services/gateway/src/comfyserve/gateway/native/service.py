@@ -29,6 +29,8 @@ ENDED = [
 # The most jobs one listing reads; the workflow service caps pages there too.
 PAGE = 100
 _JOB_ID_TAKEN = "job_id_taken"
+# Refusals of the whole prompt, which G3 answers with `node_errors: {}`.
+_WHOLE_PROMPT_ERRORS = frozenset({"missing_node_type", "invalid_prompt"})
 
 
 class NativeRefusal(Exception):
@@ -70,15 +72,17 @@ class PromptRequest:
 def _native_errors(errors: wf.ValidationErrors) -> dict[str, Any]:
     top = errors.error
     extra = json.loads(top.extra_info_json) if top.extra_info_json else {}
-    return {
-        "error": {
-            "type": top.type,
-            "message": top.message,
-            "details": top.details,
-            "extra_info": extra,
-        },
-        "node_errors": invalid_workflow(errors).extra["node_errors"],
+    error = {
+        "type": top.type,
+        "message": top.message,
+        "details": top.details,
+        "extra_info": extra,
     }
+    # ComfyUI names the node of a whole-prompt refusal in `extra_info` and
+    # lists no node errors for it.
+    whole = top.type in _WHOLE_PROMPT_ERRORS
+    node_errors = {} if whole else invalid_workflow(errors).extra["node_errors"]
+    return {"error": error, "node_errors": node_errors}
 
 
 class NativeJobs:
