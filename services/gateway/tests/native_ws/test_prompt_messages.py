@@ -41,13 +41,14 @@ async def receive(socket: ClientConnection) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(socket.recv(), 10))
 
 
+def _is_end(message: dict[str, Any]) -> bool:
+    return message["type"] == "executing" and message["data"].get("node", "") is None
+
+
 async def until_null(socket: ClientConnection) -> list[dict[str, Any]]:
     """Messages up to the prompt's end, `executing{node: null}`."""
     seen = [await receive(socket)]
-    while (
-        seen[-1] != {"type": "executing", "data": seen[-1]["data"]}
-        or seen[-1]["data"].get("node", "") is not None
-    ):
+    while not _is_end(seen[-1]):
         seen.append(await receive(socket))
     return seen
 
@@ -204,3 +205,95 @@ async def test_a_cancelled_run_is_interrupted_at_its_node(connect, queue) -> Non
     assert interrupted["data"]["node_type"] == "B"
     assert interrupted["data"]["executed"] == ["1"]
     assert interrupted["data"]["prompt_id"] == prompt
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"preview"
+
+
+@pytest.fixture
+def previewed(workflow, storage, object_store, prompt_router, tenant_a):
+    """Queues a prompt whose progress names a stored preview image."""
+
+    async def queued() -> str:
+        preview = storage.add_file(tenant_a, key="previews/p.png")
+        object_store.objects["/bucket/previews/p.png"] = PNG
+        job = wf.Job(
+            id=str(uuid.uuid4()), tenant_id=tenant_a, status=wf.JOB_STATUS_PENDING
+        )
+        workflow.jobs[job.id] = job
+        running = wf.Job(id=job.id, status=wf.JOB_STATUS_RUNNING, attempt=1)
+        running.progress.CopyFrom(
+            wf.Progress(node_id="2", step=1, max=4, preview_file_id=preview.id)
+        )
+        workflow.watch_scripts[job.id] = [
+            wf.JobUpdate(job=running, kind=wf.UPDATE_KIND_PROGRESS),
+            wf.JobUpdate(
+                job=wf.Job(id=job.id, status=wf.JOB_STATUS_COMPLETED, attempt=1),
+                kind=wf.UPDATE_KIND_STATUS,
+            ),
+        ]
+        await prompt_router.announce(tenant_a, "C", job.id)
+        return job.id
+
+    return queued
+
+
+async def first_binary(socket: ClientConnection) -> bytes:
+    while True:
+        frame = await asyncio.wait_for(socket.recv(), 10)
+        if isinstance(frame, bytes):
+            return frame
+
+
+async def test_a_preview_is_a_binary_png_frame(connect, previewed) -> None:
+    async with connect("C", "a") as own:
+        await previewed()
+        frame = await first_binary(own)
+
+    assert frame == b"\x00\x00\x00\x01\x00\x00\x00\x02" + PNG
+
+
+async def test_a_client_that_asked_gets_previews_with_metadata(
+    connect, previewed
+) -> None:
+    async with connect("C", "a") as own:
+        await own.send(
+            json.dumps(
+                {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+            )
+        )
+        assert (await receive(own))["type"] == "feature_flags"
+        prompt = await previewed()
+        frame = await first_binary(own)
+
+    assert frame[:4] == b"\x00\x00\x00\x04"
+    length = int.from_bytes(frame[4:8], "big")
+    metadata = json.loads(frame[8 : 8 + length])
+    assert metadata["node_id"] == "2"
+    assert metadata["prompt_id"] == prompt
+    assert frame[8 + length :] == PNG
+
+
+async def test_a_reconnecting_client_takes_over_its_running_prompt(
+    connect, workflow, tenant_a
+) -> None:
+    running = wf.Job(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_a,
+        status=wf.JOB_STATUS_RUNNING,
+        attempt=1,
+        client_id="C",
+    )
+    running.progress.CopyFrom(wf.Progress(node_id="2"))
+    workflow.jobs[running.id] = running
+    ended = wf.Job(id=running.id, status=wf.JOB_STATUS_COMPLETED, attempt=1)
+    workflow.watch_scripts[running.id] = [
+        wf.JobUpdate(job=running, kind=wf.UPDATE_KIND_STATUS),
+        wf.JobUpdate(job=ended, kind=wf.UPDATE_KIND_STATUS),
+    ]
+
+    async with connect("C", "a") as own:
+        seen = await until_null(own)
+
+    assert seen[0] == {"type": "executing", "data": {"node": "2"}}
+    assert kinds(seen)[1:] == ["execution_success", "status", "executing:None"]
