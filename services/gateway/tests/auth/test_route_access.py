@@ -5,6 +5,7 @@ route without a scope fails here."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -32,6 +33,8 @@ PUBLIC_PATHS = {
     "/auth/token",
     "/auth/refresh",
     "/.well-known/jwks.json",
+    # Comfy API v2 health: unauthenticated by contract (API.md §A.3).
+    "/api/v2/health",
 }
 
 
@@ -72,6 +75,14 @@ def _guarded_routes() -> list[tuple[str, str, Access]]:
 GUARDED = _guarded_routes()
 
 
+def _error(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Code, text and extra fields of our REST body or of the v2 envelope."""
+    if isinstance(body["error"], dict):
+        error = body["error"]
+        return error["code"], error["message"], error["details"] or {}
+    return body["error"], body["detail"], body
+
+
 def _url(path: str) -> str:
     """The path with an id of nothing for each parameter."""
     return "/".join(
@@ -103,7 +114,8 @@ async def test_no_credential_is_401_and_calls_nothing(
     response = await client.request(method, _url(path))
 
     assert response.status_code == 401
-    assert response.json()["error"] == "unauthorized"
+    if method != "HEAD":  # a HEAD answer has no body
+        assert _error(response.json())[0] == "unauthorized"
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert workflow.calls == storage.calls == auth.calls == []
 
@@ -128,8 +140,10 @@ async def test_a_principal_without_the_scope_is_403_naming_it(
     )
 
     assert response.status_code == 403
-    body = response.json()
-    assert body["error"] == "insufficient_scope"
-    assert body["required_scopes"] == sorted(guard.scopes)
-    assert all(scope in body["detail"] for scope in guard.scopes)
+    if method != "HEAD":  # a HEAD answer has no body
+        code, detail, extra = _error(response.json())
+        v2 = path.startswith("/api/v2/")
+        assert code == ("forbidden" if v2 else "insufficient_scope")
+        assert extra["required_scopes"] == sorted(guard.scopes)
+        assert all(scope in detail for scope in guard.scopes)
     assert workflow.calls == storage.calls == auth.calls == []

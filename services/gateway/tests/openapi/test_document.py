@@ -96,7 +96,12 @@ def test_every_route_is_in_the_table(app):
         if _in_schema(route)
         for method in route.methods or ()
     }
-    hidden = {route.path for route in routes if not _in_schema(route)}
+    # The Comfy API v2 routes are documented by their own contract (API.md).
+    hidden = {
+        route.path
+        for route in routes
+        if not _in_schema(route) and not route.path.startswith("/api/v2/")
+    }
 
     assert documented == set(ROUTES) == set(_OPERATIONS)
     assert hidden == UNDOCUMENTED
@@ -247,7 +252,12 @@ def _error_classes(cls: type[GatewayError]) -> list[type[GatewayError]]:
 
 def test_every_error_the_gateway_raises_or_maps_has_an_answer(rpc_error):
     answers = {(answer.status, answer.code) for answer in ANSWERS.values()}
-    raised = {(cls.status_code, cls.code) for cls in _error_classes(GatewayError)}
+    raised = {
+        (cls.status_code, cls.code)
+        for cls in _error_classes(GatewayError)
+        # The Comfy API v2 is documented by its own contract, not this one.
+        if not cls.__module__.startswith("comfyserve.gateway.v2.")
+    }
     mapped = set()
     for code in grpc.StatusCode:
         if code == grpc.StatusCode.OK:

@@ -49,7 +49,10 @@ from comfyserve.gateway.ops.endpoints import router as ops_router
 from comfyserve.gateway.resources import Resources, ResourcesFactory
 from comfyserve.gateway.settings import MULTIPART_OVERHEAD_BYTES, Settings
 from comfyserve.gateway.v2.assets import router as v2_assets_router
+from comfyserve.gateway.v2.events import StreamSlots
+from comfyserve.gateway.v2.events import router as v2_events_router
 from comfyserve.gateway.v2.idempotency import RedisIdempotencyClaims
+from comfyserve.gateway.v2.jobs import router as v2_jobs_router
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.identity import connect_auth
 
@@ -187,7 +190,10 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.v2_streams = StreamSlots(settings.v2_max_streams)
     app.include_router(jobs_router)
+    app.include_router(v2_jobs_router)
+    app.include_router(v2_events_router)
     app.include_router(files_router)
     app.include_router(v2_assets_router)
     app.include_router(native_files_router)

@@ -1,7 +1,12 @@
-"""The handlers that render every error, and what a gRPC status becomes."""
+"""The handlers that render every error, and what a gRPC status becomes.
+
+Each error is rendered once in our REST shape; a v2 request gets the same
+error in the Comfy API v2 envelope (`v2.errors`).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -19,6 +24,7 @@ from comfyserve.gateway.errors import (
     ServiceUnavailableError,
     error_response,
 )
+from comfyserve.gateway.v2.errors import envelope, is_v2
 from comfyserve.runtime.grpc import rpc_details
 
 log = structlog.get_logger(__name__)
@@ -36,6 +42,25 @@ def _render(error: GatewayError) -> JSONResponse:
         error.detail,
         headers=error.headers,
         **error.extra,
+    )
+
+
+def _for_surface(request: Request, response: JSONResponse) -> Response:
+    """The answer in the shape of the surface asked: under `/api/v2`, the
+    Comfy API v2 envelope of the same error."""
+    if not is_v2(request.scope):
+        return response
+    body = json.loads(bytes(response.body))
+    code, message = body.pop("error"), body.pop("detail")
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name.lower() not in ("content-length", "content-type")
+    }
+    return JSONResponse(
+        envelope(response.status_code, code, message, **body),
+        status_code=response.status_code,
+        headers=headers,
     )
 
 
@@ -91,11 +116,11 @@ def _field_path(location: Sequence[int | str]) -> str:
 
 
 async def _on_gateway_error(request: Request, exc: GatewayError) -> Response:
-    return _render(exc)
+    return _for_surface(request, _render(exc))
 
 
 async def _on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> Response:
-    return rpc_error_response(exc)
+    return _for_surface(request, rpc_error_response(exc))
 
 
 async def _on_validation_error(
@@ -105,8 +130,11 @@ async def _on_validation_error(
         {"field": _field_path(item["loc"]), "message": item["msg"]}
         for item in exc.errors()
     ]
-    return error_response(
-        422, "invalid_request", "The request is not valid", fields=fields
+    return _for_surface(
+        request,
+        error_response(
+            422, "invalid_request", "The request is not valid", fields=fields
+        ),
     )
 
 
@@ -123,11 +151,14 @@ _HTTP_CODES = {
 
 
 async def _on_http_exception(request: Request, exc: StarletteHTTPException) -> Response:
-    return error_response(
-        exc.status_code,
-        _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
-        str(exc.detail),
-        headers=exc.headers,
+    return _for_surface(
+        request,
+        error_response(
+            exc.status_code,
+            _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+            str(exc.detail),
+            headers=exc.headers,
+        ),
     )
 
 

@@ -17,11 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from comfyserve.gateway.errors import error_body
 from comfyserve.gateway.limits.gcra import Decision
 from comfyserve.gateway.metrics import HttpMetrics
+from comfyserve.gateway.v2.errors import envelope, is_v2
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# The same id under the name the Comfy SDKs surface on their exceptions.
+COMFY_REQUEST_ID_HEADER = "X-Comfy-Request-Id"
 # What a page on an allowed origin may read of an answer.
 EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
+    COMFY_REQUEST_ID_HEADER,
     "Idempotent-Replayed",
     "Location",
     "Retry-After",
@@ -65,6 +69,15 @@ def docs_csp(inline_scripts: Iterable[str]) -> str:
 
 
 log = structlog.get_logger(__name__)
+
+
+def error_body_for(
+    scope: Scope, status: int, code: str, detail: str, **extra: object
+) -> dict[str, object]:
+    """An error body in the shape of the surface the request is for."""
+    if is_v2(scope):
+        return envelope(status, code, detail, **extra)
+    return error_body(code, detail, **extra)
 
 
 async def send_json(send: Send, status: int, body: dict[str, object]) -> None:
@@ -116,6 +129,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
+                headers[COMFY_REQUEST_ID_HEADER] = request_id
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Referrer-Policy", "no-referrer")
@@ -140,7 +154,7 @@ class RequestContextMiddleware:
             await send_json(
                 send_with_headers,
                 500,
-                error_body("internal_error", "Internal server error"),
+                error_body_for(scope, 500, "internal_error", "Internal server error"),
             )
         finally:
             elapsed = time.perf_counter() - begun
@@ -175,7 +189,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._too_large(send, limit)
+            await self._too_large(scope, send, limit)
             return
         received = 0
         exceeded = False
@@ -207,14 +221,16 @@ class BodyLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._too_large(send, limit)
+            await self._too_large(scope, send, limit)
 
     @staticmethod
-    async def _too_large(send: Send, limit: int) -> None:
+    async def _too_large(scope: Scope, send: Send, limit: int) -> None:
         await send_json(
             send,
             413,
-            error_body(
+            error_body_for(
+                scope,
+                413,
                 "payload_too_large",
                 f"The request body is larger than {limit} bytes",
                 limit_bytes=limit,

@@ -59,6 +59,12 @@ class Settings(AuthClientSettings):
     # it is read, so a client cannot make the gateway buffer megabytes.
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     sse_keepalive_seconds: float = Field(default=10, gt=0)
+    # Comfy API v2: open event streams per gateway process, 8 as the reference
+    # proxy (beyond it, 429 `too_many_streams`; clients fall back to polling),
+    # and how long after its creation a job's outputs are promised
+    # (`expires_at`): the storage service's output lifetime.
+    v2_max_streams: int = Field(default=8, ge=1)
+    v2_retention_hours: float = Field(default=168, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Base of the absolute links in responses when the gateway sits behind a
     # proxy that rewrites the host; unset uses the request's own URL.

@@ -25,8 +25,8 @@ from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.gateway.jobs import translate
 from comfyserve.gateway.jobs.models import ProgressEvent, StatusEvent
 
-# The outputs as a route shows them, one per file and in the same order.
-RenderOutputs = Callable[[list[wf.OutputFile]], Awaitable[Sequence[BaseModel]]]
+# The outputs of the job as a route shows them, one per file, in order.
+RenderOutputs = Callable[[wf.Job, list[wf.OutputFile]], Awaitable[Sequence[BaseModel]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ async def job_events(
                 )
                 if output.file_id not in sent_outputs
             ]
-            for file, rendered in zip(fresh, await outputs(fresh), strict=True):
+            for file, rendered in zip(fresh, await outputs(job, fresh), strict=True):
                 sent_outputs.add(file.file_id)
                 yield JobEvent("output", rendered, id=file.file_id)
             if final:

@@ -8,7 +8,7 @@ Messages are translated both ways by `translate`; a job's event stream is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,13 @@ from comfyserve.gateway.adapters.storage import StorageClient
 from comfyserve.gateway.adapters.workflow import WorkflowClient
 from comfyserve.gateway.errors import NotFoundError
 from comfyserve.gateway.jobs import translate
-from comfyserve.gateway.jobs.events import JobEvent, job_events
+from comfyserve.gateway.jobs.events import (
+    REST,
+    JobEvent,
+    Rendering,
+    RenderOutputs,
+    job_events,
+)
 from comfyserve.gateway.jobs.models import (
     ExecuteRequest,
     Job,
@@ -131,8 +137,16 @@ class JobsService:
             next_cursor=response.next_cursor or None,
         )
 
-    async def watch(self, job_id: str) -> AsyncIterator[JobEvent]:
-        """The job's events; raises (404 and the like) before the first one."""
+    async def watch(
+        self,
+        job_id: str,
+        rendering: Rendering = REST,
+        outputs: RenderOutputs | None = None,
+        delivered: Collection[str] = (),
+    ) -> AsyncIterator[JobEvent]:
+        """The job's events; raises (404 and the like) before the first one.
+
+        Another surface passes its own `rendering` and `outputs`."""
         updates = self._workflow.watch_job(
             wf.WatchJobRequest(
                 tenant_id=self._tenant_id, job_id=translate.parse_job_id(job_id)
@@ -145,7 +159,9 @@ class JobsService:
         except BaseException:
             await updates.aclose()
             raise
-        return job_events(first, updates, self._outputs)
+        return job_events(
+            first, updates, outputs or self._job_outputs, rendering, delivered
+        )
 
     async def _download_urls(self, file_ids: list[str]) -> dict[str, st.DownloadUrl]:
         """Presigned URLs of the files, in as few calls as storage allows."""
@@ -169,6 +185,11 @@ class JobsService:
                 return []
             raise
         return response.urls
+
+    async def _job_outputs(
+        self, job: wf.Job, outputs: list[wf.OutputFile]
+    ) -> list[Output]:
+        return await self._outputs(outputs)
 
     async def _outputs(self, outputs: list[wf.OutputFile]) -> list[Output]:
         urls = await self._download_urls([output.file_id for output in outputs])
