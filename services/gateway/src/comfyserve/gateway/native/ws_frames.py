@@ -9,34 +9,15 @@ should follow as a binary frame. It holds no I/O.
 
 from __future__ import annotations
 
-import posixpath
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
+from comfyserve.gateway.jobs import translate
+from comfyserve.gateway.native import shapes
 
 Message = dict[str, Any]
-
-_FINAL = frozenset(
-    {
-        wf.JOB_STATUS_COMPLETED,
-        wf.JOB_STATUS_FAILED,
-        wf.JOB_STATUS_CANCELLED,
-        wf.JOB_STATUS_EXPIRED,
-    }
-)
-# The key of ComfyUI's UI output dict each kind of file is listed under, as
-# `/history` lists them (`shapes`).
-_MEDIA = {
-    wf.OUTPUT_KIND_IMAGE: "images",
-    wf.OUTPUT_KIND_VIDEO: "gifs",
-    wf.OUTPUT_KIND_AUDIO: "audio",
-    wf.OUTPUT_KIND_TEXT: "text",
-    wf.OUTPUT_KIND_LATENT: "latents",
-    wf.OUTPUT_KIND_FILE: "files",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +36,6 @@ Frame = Message | QueueMoved | PreviewWanted
 
 def message(kind: str, **data: Any) -> Message:
     return {"type": kind, "data": data}
-
-
-def output_item(job_id: str, filename: str) -> dict[str, str]:
-    """A native file item: the output's base name, in the job's subfolder (and
-    the directory part of its name below that), as `/view` serves it."""
-    directory, name = posixpath.split(filename)
-    subfolder = posixpath.join(job_id, directory) if directory else job_id
-    return {"filename": name, "subfolder": subfolder, "type": "output"}
-
-
-def ui_output(job_id: str, outputs: Iterable[wf.OutputFile]) -> dict[str, list[Any]]:
-    """One node's outputs as its UI dict, e.g. `{"images": [item, ...]}`."""
-    ui: dict[str, list[Any]] = {}
-    for output in outputs:
-        ui.setdefault(_MEDIA.get(output.kind, "files"), []).append(
-            output_item(job_id, output.filename)
-        )
-    return ui
 
 
 def _now_ms() -> int:
@@ -125,7 +88,7 @@ class PromptFrames:
         ):
             return []
         ran = job.attempt > 0 or job.HasField("started_at")
-        final = job.status in _FINAL
+        final = job.status in translate.FINAL_STATUSES
         if final and not ran:
             # Cancelled (or expired) in the queue: ComfyUI sends nothing of a
             # prompt deleted from its queue but the queue's new length.
@@ -210,21 +173,21 @@ class PromptFrames:
         )
 
     def _outputs(self, job: wf.Job, outputs: list[wf.OutputFile]) -> list[Frame]:
-        by_node: dict[str, list[wf.OutputFile]] = {}
-        for output in outputs:
-            if output.file_id not in self._sent_outputs:
-                self._sent_outputs.add(output.file_id)
-                by_node.setdefault(output.node_id, []).append(output)
+        fresh = [
+            output for output in outputs if output.file_id not in self._sent_outputs
+        ]
+        self._sent_outputs.update(output.file_id for output in fresh)
+        # The same items `/history` lists, so a client can fetch them by `/view`.
+        by_node = shapes.output_items(wf.Job(id=job.id, outputs=fresh))
         frames: list[Frame] = []
-        for node, files in by_node.items():
+        for node, ui in by_node.items():
             frames.extend(self._enter(node))
-            files.sort(key=lambda output: output.index)
             frames.append(
                 message(
                     "executed",
                     node=node,
                     display_node=node,
-                    output=ui_output(job.id, files),
+                    output=ui,
                     prompt_id=self.prompt_id,
                 )
             )
