@@ -254,10 +254,11 @@ async def test_file_inputs_cannot_reach_comfyuis_shared_folders(
     assert item["extra_info"]["input_name"] == "image"
 
 
-async def test_a_plain_file_name_finds_only_the_jobs_own_files(
+async def test_a_plain_file_name_finds_only_the_tenants_own_files(
     product: Product,
 ) -> None:
-    # Another job's input, left in ComfyUI's shared input folder.
+    # Another job's input, left in ComfyUI's shared input folder: a plain name
+    # resolves among the tenant's uploads only, so it is not in the list.
     scratch = Path(product.services["executor"].env["EXECUTOR_SCRATCH_DIR"])
     shared = scratch / "comfyui" / "input" / "left-behind.png"
     shared.write_bytes(png((9, 9, 9), (4, 4)))
@@ -269,10 +270,12 @@ async def test_a_plain_file_name_finds_only_the_jobs_own_files(
         },
     }
     async with product.client() as client:
-        job = await wait_final(client, (await submit(client, graph))["execution_id"])
-    assert job["status"] == "failed", job
-    assert "left-behind.png" in job["error"]["message"]
-    assert str(scratch) not in job["error"]["message"]
+        response = await client.post("/workflows/execute", json={"workflow": graph})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["node_errors"]["1"]["errors"]
+    assert item["type"] == "value_not_in_list"
+    assert item["extra_info"]["received_value"] == "left-behind.png"
+    assert str(scratch) not in response.text
 
 
 async def test_other_tenants_file_is_not_usable(product: Product) -> None:
