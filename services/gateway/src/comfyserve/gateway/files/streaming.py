@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.gateway.adapters.storage import StorageClient
+from comfyserve.gateway.errors import ServiceUnavailableError
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +70,8 @@ async def stream_file(
     headers: Mapping[str, str],
 ) -> Response:
     """200 or 206 with the bytes, 416 for a range past the end; `headers` are
-    added to each answer. Raises ObjectGone when the bytes are missing."""
+    added to each answer. Raises ObjectGone when the bytes are missing, and
+    ServiceUnavailableError when the object store cannot be reached."""
     common = {"Accept-Ranges": "bytes", **headers}
     try:
         wanted = parse_range(range_header, info.size)
@@ -116,7 +118,7 @@ async def _open(
         log.warning(
             "gateway.file.read_failed", file_id=file_id, error=type(error).__name__
         )
-        raise ObjectGone(file_id) from None
+        raise ServiceUnavailableError("The object store could not be reached") from None
 
 
 async def _body(upstream: httpx.Response) -> AsyncIterator[bytes]:

@@ -24,6 +24,7 @@ from starlette.datastructures import Headers, UploadFile
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.gateway.adapters.storage import StorageClient
+from comfyserve.gateway.errors import UploadFailedError
 from comfyserve.gateway.files.service import FilesService, Placement
 from comfyserve.gateway.files.streaming import ObjectGone, stream_file
 
@@ -144,7 +145,13 @@ class NativeFiles:
         link = await self._storage.get_download_url(
             st.GetDownloadUrlRequest(tenant_id=self._tenant_id, file_id=info.id)
         )
-        response = await self._http.get(link.url)
+        try:
+            response = await self._http.get(link.url)
+        except httpx.HTTPError as error:
+            # Only the type: the URL carries a signature.
+            raise UploadFailedError(
+                f"The object store could not be reached ({type(error).__name__})"
+            ) from None
         if response.status_code != 200:
             raise NativeRefusal(404)
         await mask.seek(0)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfyserve.storage.clock import utcnow
 from comfyserve.storage.errors import InvalidArgument, NoSuchFile
-from comfyserve.storage.files import repository
+from comfyserve.storage.files import lookup_repository, repository
 from comfyserve.storage.files.models import (
     FilePurpose,
     FileState,
@@ -48,7 +48,7 @@ class LookupService:
     async def by_hash(self, tenant_id: str, blake3: str) -> StoredFile:
         digest = normalise_blake3(blake3)
         async with self._sessions() as session:
-            row = await repository.newest_by_hash(session, tenant_id, digest)
+            row = await lookup_repository.newest_by_hash(session, tenant_id, digest)
         if row is None:
             raise NoSuchFile(f"no file with hash {digest}")
         return row
@@ -56,7 +56,7 @@ class LookupService:
     async def named(self, tenant_id: str, folder: str, path: str) -> StoredFile:
         where, name = normalise_folder(folder), safe_path(path)
         async with self._sessions() as session:
-            row = await repository.newest_named(session, tenant_id, where, name)
+            row = await lookup_repository.newest_named(session, tenant_id, where, name)
         if row is None:
             raise NoSuchFile(f"no file {where}/{name}")
         return row
@@ -78,13 +78,13 @@ class LookupService:
         if ttl_seconds is not None and ttl_seconds <= 0:
             raise InvalidArgument("ttl_seconds", "must be positive")
         async with self._sessions.begin() as session:
-            source = await repository.newest_by_hash(
+            source = await lookup_repository.newest_by_hash(
                 session, tenant_id, digest, lock=True
             )
             if source is None:
                 raise NoSuchFile(f"no file with hash {digest}")
             name = name or source.path or source.filename
-            existing = await repository.newest_named(
+            existing = await lookup_repository.newest_named(
                 session, tenant_id, where, name, blake3=digest
             )
             if existing is not None:

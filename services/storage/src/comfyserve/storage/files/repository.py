@@ -38,7 +38,6 @@ from comfyserve.storage.files.models import (
 
 _IS_OUTPUT = text(f"purpose = '{FilePurpose.OUTPUT.value}'")
 _IS_PENDING = text(f"state = '{FileState.PENDING.value}'")
-_IS_READY = text(f"state = '{FileState.READY.value}'")
 _IS_DELETING = text(f"state = '{FileState.DELETING.value}'")
 
 
@@ -70,55 +69,6 @@ async def get_many(
         )
     )
     return {row.id: row for row in result.scalars()}
-
-
-async def newest_by_hash(
-    session: AsyncSession, tenant_id: str, blake3: str, *, lock: bool = False
-) -> StoredFile | None:
-    """The tenant's newest ready file with this hash (index `files_tenant_blake3`).
-
-    `lock` holds it (FOR SHARE) until the transaction ends, so a deletion
-    claiming it waits, and a row minted over its object is seen by that
-    deletion's check of who else holds the key.
-    """
-    statement = (
-        select(StoredFile)
-        .where(
-            col(StoredFile.tenant_id) == tenant_id,
-            col(StoredFile.blake3) == blake3,
-            _IS_READY,
-        )
-        .order_by(col(StoredFile.created_at).desc())
-        .limit(1)
-    )
-    if lock:
-        statement = statement.with_for_update(read=True)
-    result = await session.execute(statement)
-    return result.scalar_one_or_none()
-
-
-async def newest_named(
-    session: AsyncSession,
-    tenant_id: str,
-    folder: str,
-    path: str,
-    *,
-    blake3: str | None = None,
-) -> StoredFile | None:
-    """The tenant's newest ready file at `folder`/`path` (index
-    `files_tenant_path`), of this hash when one is given."""
-    statement = select(StoredFile).where(
-        col(StoredFile.tenant_id) == tenant_id,
-        col(StoredFile.folder) == folder,
-        col(StoredFile.path) == path,
-        _IS_READY,
-    )
-    if blake3 is not None:
-        statement = statement.where(col(StoredFile.blake3) == blake3)
-    result = await session.execute(
-        statement.order_by(col(StoredFile.created_at).desc()).limit(1)
-    )
-    return result.scalar_one_or_none()
 
 
 async def keys_still_used(session: AsyncSession, keys: Sequence[str]) -> set[str]:
