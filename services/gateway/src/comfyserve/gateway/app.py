@@ -142,7 +142,12 @@ def _body_limit(settings: Settings) -> Callable[[Scope], int]:
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     def limit_for(scope: Scope) -> int:
-        if scope["method"] == "POST" and scope["path"].rstrip("/") in _UPLOAD_PATHS:
+        # Behind a proxy's prefix the path carries the root path too.
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if scope["method"] == "POST" and path.rstrip("/") in _UPLOAD_PATHS:
             return upload_limit
         return settings.max_body_bytes
 
