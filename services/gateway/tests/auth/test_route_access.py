@@ -8,9 +8,14 @@ import uuid
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import (
+    APIRoute,
+    APIWebSocketRoute,
+    RouteContext,
+    iter_route_contexts,
+)
 from pydantic import SecretStr
 
 from comfyserve.contracts.scopes import ALL_SCOPES
@@ -39,7 +44,9 @@ PUBLIC_PATHS = {
 
 
 def _guards(dependant: Dependant) -> list[Access]:
-    found = [dependant.call] if isinstance(dependant.call, Access) else []
+    # A WebSocket route's guard is the bound `Access.on_socket`.
+    owner = getattr(dependant.call, "__self__", dependant.call)
+    found = [owner] if isinstance(owner, Access) else []
     return found + [guard for sub in dependant.dependencies for guard in _guards(sub)]
 
 
@@ -54,7 +61,11 @@ def unguarded(app: FastAPI) -> list[str]:
         if route.path in PUBLIC_PATHS:
             continue
         original = route.original_route
-        guards = _guards(original.dependant) if isinstance(original, APIRoute) else []
+        guards = (
+            _guards(original.dependant)
+            if isinstance(original, APIRoute | APIWebSocketRoute)
+            else []
+        )
         if not any(guard.scopes for guard in guards):
             missing.append(route.path)
     return missing
@@ -103,6 +114,14 @@ def test_a_new_route_without_a_scope_fails_the_walk(app):
         return {}
 
     assert unguarded(app) == ["/reports"]
+
+
+def test_a_websocket_route_without_a_scope_fails_the_walk(app):
+    @app.websocket("/feed")
+    async def feed(websocket: WebSocket) -> None:
+        await websocket.close()
+
+    assert unguarded(app) == ["/feed"]
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, cast
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -22,6 +22,7 @@ from comfyserve.contracts.scopes import WRITE_SCOPES, Scope
 from comfyserve.gateway.auth.principal import is_bootstrap
 from comfyserve.gateway.errors import (
     BootstrapKeyError,
+    GatewayError,
     MissingScopeError,
     RateLimitedError,
     ServiceUnavailableError,
@@ -176,11 +177,23 @@ class Access:
         await self.admit(request, resources, caller)
         return caller
 
+    async def on_socket(self, websocket: WebSocket) -> Caller | GatewayError:
+        """The guard of a WebSocket route, whose credential may also be a
+        `token` query parameter: the caller, or the refusal, which the route
+        answers in its handshake (an exception would reach no handler)."""
+        resources = cast(Resources, websocket.state.resources)
+        credential = presented_credential(websocket, query_token=True)
+        try:
+            caller = await authenticate(websocket, resources, credential)
+            await self.admit(websocket, resources, caller)
+        except GatewayError as error:
+            return error
+        return caller
+
     async def admit(
         self, connection: HTTPConnection, resources: Resources, caller: Caller
     ) -> None:
-        """The guard for a caller already authenticated (WebSockets, which
-        take no HTTP dependencies)."""
+        """The checks after authentication: scope, rate limit, suspension."""
         principal = caller.principal
         if self.scopes.isdisjoint(principal.scopes):
             raise MissingScopeError(self.scopes)

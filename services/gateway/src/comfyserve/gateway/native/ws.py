@@ -15,24 +15,20 @@ import struct
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 import grpc
 import httpx
 import structlog
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Depends, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.scopes import Scope
-from comfyserve.gateway.auth.dependencies import (
-    Access,
-    authenticate,
-    presented_credential,
-)
+from comfyserve.gateway.auth.dependencies import Access, Caller
 from comfyserve.gateway.errors import GatewayError, error_body
 from comfyserve.gateway.limits.policy import RouteClass
 from comfyserve.gateway.native.routing import (
@@ -75,22 +71,23 @@ async def queue_remaining(resources: Resources, tenant_id: str) -> int:
 
 @router.websocket("/ws")
 @router.websocket("/api/ws")
-async def native_socket(websocket: WebSocket) -> None:
-    resources = cast(Resources, websocket.state.resources)
-    credential = presented_credential(websocket, query_token=True)
+async def native_socket(
+    websocket: WebSocket,
+    admission: Annotated[Caller | GatewayError, Depends(_ACCESS.on_socket)],
+) -> None:
     client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
     _forget_token(websocket)
-    try:
-        caller = await authenticate(websocket, resources, credential)
-        await _ACCESS.admit(websocket, resources, caller)
-    except GatewayError as error:
+    if isinstance(admission, GatewayError):
         # Refused in the handshake, with the HTTP answer any route would give.
-        body = error_body(error.code, error.detail, **error.extra)
+        body = error_body(admission.code, admission.detail, **admission.extra)
         await websocket.send_denial_response(
-            JSONResponse(body, status_code=error.status_code, headers=error.headers)
+            JSONResponse(
+                body, status_code=admission.status_code, headers=admission.headers
+            )
         )
         return
-    socket = NativeSocket(websocket, resources, caller.tenant_id, client_id)
+    resources = cast(Resources, websocket.state.resources)
+    socket = NativeSocket(websocket, resources, admission.tenant_id, client_id)
     await socket.run()
 
 
