@@ -1,5 +1,6 @@
-"""One job, every surface: a job submitted over REST is a native prompt, a
-native prompt is a REST execution, and another tenant sees neither anywhere."""
+"""One job, every surface: a job submitted over REST is a native prompt and a
+v2 job, a native prompt is a REST execution and a v2 job, and another tenant
+sees it nowhere."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ async def test_a_rest_job_is_a_native_prompt(product: Product) -> None:
         entry = await native_history(client, job_id)
         listed = (await client.get("/api/jobs", params={"limit": "100"})).json()
         detail = (await client.get(f"/api/jobs/{job_id}")).json()
+        v2 = (await client.get(f"/api/v2/jobs/{job_id}")).json()
 
     assert job["status"] == "completed"
+    assert (v2["id"], v2["status"]) == (job_id, "succeeded")
     [image] = entry["outputs"]["3"]["images"]
     assert image["subfolder"] == job_id
     assert entry["status"]["status_str"] == "success"
@@ -51,8 +54,11 @@ async def test_a_native_prompt_is_a_rest_execution(product: Product) -> None:
         prompt_id = answer.json()["prompt_id"]
         job = await wait_final(client, prompt_id)
         listed = (await client.get("/workflows", params={"limit": "100"})).json()
+        v2 = (await client.get(f"/api/v2/jobs/{prompt_id}")).json()
 
     assert job["execution_id"] == prompt_id
+    assert (v2["id"], v2["status"]) == (prompt_id, "succeeded")
+    assert [output["node_id"] for output in v2["outputs"]] == ["3"]
     assert job["status"] == "completed"
     assert [output["node_id"] for output in job["outputs"]] == ["3"]
     assert prompt_id in {item["execution_id"] for item in listed["items"]}
@@ -76,6 +82,8 @@ async def test_another_tenant_sees_the_prompt_nowhere(product: Product) -> None:
         job = await other.get(f"/api/jobs/{prompt_id}")
         cancel = (await other.post(f"/api/jobs/{prompt_id}/cancel")).json()
         rest = await other.get(f"/workflows/{prompt_id}")
+        v2 = await other.get(f"/api/v2/jobs/{prompt_id}")
+        v2_listed = (await other.get("/api/v2/jobs", params={"limit": "100"})).json()
         taken = await other.post(
             "/prompt",
             json={"prompt": invert_graph((1, 1, 1)), "prompt_id": prompt_id},
@@ -88,6 +96,8 @@ async def test_another_tenant_sees_the_prompt_nowhere(product: Product) -> None:
     assert (job.status_code, job.json()) == (404, {"error": "Job not found"})
     assert cancel == {"cancelled": False}
     assert rest.status_code == 404
+    assert (v2.status_code, v2.json()["error"]["code"]) == (404, "not_found")
+    assert prompt_id not in {job["id"] for job in v2_listed["jobs"]}
     # The id is taken, and that is all the answer says.
     assert (taken.status_code, taken.json()) == (
         409,
