@@ -59,9 +59,13 @@ async def test_a_prompt_runs_and_its_history_lists_its_image(product: Product) -
         )
         entry = await wait_history(client, prompt_id)
         job = (await client.get(f"/api/jobs/{prompt_id}")).json()
+        [image] = entry["outputs"]["3"]["images"]
+        # The item names the file `/view` serves.
+        viewed = await client.get("/view", params=image)
 
     assert queued == prompt_id
-    [image] = entry["outputs"]["3"]["images"]
+    assert viewed.status_code == 200
+    assert viewed.content.startswith(b"\x89PNG")
     assert image["subfolder"] == prompt_id
     assert image["type"] == "output"
     assert image["filename"].startswith("native")
