@@ -37,6 +37,7 @@ from comfyserve.gateway.native.routing import (
     QueueChanged,
     Replaced,
 )
+from comfyserve.gateway.native.service import ACTIVE, NativeJobs
 from comfyserve.gateway.native.ws_frames import (
     Frame,
     PreviewWanted,
@@ -52,21 +53,10 @@ log = structlog.get_logger(__name__)
 router = APIRouter()
 
 _ACCESS = Access(RouteClass.READ, Scope.WORKFLOWS_READ)
-_QUEUED = (wf.JOB_STATUS_PENDING, wf.JOB_STATUS_RUNNING)
 # Binary frame types and image formats of ComfyUI's protocol (§B.5.4).
 _PREVIEW_IMAGE = 1
 _PREVIEW_WITH_METADATA = 4
 _JPEG, _PNG = 1, 2
-
-
-async def queue_remaining(resources: Resources, tenant_id: str) -> int:
-    """The tenant's prompts waiting or running: ComfyUI's `queue_remaining`."""
-    listing = await resources.workflow.list_jobs(
-        wf.ListJobsRequest(
-            tenant_id=tenant_id, statuses=_QUEUED, page_size=1, with_total=True
-        )
-    )
-    return listing.total
 
 
 @router.websocket("/ws")
@@ -117,6 +107,7 @@ class NativeSocket:
         self._tenant_id = tenant_id
         self._client_id = client_id
         self._socket_id = uuid.uuid4().hex
+        self._jobs = NativeJobs(resources.workflow, resources.prompt_router, tenant_id)
         self._send_lock = asyncio.Lock()
         self._followed: dict[str, asyncio.Task[None]] = {}
         self._preview_metadata = False
@@ -149,8 +140,7 @@ class NativeSocket:
                     raise cast(BaseException, task.exception())
 
     async def _hello(self) -> dict[str, Any]:
-        remaining = await queue_remaining(self._resources, self._tenant_id)
-        hello = self._status(remaining)
+        hello = self._status(await self._jobs.queue_remaining())
         hello["data"]["sid"] = self._client_id
         return hello
 
@@ -161,10 +151,8 @@ class NativeSocket:
     async def _adopt(self) -> None:
         """Follows this client id's prompts already queued or running, as
         ComfyUI routes them to whichever socket holds the id now."""
-        listing = await self._resources.workflow.list_jobs(
-            wf.ListJobsRequest(tenant_id=self._tenant_id, statuses=_QUEUED)
-        )
-        for job in reversed(listing.jobs):
+        listing = await self._jobs.listing(ACTIVE, with_graph=False)
+        for job in listing.jobs:
             if job.client_id == self._client_id:
                 self._follow(job.id, adopted=job.status == wf.JOB_STATUS_RUNNING)
 
@@ -243,8 +231,7 @@ class NativeSocket:
             await self._send(frame)
 
     async def _send_status(self) -> None:
-        remaining = await queue_remaining(self._resources, self._tenant_id)
-        await self._send(self._status(remaining))
+        await self._send(self._status(await self._jobs.queue_remaining()))
 
     async def _send(self, sent: dict[str, Any]) -> None:
         async with self._send_lock:
