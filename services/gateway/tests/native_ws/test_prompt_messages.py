@@ -94,8 +94,9 @@ def script(job: wf.Job, ending: int, **final: Any) -> list[wf.JobUpdate]:
     ]
     updates[1].job.started_at.CopyFrom(started)
     if ending == wf.JOB_STATUS_COMPLETED:
-        updates.append(wf.JobUpdate(job=job, kind=out, new_outputs=[output]))
+        # As the service sends it: the new output on the job already, too.
         job.outputs.append(output)
+        updates.append(wf.JobUpdate(job=job, kind=out, new_outputs=[output]))
     updates.append(_update(job, status, status=ending, **final))
     return updates
 

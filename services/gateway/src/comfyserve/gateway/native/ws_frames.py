@@ -174,7 +174,9 @@ class PromptFrames:
 
     def _outputs(self, job: wf.Job, outputs: list[wf.OutputFile]) -> list[Frame]:
         fresh = [
-            output for output in outputs if output.file_id not in self._sent_outputs
+            output
+            for output in translate.unique_outputs(outputs)
+            if output.file_id not in self._sent_outputs
         ]
         self._sent_outputs.update(output.file_id for output in fresh)
         # The same items `/history` lists, so a client can fetch them by `/view`.
