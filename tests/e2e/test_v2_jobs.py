@@ -402,25 +402,26 @@ async def test_events_send_outputs_before_the_final_status_and_resume(
 
 
 async def test_events_keep_alive_and_cap_streams(product: Product) -> None:
-    """§A.6: a `: keepalive` comment within 15 s of silence; past the cap of
-    open streams (8), 429 too_many_streams with Retry-After."""
+    """§A.6: past the cap of open streams (8), 429 too_many_streams with
+    Retry-After; a `: keepalive` comment within 15 s of silence."""
     async with product.client() as client:
-        job = await _submit(client, slow_graph(6, 13))
+        job = await _submit(client, slow_graph(30, 13))
         url = job["urls"]["events"]
-        async with client.stream("GET", url) as first:
+        opened = [client.stream("GET", url) for _ in range(8)]
+        streams = [await stream.__aenter__() for stream in opened]
+        try:
+            assert all(stream.status_code == 200 for stream in streams)
+            async with client.stream("GET", url) as refused:
+                await refused.aread()
+            for stream in opened[1:]:
+                await stream.__aexit__(None, None, None)
             async with asyncio.timeout(15):
-                async for name, value in _frames(first):
+                async for name, value in _frames(streams[0]):
                     if name == "comment" and value == "keepalive":
                         break
-            opened = [client.stream("GET", url) for _ in range(7)]
-            streams = [await stream.__aenter__() for stream in opened]
-            try:
-                assert all(stream.status_code == 200 for stream in streams)
-                refused = await client.get(url)
-            finally:
-                for stream in opened:
-                    await stream.__aexit__(None, None, None)
-        await client.post(job["urls"]["cancel"])
+        finally:
+            await opened[0].__aexit__(None, None, None)
+            await client.post(job["urls"]["cancel"])
 
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "too_many_streams"
