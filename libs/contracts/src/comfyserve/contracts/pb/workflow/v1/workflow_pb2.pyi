@@ -208,6 +208,7 @@ class SubmitJobRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_KEY_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     workflow_json: _builtins.str
     """API-format graph as JSON text (not Struct, which turns ints into doubles)."""
@@ -226,6 +227,12 @@ class SubmitJobRequest(_message.Message):
     """ComfyUI's `client_id`: the native WebSocket session that follows the job.
     Stored and returned on Job; not a secret.
     """
+    partner_key: _builtins.str
+    """SECRET. The partner-node key (`extra_data.api_key_comfy_org`), handed to
+    ComfyUI in the prompt's `extra_data`. Never stored with the job, logged
+    or echoed: held in Redis until the job ends (ADR 0006); a replayed
+    submit keeps the first request's key.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -240,10 +247,11 @@ class SubmitJobRequest(_message.Message):
         idempotency_key: _builtins.str | None = ...,
         job_id: _builtins.str | None = ...,
         client_id: _builtins.str | None = ...,
+        partner_key: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_idempotency_key", b"_idempotency_key", "_job_id", b"_job_id", "_webhook_url", b"_webhook_url", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_idempotency_key", b"_idempotency_key", "_job_id", b"_job_id", "_partner_key", b"_partner_key", "_webhook_url", b"_webhook_url", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "partner_key", b"partner_key", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_idempotency_key", b"_idempotency_key", "_job_id", b"_job_id", "_webhook_url", b"_webhook_url", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "metadata", b"metadata", "priority", b"priority", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_idempotency_key", b"_idempotency_key", "_job_id", b"_job_id", "_partner_key", b"_partner_key", "_webhook_url", b"_webhook_url", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "metadata", b"metadata", "partner_key", b"partner_key", "priority", b"priority", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__client_id: _TypeAlias = _typing.Literal["client_id"]  # noqa: Y015
     _WhichOneofArgType__client_id: _TypeAlias = _typing.Literal["_client_id", b"_client_id"]  # noqa: Y015
@@ -251,6 +259,8 @@ class SubmitJobRequest(_message.Message):
     _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
     _WhichOneofReturnType__job_id: _TypeAlias = _typing.Literal["job_id"]  # noqa: Y015
     _WhichOneofArgType__job_id: _TypeAlias = _typing.Literal["_job_id", b"_job_id"]  # noqa: Y015
+    _WhichOneofReturnType__partner_key: _TypeAlias = _typing.Literal["partner_key"]  # noqa: Y015
+    _WhichOneofArgType__partner_key: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key"]  # noqa: Y015
     _WhichOneofReturnType__webhook_url: _TypeAlias = _typing.Literal["webhook_url"]  # noqa: Y015
     _WhichOneofArgType__webhook_url: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url"]  # noqa: Y015
     @_typing.overload
@@ -259,6 +269,8 @@ class SubmitJobRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__job_id) -> _WhichOneofReturnType__job_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__partner_key) -> _WhichOneofReturnType__partner_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_url) -> _WhichOneofReturnType__webhook_url | None: ...
 
@@ -784,6 +796,7 @@ class Assignment(_message.Message):
     INPUTS_FIELD_NUMBER: _builtins.int
     FILE_INPUTS_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    PARTNER_KEY_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     workflow_json: _builtins.str
     """The graph to run, as JSON text: asset references replaced by the names
@@ -791,6 +804,10 @@ class Assignment(_message.Message):
     """
     lease_seconds: _builtins.float
     """The lease lapses this long after the grant or the last renewal."""
+    partner_key: _builtins.str
+    """SECRET. The job's partner-node key, for the prompt's `extra_data` only;
+    unset when the job has none (or it expired with the job's deadline).
+    """
     @_builtins.property
     def job(self) -> Global___Job:
         """The job as claimed; `workflow_json` is the submitted graph."""
@@ -814,12 +831,15 @@ class Assignment(_message.Message):
         inputs: _abc.Iterable[Global___InputFile] | None = ...,
         file_inputs: _abc.Iterable[Global___InputRef] | None = ...,
         lease_seconds: _builtins.float = ...,
+        partner_key: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key", "job", b"job", "partner_key", b"partner_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "file_inputs", b"file_inputs", "inputs", b"inputs", "job", b"job", "lease_seconds", b"lease_seconds", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key", "attempt", b"attempt", "file_inputs", b"file_inputs", "inputs", b"inputs", "job", b"job", "lease_seconds", b"lease_seconds", "partner_key", b"partner_key", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__partner_key: _TypeAlias = _typing.Literal["partner_key"]  # noqa: Y015
+    _WhichOneofArgType__partner_key: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__partner_key) -> _WhichOneofReturnType__partner_key | None: ...
 
 Global___Assignment: _TypeAlias = Assignment  # noqa: Y015
 
