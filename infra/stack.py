@@ -209,6 +209,30 @@ def mark(path: Path) -> None:
     (path / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
+def go_install(package: str, version: str, binary: Path) -> None:
+    """`go install package@version` once per cache, then copied to `binary`.
+
+    Go's module and build caches live in ours too, so a fresh CI cache starts
+    cold and removing it removes them (-modcacherw: the module cache is
+    read-only otherwise, and `rm -rf` as a plain user fails on it).
+    """
+    cached = CACHE / f"{binary.name}-{version}" / binary.name
+    if not cached.exists():
+        log.info("building %s %s with go install", binary.name, version)
+        run(
+            ["go", "install", f"{package}@{version}"],
+            env={
+                "GOBIN": str(cached.parent),
+                "GOMODCACHE": str(CACHE / "go" / "mod"),
+                "GOCACHE": str(CACHE / "go" / "build"),
+                "GOFLAGS": "-trimpath -modcacherw",
+            },
+        )
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    if not binary.exists():
+        shutil.copy2(cached, binary)
+
+
 def uv() -> str:
     found = shutil.which("uv") or str(LOCAL / "bin" / "uv")
     if not Path(found).exists():
@@ -488,21 +512,12 @@ class S3(Component):
     binary = LOCAL / "bin" / "versitygw"
 
     def install(self) -> None:
-        cached = CACHE / f"versitygw-{VERSITYGW_VERSION}" / "versitygw"
-        if not cached.exists():
-            log.info("building versitygw %s with go install", VERSITYGW_VERSION)
-            with timed("versitygw", self.timings):
-                run(
-                    [
-                        "go",
-                        "install",
-                        f"github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}",
-                    ],
-                    env={"GOBIN": str(cached.parent), "GOFLAGS": "-trimpath"},
-                )
-        self.binary.parent.mkdir(parents=True, exist_ok=True)
-        if not self.binary.exists():
-            shutil.copy2(cached, self.binary)
+        with timed("versitygw", self.timings):
+            go_install(
+                "github.com/versity/versitygw/cmd/versitygw",
+                VERSITYGW_VERSION,
+                self.binary,
+            )
 
     def start(self) -> None:
         data = LOCAL / "s3" / "data"
