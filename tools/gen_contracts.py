@@ -2,7 +2,8 @@
 
 - gRPC stubs and their mypy stubs from libs/contracts/proto into
   libs/contracts/src/comfyserve/contracts/pb (modules `comfyserve.contracts.pb.*`);
-- a JSON Schema snapshot of every event class into libs/contracts/schemas.
+- a JSON Schema snapshot of every event class into libs/contracts/schemas, and
+  of the webhook body into libs/contracts/schemas/webhooks.
 
 `python tools/gen_contracts.py` rewrites them; `--check` regenerates into a
 temporary folder and exits 1, listing the differences, when the committed
@@ -80,14 +81,21 @@ def generate_protos(src_out: Path) -> Path:
 
 
 def generate_schemas(out: Path) -> Path:
-    """Write one JSON Schema per event type; returns the folder."""
+    """Write one JSON Schema per event type, and the webhook body's; returns
+    the folder."""
     from comfyserve.contracts.compat import event_json_schema
     from comfyserve.contracts.events import EVENT_CLASSES, event_type_of
+    from comfyserve.contracts.webhooks import WebhookPayload
 
-    out.mkdir(parents=True, exist_ok=True)
-    for cls in EVENT_CLASSES:
-        text = json.dumps(event_json_schema(cls), indent=2, sort_keys=True)
-        (out / f"{event_type_of(cls)}.json").write_text(text + "\n")
+    schemas: dict[Path, dict[str, object]] = {
+        Path(f"{event_type_of(cls)}.json"): event_json_schema(cls)
+        for cls in EVENT_CLASSES
+    }
+    schemas[Path("webhooks", "payload.json")] = event_json_schema(WebhookPayload)
+    for path, schema in schemas.items():
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(schema, indent=2, sort_keys=True)
+        (out / path).write_text(text + "\n")
     return out
 
 
