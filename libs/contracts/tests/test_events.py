@@ -12,11 +12,13 @@ from comfyserve.contracts.events import (
     JobProgressData,
     JobStarted,
     JobSubmitted,
+    SubmitRequested,
     dump_event,
     event_classes_by_type,
     event_type_of,
     parse_event,
     parse_job_event,
+    submitted_job_id,
 )
 
 from .conftest import make_all_events, make_submitted
@@ -156,3 +158,18 @@ def test_time_is_timezone_aware_by_default() -> None:
 
     assert isinstance(event.time, datetime)
     assert event.time.utcoffset() is not None
+
+
+def test_a_submit_command_is_keyed_by_its_request_id() -> None:
+    command = next(e for e in make_all_events() if isinstance(e, SubmitRequested))
+    body = json.loads(dump_event(command))
+    body["subject"] = "another"
+
+    with pytest.raises(ValidationError, match="subject must be the request id"):
+        parse_event(json.dumps(body))
+
+
+def test_a_submitted_job_id_is_one_per_tenant_and_request() -> None:
+    assert submitted_job_id("t1", "r") == submitted_job_id("t1", "r")
+    assert submitted_job_id("t1", "r") != submitted_job_id("t2", "r")
+    assert submitted_job_id("t1", "r") != submitted_job_id("t1", "r2")

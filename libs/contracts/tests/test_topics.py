@@ -36,6 +36,8 @@ def test_topic_map_covers_every_event_type() -> None:
         ("workflow.job.submitted.v2", "workflow.jobs.submitted.v2"),
         ("workflow.job.finished", "workflow.jobs.finished.v1"),
         ("workflow.job.cancel-requested", "workflow.jobs.cancel-requested.v1"),
+        ("workflow.job.submit-requested", "workflow.jobs.submit-requested.v1"),
+        ("workflow.job.rejected", "workflow.jobs.rejected.v1"),
         ("executor.job.started", "executor.jobs.started.v1"),
         ("executor.job.progressed", "executor.jobs.progress.v1"),
         ("executor.job.completed", "executor.jobs.completed.v1"),
@@ -85,3 +87,10 @@ def test_size_limits_follow_the_topic() -> None:
         limits.CATALOG_MAX_BYTES
     )
     assert topics.max_message_bytes("unknown.topic") == limits.EVENT_MAX_BYTES
+
+
+def test_a_submit_command_fits_the_largest_graph() -> None:
+    assert topics.max_message_bytes(topics.SUBMIT_REQUESTED) > limits.MAX_WORKFLOW_BYTES
+    assert topics.max_message_bytes(topics.dlq(topics.SUBMIT_REQUESTED)) == (
+        topics.max_message_bytes(topics.SUBMIT_REQUESTED)
+    )

@@ -12,10 +12,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from typing import Annotated, Any, Literal, Self
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+from comfyserve.contracts.limits import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    REQUEST_ID_MAX_CHARS,
+)
 
 __all__ = [
     "DEFAULT_POOL",
@@ -40,6 +55,8 @@ __all__ = [
     "JobFailedData",
     "JobProgressData",
     "JobProgressed",
+    "JobRejected",
+    "JobRejectedData",
     "JobStarted",
     "JobStartedData",
     "JobSubmitted",
@@ -50,6 +67,9 @@ __all__ = [
     "OutputKind",
     "Payload",
     "Priority",
+    "RejectionCode",
+    "SubmitRequested",
+    "SubmitRequestedData",
     "WorkerHeartbeat",
     "WorkerHeartbeatData",
     "dump_event",
@@ -57,6 +77,7 @@ __all__ = [
     "event_type_of",
     "parse_event",
     "parse_job_event",
+    "submitted_job_id",
 ]
 
 
@@ -91,6 +112,19 @@ class FinalStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class RejectionCode(StrEnum):
+    """Why a `submit-requested` command did not become a job."""
+
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    INVALID_COMMAND = "invalid_command"
+    INVALID_ARGUMENT = "invalid_argument"
+    INVALID_WORKFLOW = "invalid_workflow"
+    QUEUE_FULL = "queue_full"
+    IDEMPOTENCY_KEY_REUSE = "idempotency_key_reuse"
+    JOB_ID_TAKEN = "job_id_taken"
 
 
 DEFAULT_POOL = "default"
@@ -268,6 +302,58 @@ class NodeCatalogData(Payload):
     )
 
 
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS)
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
+RequestId = Annotated[
+    str, StringConstraints(min_length=1, max_length=REQUEST_ID_MAX_CHARS)
+]
+
+
+class SubmitRequestedData(Payload):
+    """A job an internal team asks for: the fields of the REST submit."""
+
+    request_id: RequestId = Field(
+        description="The producer's id of this request, unique per tenant: a "
+        "repeat is the same job. Also the envelope's subject and the Kafka key."
+    )
+    workflow: dict[str, Any] = Field(
+        min_length=1,
+        description="An API-format graph (node id -> {class_type, inputs}) or "
+        'the {"nodes": {...}} form.',
+    )
+    priority: Priority = Priority.NORMAL
+    webhook_url: str | None = Field(
+        default=None, description="Called when the job ends."
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict, max_length=MAX_METADATA_KEYS
+    )
+    timeout_seconds: int = Field(
+        default=0, ge=0, description="The limit of one attempt; 0: the default."
+    )
+    job_id: UUID | None = Field(
+        default=None,
+        description="The job's id; unset, it is `submitted_job_id(tenant, "
+        "request_id)`, so the producer knows it before the job exists.",
+    )
+
+
+class JobRejectedData(Payload):
+    """Why a `submit-requested` command was refused; `error` and
+    `node_errors` are ComfyUI's /prompt error shape when the graph is at fault."""
+
+    request_id: str
+    code: RejectionCode
+    message: str
+    field: str | None = Field(
+        default=None, description="The command field to fix, where one is at fault."
+    )
+    error: dict[str, Any] | None = None
+    node_errors: dict[str, Any] = Field(default_factory=dict)
+
+
 class Event(BaseModel):
     """CloudEvents-style envelope; subclasses fix `type` and `data`."""
 
@@ -311,6 +397,30 @@ class JobCancelRequested(Event):
 
     type: Literal["workflow.job.cancel-requested"] = "workflow.job.cancel-requested"
     data: JobCancelRequestedData
+
+
+class SubmitRequested(Event):
+    """A command, produced by an internal team's service to ask the workflow
+    service for a job, with a credential in its `authorization` header. The
+    job then appears on the job topics like any other; a refusal is a
+    `JobRejected`."""
+
+    type: Literal["workflow.job.submit-requested"] = "workflow.job.submit-requested"
+    data: SubmitRequestedData
+
+    @model_validator(mode="after")
+    def _keyed_by_request(self) -> Self:
+        if self.subject != self.data.request_id:
+            raise ValueError("subject must be the request id")
+        return self
+
+
+class JobRejected(Event):
+    """Emitted by the workflow service for a `submit-requested` command it did
+    not accept (credential, validation, quota); subject is the request id."""
+
+    type: Literal["workflow.job.rejected"] = "workflow.job.rejected"
+    data: JobRejectedData
 
 
 class JobStarted(Event):
@@ -375,6 +485,8 @@ AnyEvent = Annotated[
     JobSubmitted
     | JobFinished
     | JobCancelRequested
+    | SubmitRequested
+    | JobRejected
     | JobStarted
     | JobProgressed
     | JobCompleted
@@ -394,6 +506,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     JobSubmitted,
     JobFinished,
     JobCancelRequested,
+    SubmitRequested,
+    JobRejected,
     JobStarted,
     JobProgressed,
     JobCompleted,
@@ -407,6 +521,15 @@ TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(
     {"executor.job.completed", "executor.job.failed", "executor.job.cancelled"}
 )
 """Event types that end an attempt; `failed` ends the job unless it is retried."""
+
+
+_JOB_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://comfyserve/jobs/submit-requested")
+
+
+def submitted_job_id(tenant_id: str, request_id: str) -> UUID:
+    """The job id of a `submit-requested` command that names none: the same
+    for every repeat of the request, and different for every tenant."""
+    return uuid5(_JOB_ID_NAMESPACE, f"{tenant_id}/{request_id}")
 
 
 def event_type_of(cls: type[Event]) -> str:

@@ -14,9 +14,14 @@ __all__ = [
     "DOWNLOAD_URLS_PER_CALL",
     "EVENT_MAX_BYTES",
     "GRPC_MAX_MESSAGE_BYTES",
+    "MAX_METADATA_KEYS",
+    "MAX_METADATA_KEY_CHARS",
+    "MAX_METADATA_VALUE_CHARS",
     "MAX_OUTPUTS_PER_JOB",
     "MAX_WORKFLOW_BYTES",
     "OUTPUTS_PER_EVENT",
+    "REQUEST_ID_MAX_CHARS",
+    "SUBMIT_MAX_BYTES",
     "TEXT_FIELD_MAX_CHARS",
     "TRACEBACK_MAX_CHARS",
 ]
@@ -33,6 +38,10 @@ to megabytes on images with many custom nodes."""
 
 MAX_WORKFLOW_BYTES: Final = 2 * MIB
 """The largest API-format graph (as compact JSON) a job may carry."""
+
+SUBMIT_MAX_BYTES: Final = MAX_WORKFLOW_BYTES + EVENT_MAX_BYTES
+"""`max.message.bytes` of the submit-requested topic: the largest graph, and
+room for the rest of the command around it."""
 
 GRPC_MAX_MESSAGE_BYTES: Final = 4 * MAX_WORKFLOW_BYTES
 """Every gRPC channel and server sends and receives up to this: a job with the
@@ -55,3 +64,14 @@ TEXT_FIELD_MAX_CHARS: Final = 4000
 
 TRACEBACK_MAX_CHARS: Final = 16000
 """A traceback in an event is clipped to its last this many characters."""
+
+MAX_METADATA_KEYS: Final = 16
+"""Entries of a job's metadata; keys of 1 to `MAX_METADATA_KEY_CHARS`
+characters, values of at most `MAX_METADATA_VALUE_CHARS`."""
+
+MAX_METADATA_KEY_CHARS: Final = 40
+
+MAX_METADATA_VALUE_CHARS: Final = 256
+
+REQUEST_ID_MAX_CHARS: Final = 128
+"""The longest request id of a `submit-requested` command."""

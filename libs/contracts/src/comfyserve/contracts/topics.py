@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from comfyserve.contracts.events import Event
-from comfyserve.contracts.limits import CATALOG_MAX_BYTES, EVENT_MAX_BYTES
+from comfyserve.contracts.limits import (
+    CATALOG_MAX_BYTES,
+    EVENT_MAX_BYTES,
+    SUBMIT_MAX_BYTES,
+)
 
 __all__ = [
     "ALL_TOPICS",
@@ -28,8 +32,10 @@ __all__ = [
     "JOB_EVENT_TOPICS",
     "NODE_CATALOG",
     "PROGRESS",
+    "REJECTED",
     "STARTED",
     "SUBMITTED",
+    "SUBMIT_REQUESTED",
     "TOPIC_FOR_EVENT_TYPE",
     "TopicSpec",
     "dlq",
@@ -40,6 +46,9 @@ __all__ = [
 SUBMITTED = "workflow.jobs.submitted.v2"
 FINISHED = "workflow.jobs.finished.v1"
 CANCEL_REQUESTED = "workflow.jobs.cancel-requested.v1"
+# Internal teams' way in: commands keyed by request id, and their refusals.
+SUBMIT_REQUESTED = "workflow.jobs.submit-requested.v1"
+REJECTED = "workflow.jobs.rejected.v1"
 
 STARTED = "executor.jobs.started.v1"
 PROGRESS = "executor.jobs.progress.v1"
@@ -58,6 +67,8 @@ TOPIC_FOR_EVENT_TYPE: Mapping[str, str] = MappingProxyType(
         "workflow.job.submitted.v2": SUBMITTED,
         "workflow.job.finished": FINISHED,
         "workflow.job.cancel-requested": CANCEL_REQUESTED,
+        "workflow.job.submit-requested": SUBMIT_REQUESTED,
+        "workflow.job.rejected": REJECTED,
         "executor.job.started": STARTED,
         "executor.job.progressed": PROGRESS,
         "executor.job.completed": COMPLETED,
@@ -96,6 +107,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, 6),
     TopicSpec(FINISHED, 6),
     TopicSpec(CANCEL_REQUESTED, 1),
+    # A command carries a whole graph, as a job may.
+    TopicSpec(SUBMIT_REQUESTED, 6, max_message_bytes=SUBMIT_MAX_BYTES),
+    TopicSpec(REJECTED, 6),
     *(TopicSpec(name, 6) for name in JOB_EVENT_TOPICS),
     TopicSpec(HEARTBEAT, 3),
     TopicSpec(NODE_CATALOG, 1, compacted=True, max_message_bytes=CATALOG_MAX_BYTES),
