@@ -43,8 +43,29 @@ async def test_a_prompt_is_queued_with_its_id_and_client(
     [request] = workflow.requests
     assert isinstance(request, wf.SubmitJobRequest)
     assert (request.tenant_id, request.client_id) == (tenant_a, "socket-1")
-    assert "secret-partner-key" not in str(request)
+    # Passed on for ComfyUI (ADR 0006), and not in the answer.
+    assert request.partner_key == "secret-partner-key"
+    assert "secret-partner-key" not in response.text
     assert prompt_router.announced == [(tenant_a, "socket-1", prompt_id)]
+
+
+async def test_a_prompt_without_a_partner_key_sends_none(client, auth_a, workflow):
+    await client.post("/prompt", headers=auth_a, json={"prompt": GRAPH})
+    [request] = workflow.requests
+    assert isinstance(request, wf.SubmitJobRequest)
+    assert not request.HasField("partner_key")
+
+
+async def test_a_partner_key_that_is_not_a_string_is_refused(client, auth_a, workflow):
+    response = await client.post(
+        "/prompt",
+        headers=auth_a,
+        json={"prompt": GRAPH, "extra_data": {"api_key_comfy_org": ["x"]}},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_prompt"
+    assert "api_key_comfy_org" in response.json()["error"]["message"]
+    assert workflow.requests == []
 
 
 async def test_front_jumps_the_queue(client, auth_a, workflow):

@@ -26,6 +26,7 @@ from comfyserve.gateway.native.service import (
 )
 from comfyserve.gateway.native.shapes import history_entry, history_page, in_history
 from comfyserve.gateway.resources import ResourcesDep
+from comfyserve.gateway.v2.jobs_request import PARTNER_KEY
 
 router = APIRouter(tags=["native"], include_in_schema=False)
 
@@ -64,13 +65,21 @@ def _prompt_request(body: dict[str, Any]) -> PromptRequest:
             "Invalid prompt_id format",
             "prompt_id must be a canonical lowercase UUID",
         )
-    if not isinstance(body.get("extra_data", {}), dict):
+    extra_data = body.get("extra_data", {})
+    if not isinstance(extra_data, dict):
         raise prompt_error("invalid_prompt", "extra_data must be an object")
+    partner_key = extra_data.get(PARTNER_KEY)
+    # The message names the field, never the value.
+    if partner_key is not None and not isinstance(partner_key, str):
+        raise prompt_error(
+            "invalid_prompt", f"extra_data.{PARTNER_KEY} must be a string"
+        )
     return PromptRequest(
         prompt=body["prompt"],
         client_id=client_id,
         prompt_id=prompt_id,
         front=body.get("front") is True,
+        partner_key=partner_key or None,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -59,14 +59,16 @@ def canonical_id(value: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PromptRequest:
-    """The parts of a `POST /prompt` body this product uses. `extra_data` is
-    read for nothing: its partner keys must never be stored, and the rest
-    (`extra_pnginfo`, `preview_method`) means nothing to our executors."""
+    """The parts of a `POST /prompt` body this product uses. Of `extra_data`
+    only the partner key is kept, for ComfyUI and never stored (ADR 0006);
+    the rest (`extra_pnginfo`, `preview_method`) means nothing to our
+    executors."""
 
     prompt: Any
     client_id: str
     prompt_id: str | None
     front: bool
+    partner_key: str | None = field(default=None, repr=False)
 
 
 def _native_errors(errors: wf.ValidationErrors) -> dict[str, Any]:
@@ -99,6 +101,7 @@ class NativeJobs:
             workflow_json=compact_json(request.prompt),
             priority=wf.PRIORITY_HIGH if request.front else wf.PRIORITY_NORMAL,
             client_id=request.client_id,
+            partner_key=request.partner_key,
         )
         if request.prompt_id is not None:
             submit.job_id = request.prompt_id

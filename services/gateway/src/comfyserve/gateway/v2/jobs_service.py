@@ -87,8 +87,6 @@ class V2JobsService:
         self.renderer = renderer
 
     async def submit(self, body: SubmitBody, idempotency_key: str | None) -> Job:
-        # The partner key is accepted and validated but goes no further: no
-        # path to the engine exists yet that would not persist it with the job.
         if idempotency_key is not None:
             await self._claim(idempotency_key)
         try:
@@ -110,6 +108,8 @@ class V2JobsService:
                 workflow_json=translate.compact_json(body.workflow),
                 priority=wf.PRIORITY_NORMAL,
                 metadata=body.metadata,
+                # Kept only until the job ends, for ComfyUI (ADR 0006).
+                partner_key=body.partner_key,
             )
         )
         if response.WhichOneof("result") == "validation_errors":
