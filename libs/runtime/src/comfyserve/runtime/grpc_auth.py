@@ -15,10 +15,12 @@ from comfyserve.runtime.auth import CredentialVerifier, Principal
 __all__ = [
     "AuthInterceptor",
     "bearer",
+    "bearer_credential",
     "Forbidden",
     "caller",
     "require_admin",
     "require_service",
+    "tenant_for",
     "tenant_of_call",
 ]
 
@@ -43,7 +45,11 @@ def tenant_of_call(requested: str, *scopes: str) -> str:
     one is refused, never obeyed. One of our services names the tenant it acts
     for. Without credential checks the request's tenant stands.
     """
-    principal = _caller.get()
+    return tenant_for(_caller.get(), requested, *scopes)
+
+
+def tenant_for(principal: Principal | None, requested: str, *scopes: str) -> str:
+    """`tenant_of_call` for a principal a message carries rather than a call."""
     if principal is None or principal.is_service:
         return requested
     missing = principal.missing(scopes)
@@ -152,7 +158,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
-            scheme, _, credential = value.partition(" ")
-            if scheme.lower() == "bearer":
-                return credential.strip()
+            credential = bearer_credential(value)
+            if credential:
+                return credential
     return ""
+
+
+def bearer_credential(authorization: str) -> str:
+    """The credential of an `authorization` value (`Bearer <credential>`), or
+    "" when it is not a bearer one."""
+    scheme, _, credential = authorization.partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
