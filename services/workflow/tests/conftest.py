@@ -141,6 +141,7 @@ def settings(stack: dict[str, str], session_id: str) -> Settings:
         database_url=stack["DATABASE_URL"],
         schema_=f"workflow_test_{session_id}",
         kafka_bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
+        redis_url=stack["REDIS_URL"],
         grpc_port=0,
         metrics_port=0,
         consumer_group=f"workflow-test-{session_id}",

@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import TracerProvider
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
@@ -55,6 +54,7 @@ from comfyserve.gateway.v2.idempotency import RedisIdempotencyClaims
 from comfyserve.gateway.v2.jobs import router as v2_jobs_router
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.identity import connect_auth
+from comfyserve.runtime.redis import redis_client
 
 # Presigned PUTs of large files may take a while; connecting must not.
 _UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -63,19 +63,6 @@ _UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 def upload_client() -> httpx.AsyncClient:
     """The client that PUTs upload bytes to presigned object-store URLs."""
     return httpx.AsyncClient(timeout=_UPLOAD_TIMEOUT, follow_redirects=False)
-
-
-def redis_client(url: str, timeout_seconds: float) -> Redis:
-    """Redis for rate limits, suspensions and readiness. Every request waits on
-    it, so a call gives up within two timeouts: one immediate retry (for a
-    pooled connection Redis closed), not redis-py's ten with backoff, which
-    hold every request for seconds while Redis is down."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        retry=Retry(NoBackoff(), retries=1),
-    )
 
 
 @asynccontextmanager
@@ -171,9 +158,12 @@ def _description(settings: Settings) -> str:
 
 
 def create_app(
-    settings: Settings, resources: ResourcesFactory = open_resources
+    settings: Settings,
+    resources: ResourcesFactory = open_resources,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
-    """The gateway app; `resources` builds its clients (tests pass fakes)."""
+    """The gateway app; `resources` builds its clients (tests pass fakes), and
+    requests are traced by `tracer_provider` (default: the global one)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -232,4 +222,9 @@ def create_app(
             expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outermost of all: every answer, errors included, is in the request's
+    # span. Spans per ASGI message would be one per SSE event, so none.
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"]
+    )
     return app

@@ -21,9 +21,13 @@ from comfyserve.runtime.identity import caller_verifier
 from comfyserve.runtime.kafka import started
 from comfyserve.runtime.logging import describe_error
 from comfyserve.runtime.metrics import serve_metrics
+from comfyserve.runtime.redis import redis_client
 from comfyserve.runtime.tasks import supervised
 from comfyserve.workflow.adapters.files import FileLookup, StorageFileLookup
+from comfyserve.workflow.adapters.partner_keys import RedisPartnerKeys
 from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL
+from comfyserve.workflow.ingress import handlers as ingress_handlers
+from comfyserve.workflow.ingress.service import IngressService
 from comfyserve.workflow.jobs.cancellation import CancelService
 from comfyserve.workflow.jobs.claims import ClaimService
 from comfyserve.workflow.jobs.grpc import JobApis, WorkflowServicer
@@ -122,6 +126,10 @@ async def run_app(
             serve_metrics(metrics.registry, settings.metrics_port)
         )
         lookup = await stack.enter_async_context(_file_lookup(settings, files))
+        redis = await stack.enter_async_context(
+            redis_client(settings.redis_url, settings.redis_timeout_seconds)
+        )
+        partner_keys = RedisPartnerKeys(redis, settings.schema_)
         producer = await stack.enter_async_context(
             started(create_producer(settings.kafka_bootstrap_servers))
         )
@@ -144,6 +152,7 @@ async def run_app(
                 engine=engine,
                 settings=settings,
                 files=lookup,
+                partner_keys=partner_keys,
                 reader=reader,
                 metrics=metrics,
                 source=source,
@@ -161,6 +170,7 @@ async def run_app(
                 engine=engine,
                 settings=settings,
                 queue=queue_listener,
+                partner_keys=partner_keys,
                 metrics=metrics,
                 source=source,
                 clock=clock,
@@ -179,6 +189,7 @@ async def run_app(
             engine=engine,
             dsn=settings.asyncpg_dsn,
             producer=producer,
+            partner_keys=partner_keys,
             metrics=metrics,
             poll_seconds=settings.outbox_poll_seconds,
             batch_size=settings.outbox_batch_size,
@@ -193,6 +204,15 @@ async def run_app(
         )
         events = EventConsumer(
             consumer=consumer, producer=producer, tracker=tracker, metrics=metrics
+        )
+        ingress = ingress_handlers.create_broker(settings)
+        ingress_handlers.subscribe(
+            ingress,
+            settings,
+            IngressService(
+                submissions=apis.submission, verifier=verifier, source=source
+            ),
+            metrics,
         )
         server = await stack.enter_async_context(
             serve_grpc(
@@ -220,6 +240,7 @@ async def run_app(
         if run_sweeper:
             loops["sweeper"] = sweeper.run
         await stack.enter_async_context(supervised(loops))
+        await stack.enter_async_context(started(ingress))
         await asyncio.wait_for(
             asyncio.gather(jobs_listener.ready.wait(), queue_listener.ready.wait()),
             _LISTENER_READY_SECONDS,

@@ -71,3 +71,13 @@ class QueueFullError(WorkflowError):
             "its limit; retry once some have started"
         )
         self.retry_after_s = retry_after_seconds
+
+
+class PartnerKeysUnavailableError(WorkflowError):
+    """Redis, which holds partner-node keys, did not answer."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, detail: str) -> None:
+        # Names the failure only: the key is never part of a message.
+        super().__init__(f"partner key store unavailable: {detail}")

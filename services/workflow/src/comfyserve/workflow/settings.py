@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from comfyserve.contracts.topics import SUBMIT_REQUESTED
 from comfyserve.runtime.database import SchemaName, asyncpg_dsn
 from comfyserve.runtime.identity import CheckedServerSettings
 from comfyserve.runtime.settings import comma_separated
@@ -37,18 +40,24 @@ class Settings(CheckedServerSettings):
     # A pool (its catalog) and worker records nobody heard from for this long
     # are forgotten; until then a pool scaled to zero still validates jobs.
     pool_ttl_hours: float = Field(default=168.0, gt=0)
-    # Development only: let webhook URLs reach loopback and private addresses.
-    webhook_allow_private: bool = False
+    # Development only: let webhook URLs reach loopback (a receiver on this
+    # machine); other private addresses stay refused.
+    webhook_allow_loopback: bool = False
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     deadline_grace_seconds: float = Field(default=10.0, ge=0)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    # Holds jobs' partner-node keys until they end (ADR 0006). A submit with
+    # a key and every claim wait on it, so a call gives up quickly.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
 
     consumer_group: str = "workflow"
     # Where a consumer group without committed offsets starts; `earliest` so a
     # first deployment picks up the compacted node catalog.
-    consumer_offset_reset: str = Field(
-        default="earliest", pattern="^(earliest|latest)$"
-    )
+    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Where internal teams produce submit-requested commands; consumed by
+    # the group `<consumer_group>.ingress`.
+    ingress_topic: str = Field(default=SUBMIT_REQUESTED, min_length=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, gt=0)
 
@@ -73,6 +82,10 @@ class Settings(CheckedServerSettings):
     @property
     def pool_allowlist(self) -> frozenset[str] | None:
         return comma_separated(self.pools)
+
+    @property
+    def ingress_consumer_group(self) -> str:
+        return f"{self.consumer_group}.ingress"
 
     @property
     def asyncpg_dsn(self) -> str:

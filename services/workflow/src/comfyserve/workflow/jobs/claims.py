@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.contracts.events import DEFAULT_POOL
+from comfyserve.workflow.adapters.partner_keys import PartnerKeys
 from comfyserve.workflow.db import JOBS_CHANNEL, notify
 from comfyserve.workflow.errors import InvalidArgumentError, JobNotFoundError
 from comfyserve.workflow.jobs import dispatch_repository, events, repository
@@ -70,6 +71,8 @@ class Assignment:
     job: JobRecord
     graph: dict[str, Any]
     lease_seconds: float
+    # Secret: for the prompt's `extra_data` only (ADR 0006).
+    partner_key: str | None = field(default=None, repr=False)
 
     @property
     def attempt(self) -> int:
@@ -107,6 +110,7 @@ class ClaimService:
         engine: AsyncEngine,
         settings: Settings,
         queue: ChannelListener,
+        partner_keys: PartnerKeys,
         metrics: Metrics,
         source: str,
         clock: Clock,
@@ -114,6 +118,7 @@ class ClaimService:
         self._engine = engine
         self._settings = settings
         self._queue = queue
+        self._partner_keys = partner_keys
         self._metrics = metrics
         self._source = source
         self._clock = clock
@@ -161,12 +166,13 @@ class ClaimService:
                 max_attempts=self._settings.max_attempts,
                 default_max_running=self._settings.tenant_max_running,
             )
-            if job is not None:
-                await notify(conn, JOBS_CHANNEL, str(job.id))
-        if job is None:
-            return None
+            if job is None:
+                return None
+            # Inside the grant: a key Redis cannot answer undoes the grant.
+            assignment = await self._assignment(job)
+            await notify(conn, JOBS_CHANNEL, str(job.id))
         self._granted(job, worker_id)
-        return self._assignment(job)
+        return assignment
 
     async def claim(self, tenant_id: str, job_id: str, worker_id: str) -> ClaimOutcome:
         """Claim one named job: granted when it is pending or its lease lapsed."""
@@ -195,10 +201,9 @@ class ClaimService:
                     now=now,
                     lease_until=now + self._lease,
                 )
+                assignment = await self._assignment(granted)
                 await notify(conn, JOBS_CHANNEL, str(granted.id))
-                outcome = ClaimOutcome(
-                    job=granted, assignment=self._assignment(granted)
-                )
+                outcome = ClaimOutcome(job=granted, assignment=assignment)
         if outcome.granted:
             self._granted(outcome.job, worker_id)
         elif outcome.reason is ClaimRefusal.ATTEMPTS_EXHAUSTED:
@@ -262,11 +267,12 @@ class ClaimService:
             states.append(LeaseStatus(job_id=raw_id, attempt=attempt, state=state))
         return Renewal(leases=states, lease_seconds=self._settings.lease_seconds)
 
-    def _assignment(self, job: JobRecord) -> Assignment:
+    async def _assignment(self, job: JobRecord) -> Assignment:
         return Assignment(
             job=job,
             graph=events.resolved_workflow(job),
             lease_seconds=self._settings.lease_seconds,
+            partner_key=await self._partner_keys.get(str(job.id)),
         )
 
     def _granted(self, job: JobRecord, worker_id: str) -> None:

@@ -73,6 +73,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 else None,
                 job_id=request.job_id if request.HasField("job_id") else None,
                 client_id=request.client_id or None,
+                partner_key=request.partner_key or None,
             )
         )
         if outcome.job is None:

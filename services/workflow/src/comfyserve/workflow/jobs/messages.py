@@ -186,6 +186,7 @@ def assignment_to_pb(assignment: Assignment) -> pb.Assignment:
             for ref in job.file_inputs
         ],
         lease_seconds=assignment.lease_seconds,
+        partner_key=assignment.partner_key,
     )
 
 

@@ -6,6 +6,7 @@ types."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from comfyserve.contracts.events import InputFile, Priority
 from comfyserve.contracts.workflow_format import replace_asset_refs
 from comfyserve.workflow.adapters.files import FileLookup
+from comfyserve.workflow.adapters.partner_keys import PartnerKeys
 from comfyserve.workflow.db import QUEUE_CHANNEL, notify
 from comfyserve.workflow.errors import (
     CatalogUnavailableError,
     IdempotencyKeyReuseError,
     InvalidArgumentError,
+    PartnerKeysUnavailableError,
 )
 from comfyserve.workflow.jobs import events, queue_repository, repository
 from comfyserve.workflow.jobs.assets import resolve_assets, resolve_named_inputs
@@ -63,6 +66,8 @@ class SubmitRequest:
     idempotency_key: str | None = None
     job_id: str | None = None
     client_id: str | None = None
+    # Secret: kept in `PartnerKeys` only, never with the job (ADR 0006).
+    partner_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,7 @@ class SubmissionService:
         engine: AsyncEngine,
         settings: Settings,
         files: FileLookup,
+        partner_keys: PartnerKeys,
         reader: JobReader,
         metrics: Metrics,
         source: str,
@@ -97,6 +103,7 @@ class SubmissionService:
         self._engine = engine
         self._settings = settings
         self._files = files
+        self._partner_keys = partner_keys
         self._reader = reader
         self._metrics = metrics
         self._source = source
@@ -111,7 +118,7 @@ class SubmissionService:
         if request.webhook_url is not None:
             await check_webhook_url(
                 request.webhook_url,
-                allow_private=self._settings.webhook_allow_private,
+                allow_loopback=self._settings.webhook_allow_loopback,
             )
         try:
             raw = _parse_json(request.workflow_json)
@@ -158,7 +165,7 @@ class SubmissionService:
             idempotency_key=request.idempotency_key,
             client_id=request.client_id or None,
         )
-        stored = await self._store(job, fingerprint)
+        stored = await self._store(job, fingerprint, request.partner_key)
         if stored is None:
             # A concurrent request with the same key won the race.
             replay = (
@@ -179,39 +186,61 @@ class SubmissionService:
         )
         return SubmitOutcome(job=stored)
 
-    async def _store(self, job: JobRecord, fingerprint: str) -> JobRecord | None:
+    async def _store(
+        self, job: JobRecord, fingerprint: str, partner_key: str | None
+    ) -> JobRecord | None:
         """Job, idempotency record and `submitted` in one transaction, which
         also answers the job's queue position; None (nothing written) when the
-        idempotency key is taken."""
+        idempotency key is taken. The partner key is kept last before the
+        commit: an executor woken by the commit finds it, and a job id or
+        idempotency key that is taken never replaces another job's."""
         now = job.created_at
-        async with self._engine.connect() as conn, conn.begin() as transaction:
-            await admit(conn, job.tenant_id, self._quotas)
-            try:
-                number = await repository.insert_job(conn, job)
-            except IntegrityError:
-                # Only a chosen id can collide, with a job stored since the
-                # check in `submit`.
-                raise JobIdTakenError() from None
-            if job.idempotency_key is not None:
-                recorded = await repository.insert_idempotency(
-                    conn,
-                    tenant_id=job.tenant_id,
-                    key=job.idempotency_key,
-                    request_hash=fingerprint,
-                    job_id=job.id,
-                    now=now,
-                    expired_before=self._idempotency_cutoff(now),
+        kept = False
+        try:
+            async with self._engine.connect() as conn, conn.begin() as transaction:
+                await admit(conn, job.tenant_id, self._quotas)
+                try:
+                    number = await repository.insert_job(conn, job)
+                except IntegrityError:
+                    # Only a chosen id can collide, with a job stored since the
+                    # check in `submit`.
+                    raise JobIdTakenError() from None
+                if job.idempotency_key is not None:
+                    recorded = await repository.insert_idempotency(
+                        conn,
+                        tenant_id=job.tenant_id,
+                        key=job.idempotency_key,
+                        request_hash=fingerprint,
+                        job_id=job.id,
+                        now=now,
+                        expired_before=self._idempotency_cutoff(now),
+                    )
+                    if not recorded:
+                        await transaction.rollback()
+                        return None
+                await outbox.add_event(conn, events.submitted(job, self._source), now)
+                await notify(conn, QUEUE_CHANNEL, job.pool)
+                # Just queued, the job is the last of its priority.
+                position = await queue_repository.pending_through(
+                    conn, job.pool, job.priority
                 )
-                if not recorded:
-                    await transaction.rollback()
-                    return None
-            await outbox.add_event(conn, events.submitted(job, self._source), now)
-            await notify(conn, QUEUE_CHANNEL, job.pool)
-            # Just queued, the job is the last of its priority.
-            position = await queue_repository.pending_through(
-                conn, job.pool, job.priority
-            )
+                if partner_key is not None:
+                    await self._partner_keys.keep(
+                        str(job.id), partner_key, self._key_until(job)
+                    )
+                    kept = True
+        except BaseException:
+            if kept:
+                # The commit failed: keep no key for a job that does not exist.
+                with contextlib.suppress(PartnerKeysUnavailableError):
+                    await self._partner_keys.forget([str(job.id)])
+            raise
         return replace(job, queue_position=position, number=number)
+
+    def _key_until(self, job: JobRecord) -> datetime:
+        # The sweeper ends a job this long after its deadline; until then an
+        # attempt may still be granted, and needs the key.
+        return job.deadline + timedelta(seconds=self._settings.deadline_grace_seconds)
 
     async def _replay(
         self, tenant_id: str, key: str, fingerprint: str

@@ -30,13 +30,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.headers import event_headers
+from comfyserve.contracts.topics import FINISHED
 from comfyserve.runtime.kafka import (
     PRODUCER_MAX_REQUEST_BYTES,
     EventTooLargeError,
     check_size,
 )
 from comfyserve.runtime.logging import describe_error
+from comfyserve.workflow.adapters.partner_keys import PartnerKeys
 from comfyserve.workflow.db import OUTBOX_CHANNEL, listen_forever
+from comfyserve.workflow.errors import PartnerKeysUnavailableError
 from comfyserve.workflow.outbox import repository
 from comfyserve.workflow.outbox.repository import OutboxMessage
 from comfyserve.workflow.telemetry import Metrics
@@ -83,6 +86,7 @@ class OutboxRelay:
         engine: AsyncEngine,
         dsn: str,
         producer: Any,
+        partner_keys: PartnerKeys,
         metrics: Metrics,
         poll_seconds: float,
         batch_size: int,
@@ -91,6 +95,7 @@ class OutboxRelay:
         self._engine = engine
         self._dsn = dsn
         self._producer = producer
+        self._partner_keys = partner_keys
         self._metrics = metrics
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
@@ -148,7 +153,21 @@ class OutboxRelay:
             retry=len(outcomes) - len(sent) - len(buried),
         )
         self._report(relayed, outcomes, buried)
+        await self._forget_partner_keys(
+            [m.key for m, error in outcomes if error is None and m.topic == FINISHED]
+        )
         return relayed
+
+    async def _forget_partner_keys(self, ended: list[str]) -> None:
+        """A relayed `finished` means the job has its final state, committed:
+        no attempt will need its partner key again (ADR 0006). One that
+        cannot be deleted now expires with the job's deadline."""
+        try:
+            await self._partner_keys.forget(ended)
+        except PartnerKeysUnavailableError as error:
+            log.warning(
+                "workflow.partner_keys.forget_failed", jobs=len(ended), error=str(error)
+            )
 
     async def _send_all(
         self, messages: list[OutboxMessage]
