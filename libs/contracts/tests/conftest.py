@@ -3,6 +3,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from comfyserve.contracts.events import (
+    DeliveryDead,
+    DeliveryDeadData,
     Event,
     FailureCode,
     FinalStatus,
@@ -173,6 +175,19 @@ def make_all_events() -> list[Event]:
                 catalog_hash="h",
                 object_info={"EmptyImage": {"input": {"required": {}}}},
                 models={"checkpoints": ["sd15.safetensors"]},
+            ),
+        ),
+        DeliveryDead(
+            source="notifier/0",
+            subject="msg_1",
+            tenant_id="t1",
+            data=DeliveryDeadData(
+                delivery_id="msg_1",
+                event_type="job.completed",
+                job_id="job-1",
+                url="https://example.com/hook",
+                attempts=8,
+                reason="retries exhausted",
             ),
         ),
     ]

@@ -130,7 +130,7 @@ def test_event_types_are_unique_and_named_by_owner() -> None:
 
     assert len(set(types)) == len(types)
     assert set(event_classes_by_type()) == set(types)
-    assert all(t.split(".")[0] in {"workflow", "executor"} for t in types)
+    assert all(t.split(".")[0] in {"workflow", "executor", "notifier"} for t in types)
 
 
 def test_terminal_event_types() -> None:

@@ -45,6 +45,7 @@ def test_topic_map_covers_every_event_type() -> None:
         ("executor.job.cancelled", "executor.jobs.cancelled.v1"),
         ("executor.worker.heartbeat", "executor.workers.heartbeat.v1"),
         ("executor.nodes.catalog-published", "executor.nodes.catalog.v1"),
+        ("notifier.delivery.dead", "notifier.deliveries.dead.v1"),
     ],
 )
 def test_topic_names(event_type: str, topic: str) -> None:

@@ -34,6 +34,8 @@ from comfyserve.contracts.limits import (
 
 __all__ = [
     "DEFAULT_POOL",
+    "DeliveryDead",
+    "DeliveryDeadData",
     "EVENT_CLASSES",
     "TERMINAL_EVENT_TYPES",
     "AnyEvent",
@@ -354,6 +356,18 @@ class JobRejectedData(Payload):
     node_errors: dict[str, Any] = Field(default_factory=dict)
 
 
+class DeliveryDeadData(Payload):
+    """A webhook delivery the notifier gave up on, and where it was going."""
+
+    delivery_id: str = Field(description="Its `webhook-id`.")
+    event_type: str = Field(description="The webhook event type (`job.completed`).")
+    job_id: str | None = None
+    endpoint_id: str | None = None
+    url: str
+    attempts: int = Field(ge=0)
+    reason: str
+
+
 class Event(BaseModel):
     """CloudEvents-style envelope; subclasses fix `type` and `data`."""
 
@@ -481,6 +495,15 @@ class NodeCatalogPublished(Event):
     data: NodeCatalogData
 
 
+class DeliveryDead(Event):
+    """Emitted by the notifier when a delivery will not be attempted again:
+    retries ran out, the receiver refused it or went away; subject is the
+    delivery id. A replay may still send it."""
+
+    type: Literal["notifier.delivery.dead"] = "notifier.delivery.dead"
+    data: DeliveryDeadData
+
+
 AnyEvent = Annotated[
     JobSubmitted
     | JobFinished
@@ -493,7 +516,8 @@ AnyEvent = Annotated[
     | JobFailed
     | JobCancelled
     | WorkerHeartbeat
-    | NodeCatalogPublished,
+    | NodeCatalogPublished
+    | DeliveryDead,
     Field(discriminator="type"),
 ]
 
@@ -515,6 +539,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     JobCancelled,
     WorkerHeartbeat,
     NodeCatalogPublished,
+    DeliveryDead,
 )
 
 TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(

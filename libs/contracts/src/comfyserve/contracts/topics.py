@@ -25,6 +25,7 @@ __all__ = [
     "CANCELLED",
     "CANCEL_REQUESTED",
     "COMPLETED",
+    "DELIVERIES_DEAD",
     "DLQ_SUFFIX",
     "FAILED",
     "FINISHED",
@@ -58,6 +59,9 @@ CANCELLED = "executor.jobs.cancelled.v1"
 HEARTBEAT = "executor.workers.heartbeat.v1"
 NODE_CATALOG = "executor.nodes.catalog.v1"
 
+# Webhook deliveries the notifier gave up on: the dead letters of webhooks.
+DELIVERIES_DEAD = "notifier.deliveries.dead.v1"
+
 DLQ_SUFFIX = ".dlq"
 
 JOB_EVENT_TOPICS: tuple[str, ...] = (STARTED, PROGRESS, COMPLETED, FAILED, CANCELLED)
@@ -76,6 +80,7 @@ TOPIC_FOR_EVENT_TYPE: Mapping[str, str] = MappingProxyType(
         "executor.job.cancelled": CANCELLED,
         "executor.worker.heartbeat": HEARTBEAT,
         "executor.nodes.catalog-published": NODE_CATALOG,
+        "notifier.delivery.dead": DELIVERIES_DEAD,
     }
 )
 
@@ -113,6 +118,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     *(TopicSpec(name, 6) for name in JOB_EVENT_TOPICS),
     TopicSpec(HEARTBEAT, 3),
     TopicSpec(NODE_CATALOG, 1, compacted=True, max_message_bytes=CATALOG_MAX_BYTES),
+    TopicSpec(DELIVERIES_DEAD, 3),
 )
 """Every topic of the product; a DLQ takes its topic's `max_message_bytes`."""
 
