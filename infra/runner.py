@@ -168,7 +168,7 @@ def service_env(
             "WORKFLOW_METRICS_PORT": str(ports.workflow_metrics),
             "WORKFLOW_STORAGE_GRPC_TARGET": storage,
             "WORKFLOW_CONSUMER_GROUP": f"workflow{namespace}",
-            "WORKFLOW_WEBHOOK_ALLOW_PRIVATE": str(development).lower(),
+            "WORKFLOW_WEBHOOK_ALLOW_LOOPBACK": str(development).lower(),
             **identity("WORKFLOW", "workflow"),
         },
         "executor": {

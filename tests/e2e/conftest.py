@@ -40,6 +40,8 @@ def product(
                 "WORKFLOW_LEASE_SECONDS": "6",
                 "WORKFLOW_SWEEP_INTERVAL_SECONDS": "1",
                 "WORKFLOW_DEADLINE_GRACE_SECONDS": "5",
+                # The webhook tests' receivers listen on this machine.
+                "WORKFLOW_WEBHOOK_ALLOW_LOOPBACK": "true",
             },
             "gateway": {
                 # Every test signs in from this one address.
