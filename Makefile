@@ -8,7 +8,7 @@ STACK := $(PY) infra/stack.py
 PYTEST := $(CURDIR)/.venv/bin/pytest
 
 .PHONY: help install up down status run test test-unit test-integration test-e2e test-gpu \
-        fmt lint typecheck gen check-gen migrate bench clean
+        fmt lint typecheck gen check-gen chart migrate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ gen: install ## regenerate protobuf stubs and event JSON Schemas
 
 check-gen: install ## fail when generated code differs from what is committed
 	$(PY) tools/gen_contracts.py --check
+
+chart: install ## helm lint, render and validate the Kubernetes chart offline (default and production values)
+	$(PY) -m infra.chart check
 
 migrate: install ## apply a service's migrations: make migrate svc=workflow
 	@test -n "$(svc)" || { echo "usage: make migrate svc=<service>"; exit 2; }
