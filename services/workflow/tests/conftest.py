@@ -145,6 +145,7 @@ def settings(stack: dict[str, str], session_id: str) -> Settings:
         grpc_port=0,
         metrics_port=0,
         consumer_group=f"workflow-test-{session_id}",
+        ingress_topic=f"test.workflow.{session_id}.submit-requested",
         outbox_poll_seconds=0.5,
         max_attempts=3,
         lease_seconds=15,

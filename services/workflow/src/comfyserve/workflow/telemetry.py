@@ -53,3 +53,10 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.ingress_commands = Counter(
+            "workflow_ingress_commands",
+            "Submit-requested commands by outcome (accepted, replayed, rejected, "
+            "dead_lettered).",
+            ["outcome"],
+            registry=self.registry,
+        )

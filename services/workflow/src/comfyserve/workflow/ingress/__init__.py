@@ -1,0 +1,1 @@
+"""Jobs internal teams ask for on Kafka (`submit-requested` commands)."""

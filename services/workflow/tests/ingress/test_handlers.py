@@ -1,0 +1,185 @@
+"""The submit-requested subscriber in FastStream's in-memory broker: what each
+outcome publishes, and what an outage or a bug does to the record."""
+
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from faststream.exceptions import NackMessage
+from faststream.kafka import TestKafkaBroker
+from sqlalchemy.exc import OperationalError
+
+from comfyserve.contracts.events import (
+    JobRejected,
+    JobRejectedData,
+    RejectionCode,
+    parse_event,
+)
+from comfyserve.contracts.topics import REJECTED, dlq
+from comfyserve.runtime.kafka import DLQ_REASON_HEADER
+from comfyserve.workflow.ingress.handlers import (
+    Record,
+    SubmitHandler,
+    create_broker,
+    subscribe,
+)
+from comfyserve.workflow.ingress.service import (
+    Accepted,
+    Command,
+    Outcome,
+    Refused,
+    Unreadable,
+)
+from comfyserve.workflow.settings import Settings
+from comfyserve.workflow.telemetry import Metrics
+
+
+class FakeIngress:
+    """Answers `outcome` (or raises `error`) and keeps the commands it saw."""
+
+    def __init__(
+        self, outcome: Outcome | None = None, error: Exception | None = None
+    ) -> None:
+        self.commands: list[Command] = []
+        self.outcome = outcome or Accepted(job_id="j1", replayed=False)
+        self.error = error
+
+    async def on_submit_requested(self, command: Command) -> Outcome:
+        self.commands.append(command)
+        if self.error is not None:
+            raise self.error
+        return self.outcome
+
+
+def settings() -> Settings:
+    unique = uuid.uuid4().hex[:12]
+    return Settings(
+        ingress_topic=f"test.ingress.{unique}",
+        consumer_group=f"test.{unique}",
+        require_credentials=False,
+    )
+
+
+class Kept:
+    """Subscribes the broker to `topic` and keeps the records that arrive."""
+
+    def __init__(self, broker, topic: str) -> None:
+        self.records: list = []
+        broker.subscriber(topic, decoder=self._raw)(self._keep)
+
+    async def _raw(self, message) -> bytes:
+        return message.body
+
+    async def _keep(self, body: bytes, record: Record) -> None:
+        self.records.append(record)
+
+
+def refused() -> Refused:
+    return Refused(
+        JobRejected(
+            source="workflow/t",
+            subject="req-1",
+            tenant_id="t1",
+            data=JobRejectedData(
+                request_id="req-1", code=RejectionCode.QUEUE_FULL, message="full"
+            ),
+        )
+    )
+
+
+def counted(metrics: Metrics, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "workflow_ingress_commands_total", {"outcome": outcome}
+    )
+
+
+async def test_the_credential_of_the_authorization_header_reaches_the_service() -> None:
+    config = settings()
+    broker = create_broker(config)
+    ingress = FakeIngress()
+    metrics = Metrics()
+    subscribe(broker, config, ingress, metrics)
+    rejected = Kept(broker, REJECTED)
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(
+            b"{}",
+            topic=config.ingress_topic,
+            key=b"req-1",
+            headers={"authorization": "Bearer csk_team"},
+        )
+    assert ingress.commands == [Command(b"{}", b"req-1", "csk_team")]
+    assert rejected.records == []
+    assert counted(metrics, "accepted") == 1
+
+
+async def test_a_refusal_is_published_as_a_rejected_event() -> None:
+    config = settings()
+    broker = create_broker(config)
+    metrics = Metrics()
+    subscribe(broker, config, FakeIngress(refused()), metrics)
+    rejected = Kept(broker, REJECTED)
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(b"{}", topic=config.ingress_topic, key=b"req-1")
+    [record] = rejected.records
+    event = parse_event(record.value)
+    assert isinstance(event, JobRejected)
+    assert record.key == b"req-1"
+    assert event.data.code is RejectionCode.QUEUE_FULL
+    assert counted(metrics, "rejected") == 1
+
+
+async def test_an_unreadable_record_goes_to_the_dlq_without_its_credential() -> None:
+    config = settings()
+    broker = create_broker(config)
+    subscribe(broker, config, FakeIngress(Unreadable("unparseable")), Metrics())
+    dead = Kept(broker, dlq(config.ingress_topic))
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(
+            b"x",
+            topic=config.ingress_topic,
+            headers={"authorization": "Bearer csk_team", "traceparent": "00-x"},
+        )
+    [record] = dead.records
+    headers = dict(record.headers)
+    assert headers[DLQ_REASON_HEADER] == b"unparseable"
+    assert headers["traceparent"] == b"00-x"
+    assert "authorization" not in headers
+
+
+@dataclass
+class FakeRecord:
+    value: bytes = b"{}"
+    key: bytes | None = b"req-1"
+    topic: str = "test.ingress"
+    partition: int = 0
+    offset: int = 7
+    headers: list = field(default_factory=list)
+
+
+async def test_an_outage_nacks_the_record_for_a_retry() -> None:
+    config = settings()
+    error = OperationalError("select", {}, OSError("down"))
+    handler = SubmitHandler(
+        create_broker(config), FakeIngress(error=error), Metrics(), 0
+    )
+
+    with pytest.raises(NackMessage):
+        await handler.on_submit_requested(b"{}", FakeRecord())
+
+
+async def test_a_record_that_keeps_failing_goes_to_the_dlq() -> None:
+    config = settings()
+    broker = create_broker(config)
+    dead = Kept(broker, dlq(config.ingress_topic))
+    handler = SubmitHandler(
+        broker, FakeIngress(error=RuntimeError("bug")), Metrics(), 0
+    )
+    async with TestKafkaBroker(broker):
+        for _ in range(2):
+            with pytest.raises(NackMessage):
+                await handler.on_submit_requested(
+                    b"{}", FakeRecord(topic=config.ingress_topic)
+                )
+        await handler.on_submit_requested(b"{}", FakeRecord(topic=config.ingress_topic))
+    [record] = dead.records
+    assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"handler failed 3")
