@@ -66,9 +66,7 @@ ReadJobs = Annotated[V2JobsService, Depends(_reader)]
 WriteJobs = Annotated[V2JobsService, Depends(_writer)]
 
 
-def _idempotency_key(
-    idempotency_key: Annotated[str | None, Header()] = None,
-) -> str | None:
+def _idempotency_key(idempotency_key: str | None) -> str | None:
     if idempotency_key is None:
         return None
     if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or not all(
@@ -90,10 +88,11 @@ async def submit_job(
     request: Request,
     response: Response,
     jobs: WriteJobs,
-    idempotency_key: Annotated[str | None, Depends(_idempotency_key)],
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Job:
+    # The body's faults come before the key's, in the order of §A.3.1.
     body = parse_submit(await request.body())
-    job = await jobs.submit(body, idempotency_key)
+    job = await jobs.submit(body, _idempotency_key(idempotency_key))
     response.headers["Location"] = job.urls.self
     return job
 
