@@ -14,6 +14,9 @@ class Scope(StrEnum):
     FILES_READ = "files:read"
     FILES_WRITE = "files:write"
     KEYS_MANAGE = "keys:manage"
+    # A tenant's webhook endpoints, signing secret and delivery log.
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
     ADMIN = "admin"
 
 
@@ -21,7 +24,7 @@ ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
 
 # What a suspended tenant may no longer do.
 WRITE_SCOPES: frozenset[str] = frozenset(
-    {Scope.WORKFLOWS_WRITE, Scope.FILES_WRITE, Scope.KEYS_MANAGE}
+    {Scope.WORKFLOWS_WRITE, Scope.FILES_WRITE, Scope.KEYS_MANAGE, Scope.WEBHOOKS_WRITE}
 )
 
 SERVICE_SCOPE = "service"
