@@ -291,3 +291,14 @@ async def test_a_renewal_gives_up_after_the_grpc_timeout(serve):
 
         with pytest.raises(DispatchUnavailable, match="DEADLINE_EXCEEDED"):
             await dispatch.renew("w-1", [("job-1", 1)])
+
+
+def test_the_partner_key_is_mapped_and_hidden_from_repr():
+    message = assignment_pb()
+    assert assignment_from_pb(message).partner_key is None
+
+    message.partner_key = "pk-adapter-secret"
+    assignment = assignment_from_pb(message)
+
+    assert assignment.partner_key == "pk-adapter-secret"
+    assert "pk-adapter-secret" not in repr(assignment)

@@ -40,6 +40,8 @@ class FakeComfy:
         self.running: list[str] = []
         self.pending: list[str] = []
         self.interrupts: list[dict] = []
+        # Every POST /prompt body, as sent.
+        self.bodies: list[dict] = []
         self.deleted: list[str] = []
         self.prompt_status = 200
         self.hold = asyncio.Event()
@@ -71,6 +73,7 @@ class FakeComfy:
         if self.prompt_status == 500:
             return web.Response(status=500, text="500 Internal Server Error")
         body = await request.json()
+        self.bodies.append(body)
         if self.generation == "g1":
             prompt_id = str(uuid.uuid4())  # G1 ignores the requested id
         else:
@@ -91,6 +94,10 @@ class FakeComfy:
                 continue
             if message == "HOLD":
                 await self.hold.wait()
+                continue
+            if isinstance(message, bytes):
+                if not socket.closed:
+                    await socket.send_bytes(message)
                 continue
             if not socket.closed:
                 await socket.send_json(message)

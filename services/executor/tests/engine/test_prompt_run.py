@@ -146,3 +146,23 @@ async def test_interrupted_message_ends_the_run(make_client):
     events = await collect(await make_client(FakeComfy("g2", script)))
     assert isinstance(events[-1], ExecutionInterrupted)
     assert events[-1].node_id == "4"
+
+
+async def test_the_partner_key_goes_into_the_prompts_extra_data(make_client):
+    fake = FakeComfy("g2", g1_script)
+    client = await make_client(fake)
+    deadline = time.monotonic() + 10
+    run = run_prompt(client, {"1": {}}, "job-1", deadline, partner_key="pk-secret")
+    async with aclosing(run) as events:
+        assert isinstance([e async for e in events][-1], ExecutionSucceeded)
+
+    [body] = fake.bodies
+    assert body["extra_data"] == {"api_key_comfy_org": "pk-secret"}
+
+
+async def test_a_prompt_without_a_partner_key_sends_no_extra_data(make_client):
+    fake = FakeComfy("g2", g1_script)
+    await collect(await make_client(fake))
+
+    [body] = fake.bodies
+    assert "extra_data" not in body

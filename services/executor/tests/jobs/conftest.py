@@ -193,6 +193,7 @@ class FakeEngine:
         self.subfolders: list[str] = []
         self.prompts: list[dict[str, Any]] = []
         self.deadlines: list[float] = []
+        self.partner_keys: list[str | None] = []
         self.interrupts: list[str] = []
         self.cleaned: list[JobFiles] = []
         self.cleanup_error: Exception | None = None
@@ -230,10 +231,16 @@ class FakeEngine:
         return name
 
     async def run(
-        self, prompt: Mapping[str, Any], job_id: str, deadline: float
+        self,
+        prompt: Mapping[str, Any],
+        job_id: str,
+        deadline: float,
+        *,
+        partner_key: str | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
         self.prompts.append(dict(prompt))
         self.deadlines.append(deadline)
+        self.partner_keys.append(partner_key)
         for step in self.script:
             if isinstance(step, Advance):
                 self.clock.advance(step.seconds)

@@ -432,3 +432,17 @@ async def test_shutdown_leaves_no_final_event_and_cleans_up():
     assert h.engine.interrupts == [PROMPT]
     assert len(h.engine.cleaned) == 1
     assert h.runner.current_job_id is None
+
+
+async def test_the_partner_key_reaches_the_engine_and_no_event():
+    h = Harness([PromptQueued(PROMPT), ExecutionSucceeded(PROMPT, {})])
+    assignment = h.assignment(partner_key="pk-runner-secret")
+
+    result = await h.run(assignment)
+
+    assert result.outcome is Outcome.COMPLETED
+    assert h.engine.partner_keys == ["pk-runner-secret"]
+    assert "pk-runner-secret" not in repr(assignment)
+    assert all(
+        "pk-runner-secret" not in e.model_dump_json() for e in h.publisher.events
+    )

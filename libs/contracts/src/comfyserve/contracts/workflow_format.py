@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "ASSET_TYPE",
+    "PARTNER_KEY",
     "RUN_MARK_INPUT",
     "AssetRef",
     "InvalidAssetRefError",
@@ -19,6 +20,10 @@ __all__ = [
 
 ASSET_TYPE = "core/ASSET"
 """`__type` of an asset reference: `{"__type": "core/ASSET", "info": {"id": ...}}`."""
+
+PARTNER_KEY = "api_key_comfy_org"
+"""The `extra_data` entry holding the partner-node key: a secret that clients
+send and ComfyUI reads while a prompt runs; never stored, logged or echoed."""
 
 RUN_MARK_INPUT = "comfyserve_run"
 """An input the executor adds to sink nodes so ComfyUI runs them afresh for

@@ -78,6 +78,7 @@ def assignment_from_pb(message: wf.Assignment) -> Assignment:
             FileInputRef(node_id=ref.node_id, input_name=ref.input_name)
             for ref in message.file_inputs
         ),
+        partner_key=message.partner_key or None,
     )
 
 

@@ -99,9 +99,16 @@ class ClientEngine:
         return await self._require_client().upload_input(data, filename, subfolder)
 
     def run(
-        self, prompt: Mapping[str, Any], job_id: str, deadline: float
+        self,
+        prompt: Mapping[str, Any],
+        job_id: str,
+        deadline: float,
+        *,
+        partner_key: str | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
-        return run_prompt(self._require_client(), prompt, job_id, deadline)
+        return run_prompt(
+            self._require_client(), prompt, job_id, deadline, partner_key=partner_key
+        )
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome:
         return await self._require_client().interrupt(prompt_id)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from comfyserve.contracts.workflow_format import PARTNER_KEY
 from comfyserve.executor.engine.errors import (
     EngineError,
     EngineUnavailable,
@@ -223,11 +224,23 @@ class ComfyClient:
             raise EngineUnavailable(f"GET /ws: {exc!r}") from exc
 
     async def post_prompt(
-        self, prompt: Mapping[str, Any], client_id: str
+        self,
+        prompt: Mapping[str, Any],
+        client_id: str,
+        *,
+        partner_key: str | None = None,
     ) -> PromptQueued | PromptRejected:
-        """Queue `prompt` for the WebSocket client `client_id`."""
+        """Queue `prompt` for the WebSocket client `client_id`, with the
+        partner-node key in `extra_data` when the job has one (ComfyUI keeps
+        it out of its history)."""
         requested_id = str(uuid.uuid4())
-        body = {"prompt": prompt, "client_id": client_id, "prompt_id": requested_id}
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "client_id": client_id,
+            "prompt_id": requested_id,
+        }
+        if partner_key is not None:
+            body["extra_data"] = {PARTNER_KEY: partner_key}
         timeout = aiohttp.ClientTimeout(total=self._timeouts.request_s)
         try:
             async with self._session.post(

@@ -59,7 +59,12 @@ async def prompt_state(
 
 
 async def run_prompt(
-    client: ComfyClient, prompt: Mapping[str, Any], job_id: str, deadline: float
+    client: ComfyClient,
+    prompt: Mapping[str, Any],
+    job_id: str,
+    deadline: float,
+    *,
+    partner_key: str | None = None,
 ) -> AsyncGenerator[EngineEvent, None]:
     """Submit `prompt` and yield its events until a terminal one.
 
@@ -73,7 +78,7 @@ async def run_prompt(
     ws = await client.connect_ws(client_id)
     follower: _Follower | None = None
     try:
-        submitted = await client.post_prompt(prompt, client_id)
+        submitted = await client.post_prompt(prompt, client_id, partner_key=partner_key)
         yield submitted
         if isinstance(submitted, PromptRejected):
             bound.info("executor.engine.prompt_rejected", status=submitted.status)

@@ -31,8 +31,16 @@ class Engine(Protocol):
     async def upload_input(self, data: bytes, filename: str, subfolder: str) -> str: ...
 
     def run(
-        self, prompt: Mapping[str, Any], job_id: str, deadline: float
-    ) -> AsyncGenerator[EngineEvent, None]: ...
+        self,
+        prompt: Mapping[str, Any],
+        job_id: str,
+        deadline: float,
+        *,
+        partner_key: str | None = None,
+    ) -> AsyncGenerator[EngineEvent, None]:
+        """Runs `prompt`; `partner_key` (a secret) goes into its `extra_data`
+        for ComfyUI's partner nodes."""
+        ...
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome: ...
 

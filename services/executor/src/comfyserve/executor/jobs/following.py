@@ -84,7 +84,12 @@ class Follower:
         """Runs `prompt` until the engine tells how the attempt ends; `deadline`
         is the engine's own, a monotonic instant."""
         async with contextlib.aclosing(
-            self._engine.run(prompt, state.job_id, deadline)
+            self._engine.run(
+                prompt,
+                state.job_id,
+                deadline,
+                partner_key=state.assignment.partner_key,
+            )
         ) as events:
             async for event in events:
                 ending = await self._on_event(state, reporter, event)

@@ -31,6 +31,8 @@ class Assignment:
     lease_seconds: float
     inputs: tuple[InputFile, ...] = ()
     file_inputs: tuple[FileInputRef, ...] = field(default_factory=tuple)
+    # Secret: goes into the prompt's `extra_data` and nowhere else (ADR 0006).
+    partner_key: str | None = field(default=None, repr=False)
 
 
 class LeaseState(StrEnum):

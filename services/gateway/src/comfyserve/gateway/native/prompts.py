@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from comfyserve.contracts.scopes import Scope
+from comfyserve.contracts.workflow_format import PARTNER_KEY
 from comfyserve.gateway.auth.dependencies import Access, Caller
 from comfyserve.gateway.limits.policy import RouteClass
 from comfyserve.gateway.native.answers import answer, empty, json_body
@@ -26,7 +27,6 @@ from comfyserve.gateway.native.service import (
 )
 from comfyserve.gateway.native.shapes import history_entry, history_page, in_history
 from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.v2.jobs_request import PARTNER_KEY
 
 router = APIRouter(tags=["native"], include_in_schema=False)
 

@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from comfyserve.contracts.workflow_format import PARTNER_KEY
 from comfyserve.gateway.errors import InvalidWorkflowError
 from comfyserve.gateway.jobs.translate import WORKFLOW_FORMAT_UI
 from comfyserve.gateway.v2.errors import (
@@ -22,7 +23,6 @@ from comfyserve.gateway.v2.errors import (
     V2InvalidRequestError,
 )
 
-PARTNER_KEY = "api_key_comfy_org"
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_VALUE_BYTES = 256
 _METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]{1,40}")
