@@ -167,6 +167,7 @@ def service_env(
             "WORKFLOW_GRPC_PORT": str(ports.workflow_grpc),
             "WORKFLOW_METRICS_PORT": str(ports.workflow_metrics),
             "WORKFLOW_STORAGE_GRPC_TARGET": storage,
+            "WORKFLOW_REDIS_URL": stack["REDIS_URL"],
             "WORKFLOW_CONSUMER_GROUP": f"workflow{namespace}",
             "WORKFLOW_WEBHOOK_ALLOW_LOOPBACK": str(development).lower(),
             **identity("WORKFLOW", "workflow"),
