@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import sqlalchemy.ext.asyncio as sa_asyncio
 from pydantic import AfterValidator
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "SchemaName",
@@ -54,7 +55,9 @@ def sqlalchemy_url(url: str) -> str:
 def create_engine(url: str, schema: str) -> AsyncEngine:
     """Every connection's `search_path` is `schema`, so tables are declared
     without one and the same statements serve any schema a deployment names."""
-    return create_async_engine(
+    # Looked up at call time, so the SQLAlchemy instrumentation a traced
+    # service installs at start sees every engine.
+    return sa_asyncio.create_async_engine(
         sqlalchemy_url(url),
         pool_size=10,
         max_overflow=10,

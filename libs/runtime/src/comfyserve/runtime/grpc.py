@@ -23,6 +23,11 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_health.v1.health import aio as health_aio  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+from opentelemetry.instrumentation.grpc import (
+    aio_client_interceptors,
+    aio_server_interceptor,
+    filters,
+)
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from comfyserve.contracts.limits import GRPC_MAX_MESSAGE_BYTES
@@ -57,6 +62,8 @@ ERROR_DOMAIN = "comfyserve"
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _UNAUTHENTICATED = "a valid credential is required"
 _AUTH_UNAVAILABLE = "credentials cannot be checked now; retry"
+# Health checks are polls, not work: they would fill the trace store.
+_TRACED = filters.negate(filters.health_check())
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +98,25 @@ def rpc_status(error: Exception) -> RpcStatus | None:
 
 def insecure_channel(target: str, credential: str | None = None) -> grpc.aio.Channel:
     """A channel to `target`; with `credential`, every call carries it."""
-    interceptors = [] if credential is None else bearer(credential)
+    interceptors: list[grpc.aio.ClientInterceptor] = list(
+        aio_client_interceptors(filter_=_TRACED)  # type: ignore[no-untyped-call]
+    )
+    if credential is not None:
+        interceptors.extend(bearer(credential))
     return grpc.aio.insecure_channel(target, options=OPTIONS, interceptors=interceptors)
 
 
 def create_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
-    return grpc.aio.server(interceptors=list(interceptors), options=OPTIONS)
+    # The span comes first, so it also covers calls the other interceptors refuse.
+    return grpc.aio.server(
+        interceptors=[
+            aio_server_interceptor(filter_=_TRACED),  # type: ignore[no-untyped-call]
+            *interceptors,
+        ],
+        options=OPTIONS,
+    )
 
 
 def _trailer(status: RpcStatus) -> tuple[tuple[str, bytes], ...]:

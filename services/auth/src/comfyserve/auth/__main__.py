@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
 from comfyserve.auth.app import database, passwords, run_app, signing_keys
 from comfyserve.auth.bootstrap import bootstrap
@@ -25,6 +26,7 @@ from comfyserve.auth.migrate import upgrade_async
 from comfyserve.auth.settings import Settings
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.tasks import stop_requested
+from comfyserve.runtime.telemetry import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +105,7 @@ def main() -> None:
     command = args.command or "serve"
     if command == "serve":
         configure_logging(settings.log_level)
+        configure_tracing("auth", [SQLAlchemyInstrumentor()])
         asyncio.run(serve(settings))
         return
     answer_to = sys.stdout

@@ -6,12 +6,15 @@ import asyncio
 import sys
 
 import structlog
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from pydantic import ValidationError
 
 from comfyserve.executor.app import ExecutorApp
 from comfyserve.executor.settings import Settings
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.tasks import stop_requested
+from comfyserve.runtime.telemetry import configure_tracing
 
 
 async def _serve(settings: Settings) -> None:
@@ -31,6 +34,10 @@ def main(argv: list[str]) -> int:
         )
         return 2
     configure_logging(settings.log_level)
+    # aiohttp reaches ComfyUI; httpx puts outputs to their presigned URLs.
+    configure_tracing(
+        "executor", [AioHttpClientInstrumentor(), HTTPXClientInstrumentor()]
+    )
     asyncio.run(_serve(settings))
     return 0
 

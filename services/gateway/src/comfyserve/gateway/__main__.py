@@ -12,6 +12,7 @@ from comfyserve.gateway.server import server_config
 from comfyserve.gateway.settings import Settings
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.metrics import serve_metrics
+from comfyserve.runtime.telemetry import configure_tracing
 
 
 async def serve(settings: Settings) -> bool:
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
     # Before the app exists, so no line (httpx's presigned URLs included) is
     # ever written unredacted.
     configure_logging(settings.log_level)
+    configure_tracing("gateway")
     # As uvicorn.run: a lifespan that failed to start is exit status 3.
     return 0 if asyncio.run(serve(settings)) else 3
 

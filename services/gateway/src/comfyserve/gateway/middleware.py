@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import structlog
+from opentelemetry import propagate
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,10 +23,13 @@ from comfyserve.gateway.v2.errors import envelope, is_v2
 REQUEST_ID_HEADER = "X-Request-Id"
 # The same id under the name the Comfy SDKs surface on their exceptions.
 COMFY_REQUEST_ID_HEADER = "X-Comfy-Request-Id"
+# The W3C trace context of the request's span: the caller can find its trace.
+TRACEPARENT_HEADER = "traceparent"
 # What a page on an allowed origin may read of an answer.
 EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
     COMFY_REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
     "Idempotent-Replayed",
     "Location",
     "Retry-After",
@@ -95,6 +99,14 @@ async def send_json(send: Send, status: int, body: dict[str, object]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def current_traceparent() -> str | None:
+    """The `traceparent` of the current span (the request's, inside the
+    OpenTelemetry middleware); None when tracing is off."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get(TRACEPARENT_HEADER)
+
+
 class RequestContextMiddleware:
     """Request id, security headers, metrics and the access log of every request.
 
@@ -130,6 +142,9 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
                 headers[COMFY_REQUEST_ID_HEADER] = request_id
+                traceparent = current_traceparent()
+                if traceparent is not None:
+                    headers[TRACEPARENT_HEADER] = traceparent
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Referrer-Policy", "no-referrer")

@@ -6,9 +6,12 @@ import argparse
 import asyncio
 
 import structlog
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.tasks import stop_requested
+from comfyserve.runtime.telemetry import configure_tracing
 from comfyserve.storage.app import running
 from comfyserve.storage.db import create_engine, migrate
 from comfyserve.storage.settings import Settings
@@ -41,6 +44,9 @@ def main() -> None:
     command = parser.parse_args().command
     settings = Settings()
     configure_logging(settings.log_level)
+    if command == "serve":
+        # urllib3 carries the S3 calls (minio).
+        configure_tracing("storage", [SQLAlchemyInstrumentor(), URLLib3Instrumentor()])
     asyncio.run(serve(settings) if command == "serve" else migrate_only(settings))
 
 

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 
 import structlog
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.tasks import stop_requested
+from comfyserve.runtime.telemetry import configure_tracing
 from comfyserve.workflow.app import run_app
 from comfyserve.workflow.migrate import upgrade_async
 from comfyserve.workflow.settings import Settings
@@ -36,6 +38,7 @@ def main() -> None:
         asyncio.run(upgrade_async(settings))
         log.info("workflow.migrated", schema=settings.schema_)
         return
+    configure_tracing("workflow", [SQLAlchemyInstrumentor()])
     asyncio.run(serve(settings))
 
 
