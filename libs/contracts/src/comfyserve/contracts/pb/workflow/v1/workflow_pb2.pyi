@@ -580,6 +580,7 @@ class Job(_message.Message):
     POOL_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     NUMBER_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     status: Global___JobStatus.ValueType
@@ -606,6 +607,10 @@ class Job(_message.Message):
     number: _builtins.int
     """The job's place in the order of acceptance: increases with every
     accepted job, across tenants (ComfyUI's queue `number`).
+    """
+    trace_id: _builtins.str
+    """The W3C trace id (32 hex digits) of the trace the job's submit began:
+    every attempt's spans join it. Empty when the submit was not traced.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -653,10 +658,11 @@ class Job(_message.Message):
         pool: _builtins.str = ...,
         client_id: _builtins.str = ...,
         number: _builtins.int = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "client_id", b"client_id", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "number", b"number", "outputs", b"outputs", "pool", b"pool", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds", "_queue_position", b"_queue_position", "_webhook_url", b"_webhook_url", "attempt", b"attempt", "cancel_requested", b"cancel_requested", "client_id", b"client_id", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_seconds", b"duration_seconds", "error", b"error", "id", b"id", "metadata", b"metadata", "number", b"number", "outputs", b"outputs", "pool", b"pool", "priority", b"priority", "progress", b"progress", "queue_position", b"queue_position", "started_at", b"started_at", "status", b"status", "tenant_id", b"tenant_id", "timeout_seconds", b"timeout_seconds", "trace_id", b"trace_id", "webhook_url", b"webhook_url", "worker_id", b"worker_id", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__duration_seconds: _TypeAlias = _typing.Literal["duration_seconds"]  # noqa: Y015
     _WhichOneofArgType__duration_seconds: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds"]  # noqa: Y015
