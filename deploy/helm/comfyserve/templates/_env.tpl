@@ -16,15 +16,10 @@ Called with (dict "root" $ "name" <service>).
 {{- with $v.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
-- name: OTEL_EXPORTER_OTLP_PROTOCOL
-  value: {{ $v.otel.protocol | quote }}
 - name: OTEL_TRACES_SAMPLER
   value: {{ $v.otel.sampler | quote }}
 - name: OTEL_TRACES_SAMPLER_ARG
   value: {{ $v.otel.samplerArg | quote }}
-{{- else }}
-- name: OTEL_TRACES_EXPORTER
-  value: none
 {{- end }}
 {{- if ne .name "auth" }}
 - name: {{ $p }}_AUTH_GRPC_TARGET
@@ -80,6 +75,10 @@ Called with (dict "root" $ "name" <service>).
   value: {{ include "comfyserve.grpcTarget" (dict "root" .root "name" "workflow") | quote }}
 - name: GATEWAY_STORAGE_GRPC_TARGET
   value: {{ include "comfyserve.grpcTarget" (dict "root" .root "name" "storage") | quote }}
+{{- with $v.publicBaseUrl }}
+- name: GATEWAY_PUBLIC_BASE_URL
+  value: {{ . | quote }}
+{{- end }}
 {{ include "comfyserve.secretEnv" (dict "env" "GATEWAY_REDIS_URL" "secret" $v.redis.existingSecret "key" $v.redis.urlKey) }}
 {{- if $v.gateway.bootstrapApiKeys }}
 {{ include "comfyserve.secretEnv" (dict "env" "GATEWAY_API_KEYS" "secret" $v.credentials.existingSecret "key" "gateway-api-keys") }}
@@ -118,6 +117,15 @@ Called with (dict "root" $ "name" <service>).
 {{- end -}}
 
 {{- define "comfyserve.env.notifier" -}}
+{{- $v := .root.Values }}
+- name: NOTIFIER_WORKFLOW_GRPC_TARGET
+  value: {{ include "comfyserve.grpcTarget" (dict "root" .root "name" "workflow") | quote }}
+- name: NOTIFIER_STORAGE_GRPC_TARGET
+  value: {{ include "comfyserve.grpcTarget" (dict "root" .root "name" "storage") | quote }}
+{{- with $v.publicBaseUrl }}
+- name: NOTIFIER_PUBLIC_BASE_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "comfyserve.env.executor" -}}
