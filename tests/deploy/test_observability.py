@@ -32,9 +32,10 @@ TELEMETRY = {
     "services/executor/src/comfyserve/executor/telemetry.py": "Metrics",
     "services/notifier/src/comfyserve/notifier/telemetry.py": "Metrics",
 }
-# The runtime's gRPC server builds its call metrics under each service's prefix.
+# The runtime's gRPC server builds its call metrics under the prefix each
+# service passes it.
 GRPC = "libs/runtime/src/comfyserve/runtime/grpc.py"
-GRPC_PREFIXES = ("auth", "workflow", "storage", "notifier")
+GRPC_PREFIX = re.compile(r'metrics_prefix="([a-z_]+)"')
 COLLECTOR = re.compile(r"\b(Counter|Gauge|Histogram|Summary|Info|Enum)\(")
 # The series each kind of family exposes, by suffix.
 SUFFIXES = {
@@ -74,8 +75,14 @@ async def exported() -> set[str]:
         else:
             registry = metrics_class().registry
         names |= series(registry)
+    prefixes = {
+        prefix
+        for path in ROOT.glob("services/*/src/**/*.py")
+        for prefix in GRPC_PREFIX.findall(path.read_text())
+    }
+    assert prefixes, "no service serves gRPC metrics"
     async with AsyncExitStack() as servers:
-        for prefix in GRPC_PREFIXES:
+        for prefix in sorted(prefixes):
             registry = CollectorRegistry()
             await servers.enter_async_context(
                 serve_grpc(
