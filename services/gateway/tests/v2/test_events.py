@@ -231,6 +231,48 @@ async def test_a_client_that_goes_away_frees_its_slot(
                 await asyncio.sleep(0.01)
 
 
+async def test_a_client_gone_before_the_first_frame_gives_its_slot_back(
+    app, workflow, auth_a, tenant_a
+) -> None:
+    job = workflow.add_job(tenant_a)
+    headers = [(b"host", b"testserver")]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in auth_a.items()
+    ]
+    path = f"/api/v2/jobs/{job.id}/events"
+    sent: list[dict] = []
+
+    async def gone() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        # A real server's write yields, so the disconnect is seen meanwhile.
+        await asyncio.sleep(0)
+
+    async with app.router.lifespan_context(app) as state:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+            "state": dict(state or {}),
+        }
+        await app(scope, gone, send)
+
+    assert sent[0]["status"] == 200
+    assert not any(message.get("body") for message in sent)
+    assert app.state.v2_streams.open == 0
+
+
 async def test_a_quiet_stream_sends_keepalive_comments(
     make_app, settings, workflow, auth_a, tenant_a, uvicorn_server, parse_sse
 ) -> None:

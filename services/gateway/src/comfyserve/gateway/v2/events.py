@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from comfyserve.gateway.jobs import translate
 from comfyserve.gateway.jobs.events import JobEvent, Rendering
@@ -71,16 +72,37 @@ async def _delivered(
     return order[: order.index(last_event_id) + 1]
 
 
-async def _frames(
-    events: AsyncIterator[JobEvent], slots: StreamSlots
-) -> AsyncIterator[ServerSentEvent]:
-    try:
-        async for event in events:
-            yield ServerSentEvent(
-                data=event.data.model_dump_json(), event=event.name, id=event.id
-            )
-    finally:
-        slots.give_back()
+async def _frames(events: AsyncIterator[JobEvent]) -> AsyncIterator[ServerSentEvent]:
+    async for event in events:
+        yield ServerSentEvent(
+            data=event.data.model_dump_json(), event=event.name, id=event.id
+        )
+
+
+class _HeldStream(EventSourceResponse):
+    """An event stream that holds its slot exactly as long as it is served.
+
+    The slot goes back when serving ends, however it ends: a frame generator's
+    `finally` never runs for a stream that was never iterated (a HEAD request,
+    a client gone before the first frame), so it cannot be what frees it.
+    """
+
+    def __init__(
+        self, events: AsyncIterator[JobEvent], slots: StreamSlots, ping: float
+    ) -> None:
+        super().__init__(
+            _frames(events),
+            ping=ping,
+            ping_message_factory=lambda: ServerSentEvent(comment="keepalive"),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slots.give_back()
 
 
 @router.get("/jobs/{job_id}/events")
@@ -99,9 +121,4 @@ async def job_events(
     except BaseException:
         slots.give_back()
         raise
-    return EventSourceResponse(
-        _frames(events, slots),
-        ping=settings.sse_keepalive_seconds,
-        ping_message_factory=lambda: ServerSentEvent(comment="keepalive"),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _HeldStream(events, slots, settings.sse_keepalive_seconds)
