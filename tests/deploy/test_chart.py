@@ -121,6 +121,21 @@ def test_every_required_setting_is_set(manifests: list[Manifest]) -> None:
     assert missing == []
 
 
+def test_each_port_is_the_one_the_service_is_told_to_listen_on(
+    manifests: list[Manifest],
+) -> None:
+    for workload, service, container in service_containers(manifests):
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        prefix = service.upper()
+        setting = {
+            "grpc": f"{prefix}_GRPC_PORT",
+            "metrics": f"{prefix}_METRICS_PORT",
+            "http": f"{prefix}_HTTP_PORT" if service == "executor" else "GATEWAY_PORT",
+        }
+        for port in container.get("ports", []):
+            assert env[setting[port["name"]]] == str(port["containerPort"]), workload
+
+
 def test_the_comfyui_sidecar_is_reachable_only_inside_its_pod(
     manifests: list[Manifest],
 ) -> None:

@@ -136,6 +136,13 @@ def metric_names(expression: str) -> list[str | None]:
     return names
 
 
+def test_every_alert_has_a_severity_and_a_summary() -> None:
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+            assert rule["annotations"]["summary"], rule["alert"]
+
+
 def test_every_collector_is_built_here() -> None:
     """A metric defined in a module this test does not build would go unchecked."""
     defining = {
