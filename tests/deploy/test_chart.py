@@ -85,6 +85,10 @@ def variables(settings: type[BaseSettings]) -> dict[str, bool]:
     return found
 
 
+def test_every_manifest_is_valid_kubernetes(manifests: list[Manifest]) -> None:
+    assert chart.validate(manifests) == []
+
+
 def unknown_variables(manifests: list[Manifest]) -> list[str]:
     return [
         f"{workload}: {env['name']}"
