@@ -1,3 +1,7 @@
+import struct
+
+import pytest
+
 from comfyserve.executor.engine.events import (
     ExecutionFailed,
     ExecutionInterrupted,
@@ -7,10 +11,12 @@ from comfyserve.executor.engine.events import (
     NodeExecuted,
     NodeProgress,
     NodeStarted,
+    PreviewImage,
 )
 from comfyserve.executor.engine.messages import (
     CompletionSignal,
     outcome_from_history,
+    parse_binary,
     parse_message,
 )
 
@@ -262,3 +268,28 @@ def test_history_error_and_interruption_differ_by_last_message():
         P, entry(["execution_interrupted", {"prompt_id": P, "node_id": "4"}])
     )
     assert interrupted == ExecutionInterrupted(P, "4", None)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x00\x00\x00\x01",
+        struct.pack(">II", 1, 1),
+        struct.pack(">II", 1, 9) + b"unknown format",
+        struct.pack(">II", 3, 1) + b"3text",
+        struct.pack(">II", 4, 99) + b"{}image",
+        struct.pack(">II", 4, 3) + b"{x}image",
+        struct.pack(">II", 4, 2) + b"{}",
+        struct.pack(">II", 4, 26) + b'{"image_type": "image/gif"}image',
+    ],
+)
+def test_frames_that_are_no_preview_of_ours_are_none(frame):
+    assert parse_binary(frame, P) is None
+
+
+def test_a_type_4_preview_without_a_prompt_id_is_taken_as_ours():
+    metadata = b'{"image_type": "image/jpeg", "node_id": 7}'
+    frame = struct.pack(">II", 4, len(metadata)) + metadata + b"jpeg"
+
+    assert parse_binary(frame, P) == PreviewImage("image/jpeg", b"jpeg", "7")

@@ -1,6 +1,8 @@
 """A prompt's run, followed against a hand-written fake ComfyUI that replays
 B.5.5 sequences."""
 
+import json
+import struct
 import time
 import uuid
 from contextlib import aclosing
@@ -16,12 +18,13 @@ from comfyserve.executor.engine.events import (
     ExecutionSucceeded,
     NodeExecuted,
     NodeStarted,
+    PreviewImage,
     PromptQueued,
     PromptRejected,
 )
 from comfyserve.executor.engine.prompt_run import run_prompt
 
-from .conftest import FakeComfy, g1_script, msg
+from .conftest import IMAGE, FakeComfy, g1_script, msg
 
 
 async def collect(client: ComfyClient, timeout_s: float = 10.0):
@@ -166,3 +169,35 @@ async def test_a_prompt_without_a_partner_key_sends_no_extra_data(make_client):
 
     [body] = fake.bodies
     assert "extra_data" not in body
+
+
+def binary(kind: int, word: int, body: bytes) -> bytes:
+    return struct.pack(">II", kind, word) + body
+
+
+async def test_binary_preview_frames_become_previews_of_the_prompt(make_client):
+    def script(pid):
+        metadata = json.dumps(
+            {"node_id": "3", "prompt_id": pid, "image_type": "image/png"}
+        )
+        other = json.dumps(
+            {"node_id": "3", "prompt_id": "someone-else", "image_type": "image/png"}
+        )
+        return [
+            msg("execution_start", prompt_id=pid),
+            msg("executing", node="3", prompt_id=pid),
+            binary(1, 1, b"\xff\xd8jpeg-bytes"),
+            binary(4, len(metadata), metadata.encode() + b"\x89PNG-bytes"),
+            binary(4, len(other), other.encode() + b"\x89PNG-not-ours"),
+            binary(3, 1, b"3text"),
+            msg("executed", node="3", output={"images": [IMAGE]}, prompt_id=pid),
+        ]
+
+    events = await collect(await make_client(FakeComfy("g1", script)))
+
+    previews = [e for e in events if isinstance(e, PreviewImage)]
+    assert [(p.content_type, p.data, p.node_id) for p in previews] == [
+        ("image/jpeg", b"\xff\xd8jpeg-bytes", None),
+        ("image/png", b"\x89PNG-bytes", "3"),
+    ]
+    assert isinstance(events[-1], ExecutionSucceeded)

@@ -34,6 +34,7 @@ from comfyserve.executor.jobs.models import (
     LeaseState,
     LeaseStatus,
     NewOutput,
+    NewPreview,
 )
 from comfyserve.executor.jobs.runner import JobRunner
 from comfyserve.runtime.kafka import encode_event
@@ -324,6 +325,8 @@ class FakeFiles:
         self.fetched: list[tuple[str, str]] = []
         self.stored: list[tuple[str, NewOutput]] = []
         self.output_error: ExecutorError | None = None
+        self.previews: list[tuple[str, NewPreview]] = []
+        self.preview_error: ExecutorError | None = None
         # While set, input fetches wait until the event is set.
         self.gate: asyncio.Event | None = None
 
@@ -354,6 +357,13 @@ class FakeFiles:
             width=output.width,
             height=output.height,
         )
+
+    async def store_preview(self, tenant_id: str, preview: NewPreview) -> str:
+        if self.preview_error is not None:
+            raise self.preview_error
+        self.journal.append(f"preview:{preview.sequence}")
+        self.previews.append((tenant_id, preview))
+        return f"preview-{preview.sequence}"
 
 
 class FakeKeeper:
@@ -408,6 +418,7 @@ class Harness:
     script: list[Step] = field(default_factory=list)
     local_roots: tuple[Path, ...] = ()
     progress_interval_s: float = 0.5
+    preview_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         self.journal: list[str] = []
@@ -428,6 +439,7 @@ class Harness:
             source=SOURCE,
             progress_interval_s=self.progress_interval_s,
             interrupt_grace_s=GRACE_S,
+            preview_interval_s=self.preview_interval_s,
             local_roots=lambda: self.engine.local_roots,
         )
 

@@ -20,12 +20,24 @@ from comfyserve.executor.engine import (
     NodeExecuted,
     NodeProgress,
     NodeStarted,
+    PreviewImage,
     PromptQueued,
     PromptRejected,
 )
+from comfyserve.executor.errors import StorageFailed
 from comfyserve.executor.jobs.models import Outcome
 
-from .conftest import JOB, PROMPT, Advance, AwaitInterrupt, Do, Harness, many_refs, ref
+from .conftest import (
+    ATTEMPT,
+    JOB,
+    PROMPT,
+    Advance,
+    AwaitInterrupt,
+    Do,
+    Harness,
+    many_refs,
+    ref,
+)
 
 
 async def test_progress_is_throttled_by_the_clock():
@@ -213,3 +225,70 @@ async def test_a_stop_before_comfyui_answers_interrupts_once_it_does():
 
     assert result.outcome == Outcome.CANCELLED
     assert set(h.engine.interrupts) == {PROMPT}
+
+
+JPEG = b"\xff\xd8\xff\xe0preview"
+
+
+def preview(data: bytes = JPEG) -> PreviewImage:
+    return PreviewImage(content_type="image/jpeg", data=data)
+
+
+async def test_previews_are_stored_at_most_once_per_interval_and_named_on_progress():
+    h = Harness(
+        [
+            PromptQueued(PROMPT),
+            NodeStarted(PROMPT, "2"),
+            preview(b"first"),
+            NodeProgress(PROMPT, "2", 1, 10),
+            Advance(0.5),
+            preview(b"too-soon"),
+            Advance(0.6),
+            preview(b"second"),
+            NodeProgress(PROMPT, "2", 2, 10),
+            ExecutionSucceeded(PROMPT, {}),
+        ],
+        preview_interval_s=1.0,
+        progress_interval_s=60,
+    )
+
+    await h.run()
+
+    stored = [p for _, p in h.files.previews]
+    assert [p.data for p in stored] == [b"first", b"second"]
+    assert [(p.sequence, p.attempt, p.content_type) for p in stored] == [
+        (1, ATTEMPT, "image/jpeg"),
+        (2, ATTEMPT, "image/jpeg"),
+    ]
+    assert [p.filename for p in stored] == [
+        f"preview-{ATTEMPT}-1.jpg",
+        f"preview-{ATTEMPT}-2.jpg",
+    ]
+    named = [p.data.preview_file_id for p in h.publisher.of(JobProgressed)]
+    # Node start, then one at once for each stored preview.
+    assert named == [None, "preview-1", "preview-2"]
+    assert h.journal.index("preview:1") < h.journal.index("preview:2")
+
+
+async def test_a_zero_interval_stores_no_preview():
+    h = Harness(
+        [PromptQueued(PROMPT), preview(), ExecutionSucceeded(PROMPT, {})],
+        preview_interval_s=0,
+    )
+
+    result = await h.run()
+
+    assert result.outcome is Outcome.COMPLETED
+    assert h.files.previews == []
+
+
+async def test_a_preview_storage_cannot_take_is_skipped_and_the_run_goes_on():
+    h = Harness(
+        [PromptQueued(PROMPT), preview(), ExecutionSucceeded(PROMPT, {})],
+    )
+    h.files.preview_error = StorageFailed("storage is away")
+
+    result = await h.run()
+
+    assert result.outcome is Outcome.COMPLETED
+    assert all(p.data.preview_file_id is None for p in h.publisher.of(JobProgressed))

@@ -38,6 +38,7 @@ from comfyserve.runtime.kafka import started
 log = structlog.get_logger(__name__)
 
 _ENGINE_WAIT_S = 1.0
+_PREVIEW_ARGS = ("--preview-method", "auto")
 
 
 def build_engine(settings: Settings, cpu: bool) -> tuple[Engine, Callable[[], bool]]:
@@ -48,6 +49,8 @@ def build_engine(settings: Settings, cpu: bool) -> tuple[Engine, Callable[[], bo
             settings.comfyui_python,
             settings.scratch / "comfyui",
             cpu=cpu,
+            # ComfyUI renders no sampler previews unless told how.
+            extra_args=_PREVIEW_ARGS if settings.preview_interval_seconds > 0 else (),
         )
         return managed, lambda: managed.crashed
     if settings.comfyui_url is None:
@@ -180,6 +183,7 @@ class ExecutorApp:
                 worker_id=self.identity.worker_id,
                 source=self.identity.source,
                 progress_interval_s=settings.progress_interval_seconds,
+                preview_interval_s=settings.preview_interval_seconds,
                 interrupt_grace_s=settings.interrupt_grace_seconds,
                 local_roots=lambda: engine.local_roots,
             )

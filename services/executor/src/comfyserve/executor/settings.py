@@ -48,6 +48,9 @@ class Settings(AuthClientSettings):
     http_port: int = Field(default=9104, ge=0, le=65535)
     heartbeat_interval_seconds: float = Field(default=2.0, gt=0)
     progress_interval_seconds: float = Field(default=0.5, ge=0)
+    # At most one sampler preview per job this often is stored (as a
+    # short-lived file) and named on a progress event; 0 stores none.
+    preview_interval_seconds: float = Field(default=1.0, ge=0)
     # How long one AcquireJob waits for a job before asking again.
     acquire_wait_seconds: float = Field(default=20.0, gt=0)
     interrupt_grace_seconds: float = Field(default=10.0, gt=0)

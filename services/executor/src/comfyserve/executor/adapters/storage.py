@@ -12,7 +12,7 @@ from comfyserve.contracts.events import InputFile, OutputFile
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as st_grpc
 from comfyserve.executor.errors import InputUnavailable, OutputRejected, StorageFailed
-from comfyserve.executor.jobs.models import NewOutput
+from comfyserve.executor.jobs.models import NewOutput, NewPreview
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +24,9 @@ _MISSING_CODES = frozenset(
         grpc.StatusCode.PERMISSION_DENIED,
     }
 )
+# A preview matters while its job runs; a client reading it later finds none.
+PREVIEW_TTL_SECONDS = 3600
+_PREVIEW_FOLDER = "comfyserve-previews"
 _LIMIT_CODES = frozenset(
     {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
@@ -65,19 +68,21 @@ class GrpcFileStore:
         return response.content
 
     async def store_output(self, tenant_id: str, output: NewOutput) -> OutputFile:
-        created = await self._create(tenant_id, output)
-        try:
-            response = await self._http.put(
-                created.upload_url,
-                content=output.data,
-                headers=dict(created.upload_headers),
+        created = await self._create(
+            st.CreateUploadRequest(
+                tenant_id=tenant_id,
+                purpose=st.FILE_PURPOSE_OUTPUT,
+                filename=output.filename,
+                content_type=output.content_type,
+                size=output.size,
+                job_id=output.job_id,
+                attempt=output.attempt,
+                node_id=output.node_id,
+                index=output.index,
+                sha256=output.sha256,
             )
-        except httpx.HTTPError as exc:
-            raise StorageFailed(f"PUT output {created.file.id}: {exc!r}") from exc
-        if response.status_code not in (200, 201, 204):
-            raise StorageFailed(
-                f"PUT output {created.file.id} answered HTTP {response.status_code}"
-            )
+        )
+        await self._put(created, output.data, "output")
         sizes: dict[str, Any] = {}
         if output.width is not None and output.height is not None:
             sizes = {"width": output.width, "height": output.height}
@@ -105,21 +110,46 @@ class GrpcFileStore:
             height=output.height,
         )
 
-    async def _create(
-        self, tenant_id: str, output: NewOutput
-    ) -> st.CreateUploadResponse:
-        request = st.CreateUploadRequest(
-            tenant_id=tenant_id,
-            purpose=st.FILE_PURPOSE_OUTPUT,
-            filename=output.filename,
-            content_type=output.content_type,
-            size=output.size,
-            job_id=output.job_id,
-            attempt=output.attempt,
-            node_id=output.node_id,
-            index=output.index,
-            sha256=output.sha256,
+    async def store_preview(self, tenant_id: str, preview: NewPreview) -> str:
+        # Not a job output (which the job would list and keep): a file of the
+        # tenant's `temp` folder, as ComfyUI keeps previews, that expires soon.
+        created = await self._create(
+            st.CreateUploadRequest(
+                tenant_id=tenant_id,
+                purpose=st.FILE_PURPOSE_INPUT,
+                filename=preview.filename,
+                content_type=preview.content_type,
+                size=len(preview.data),
+                ttl_seconds=PREVIEW_TTL_SECONDS,
+                folder="temp",
+                path=f"{_PREVIEW_FOLDER}/{preview.job_id}/{preview.filename}",
+            )
         )
+        await self._put(created, preview.data, "preview")
+        try:
+            await self._stub.CompleteUpload(
+                st.CompleteUploadRequest(tenant_id=tenant_id, file_id=created.file.id),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise StorageFailed(_rpc_failure("CompleteUpload", exc)) from exc
+        return created.file.id
+
+    async def _put(
+        self, created: st.CreateUploadResponse, data: bytes, what: str
+    ) -> None:
+        try:
+            response = await self._http.put(
+                created.upload_url, content=data, headers=dict(created.upload_headers)
+            )
+        except httpx.HTTPError as exc:
+            raise StorageFailed(f"PUT {what} {created.file.id}: {exc!r}") from exc
+        if response.status_code not in (200, 201, 204):
+            raise StorageFailed(
+                f"PUT {what} {created.file.id} answered HTTP {response.status_code}"
+            )
+
+    async def _create(self, request: st.CreateUploadRequest) -> st.CreateUploadResponse:
         try:
             return await self._stub.CreateUpload(request, timeout=self._timeout_s)
         except grpc.aio.AioRpcError as exc:

@@ -158,6 +158,17 @@ _TERMINAL_TYPES = (
     PromptRejected,
 )
 
+
+@dataclass(frozen=True, slots=True)
+class PreviewImage:
+    """A preview ComfyUI sent as a binary WebSocket frame while a node runs
+    (sampler previews); `node_id` only when the frame names it (type 4)."""
+
+    content_type: str
+    data: bytes = field(repr=False)
+    node_id: str | None = None
+
+
 EngineEvent = (
     PromptQueued
     | PromptRejected
@@ -169,6 +180,7 @@ EngineEvent = (
     | ExecutionSucceeded
     | ExecutionFailed
     | ExecutionInterrupted
+    | PreviewImage
 )
 
 TerminalEvent = (

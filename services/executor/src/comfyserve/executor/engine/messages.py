@@ -1,5 +1,7 @@
 """Pure parsing of ComfyUI WebSocket messages and history entries for one prompt."""
 
+import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,7 @@ from comfyserve.executor.engine.events import (
     NodeExecuted,
     NodeProgress,
     NodeStarted,
+    PreviewImage,
 )
 from comfyserve.executor.engine.outputs import (
     refs_from_history_outputs,
@@ -147,4 +150,47 @@ def outcome_from_history(
         node_type=None,
         exception_message="ComfyUI recorded an error without details",
         exception_type="",
+    )
+
+
+# Binary frames (API.md §B.5.4): a 4-byte big-endian event type, then its
+# payload. Type 1 is `[4-byte image format][image]`; type 4 (builds that were
+# told `supports_preview_metadata`) is `[4-byte JSON length][JSON][image]`.
+_PREVIEW_IMAGE = 1
+_PREVIEW_WITH_METADATA = 4
+_IMAGE_FORMATS = {1: "image/jpeg", 2: "image/png"}
+_WORD = struct.Struct(">I")
+
+
+def parse_binary(frame: bytes, prompt_id: str) -> PreviewImage | None:
+    """The preview a binary frame carries for `prompt_id`; None for other
+    frames (text, another prompt's preview) and malformed ones."""
+    if len(frame) < 2 * _WORD.size:
+        return None
+    (kind,) = _WORD.unpack_from(frame, 0)
+    (word,) = _WORD.unpack_from(frame, _WORD.size)
+    body = frame[2 * _WORD.size :]
+    if kind == _PREVIEW_IMAGE:
+        content_type = _IMAGE_FORMATS.get(word)
+        if content_type is None or not body:
+            return None
+        return PreviewImage(content_type=content_type, data=body)
+    if kind != _PREVIEW_WITH_METADATA or word > len(body):
+        return None
+    try:
+        metadata = json.loads(body[:word])
+    except ValueError:
+        return None
+    image = body[word:]
+    if not isinstance(metadata, dict) or not image:
+        return None
+    if metadata.get("prompt_id") not in (None, prompt_id):
+        return None
+    content_type = metadata.get("image_type")
+    if not isinstance(content_type, str) or content_type not in _IMAGE_FORMATS.values():
+        return None
+    return PreviewImage(
+        content_type=content_type,
+        data=image,
+        node_id=_str_or_none(metadata.get("node_id")),
     )

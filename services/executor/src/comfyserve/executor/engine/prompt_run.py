@@ -26,6 +26,7 @@ from comfyserve.executor.engine.events import (
 from comfyserve.executor.engine.messages import (
     CompletionSignal,
     outcome_from_history,
+    parse_binary,
     parse_message,
 )
 
@@ -144,6 +145,9 @@ class _Follower:
                     return
                 continue
             if message.type == aiohttp.WSMsgType.BINARY:
+                preview = parse_binary(message.data, self._prompt_id)
+                if preview is not None:
+                    yield preview
                 continue
             if message.type != aiohttp.WSMsgType.TEXT:
                 self._log.warning(

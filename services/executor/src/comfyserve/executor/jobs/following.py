@@ -24,10 +24,13 @@ from comfyserve.executor.engine import (
     NodeExecuted,
     NodeProgress,
     NodeStarted,
+    PreviewImage,
     PromptQueued,
     PromptRejected,
 )
-from comfyserve.executor.jobs.ports import Clock, Publisher
+from comfyserve.executor.errors import OutputRejected, StorageFailed
+from comfyserve.executor.jobs.models import NewPreview
+from comfyserve.executor.jobs.ports import Clock, FileStore, Publisher
 from comfyserve.executor.jobs.reporting import Reporter, send
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.executor.jobs.storing import OutputStorer
@@ -66,6 +69,8 @@ class Follower:
         clock: Clock,
         worker_id: str,
         progress_interval_s: float,
+        files: FileStore,
+        preview_interval_s: float,
     ) -> None:
         self._engine = engine
         self._storer = storer
@@ -73,6 +78,8 @@ class Follower:
         self._clock = clock
         self._worker_id = worker_id
         self._progress_interval_s = progress_interval_s
+        self._files = files
+        self._preview_interval_s = preview_interval_s
 
     async def follow(
         self,
@@ -148,6 +155,9 @@ class Follower:
             case NodeCached(node_ids=node_ids):
                 state.done.update(node_ids)
                 await self._progress(state, reporter)
+            case PreviewImage():
+                if await self._store_preview(state, event):
+                    await self._progress(state, reporter, force=True)
             case NodeExecuted(node_id=node_id, outputs=refs):
                 state.done.add(node_id)
                 state.refs.extend(refs)
@@ -173,16 +183,52 @@ class Follower:
                 return Ending(reporter.stopped())
         return None
 
+    async def _store_preview(self, state: JobState, preview: PreviewImage) -> bool:
+        """Stores the preview when one is due (at most one per interval; a
+        zero interval stores none); whether it did. Previews in between are
+        dropped: only the latest matters to a client, and ComfyUI sends one
+        per sampler step."""
+        interval = self._preview_interval_s
+        now = self._clock.monotonic()
+        if interval <= 0 or (
+            state.last_preview is not None and now - state.last_preview < interval
+        ):
+            return False
+        state.last_preview = now
+        state.previews += 1
+        new = NewPreview(
+            job_id=state.job_id,
+            attempt=state.attempt,
+            sequence=state.previews,
+            content_type=preview.content_type,
+            data=preview.data,
+        )
+        try:
+            state.preview_file_id = await self._files.store_preview(
+                state.tenant_id, new
+            )
+        except (StorageFailed, OutputRejected) as exc:
+            # A preview is a courtesy: the run goes on without it.
+            log.warning(
+                "executor.job.preview_failed", job_id=state.job_id, error=exc.message
+            )
+            return False
+        return True
+
     async def _progress(
         self,
         state: JobState,
         reporter: Reporter,
         outputs: list[OutputFile] | None = None,
+        *,
+        force: bool = False,
     ) -> None:
-        """Sends progress when due; newly stored outputs are sent at once."""
+        """Sends progress when due; newly stored outputs and a new preview are
+        sent at once."""
         now = self._clock.monotonic()
         due = (
-            state.last_progress is None
+            force
+            or state.last_progress is None
             or now - state.last_progress >= self._progress_interval_s
         )
         if not outputs and not due:
@@ -201,5 +247,6 @@ class Follower:
                 nodes_done=len(state.done),
                 nodes_total=len(state.graph),
                 outputs=chunk,
+                preview_file_id=state.preview_file_id,
             )
             await send(self._publisher, state, reporter.event(JobProgressed, data))

@@ -70,6 +70,23 @@ class NewOutput:
         return len(self.data)
 
 
+@dataclass(frozen=True, slots=True)
+class NewPreview:
+    """A preview image of a running attempt, to keep for a short while."""
+
+    job_id: str
+    attempt: int
+    # Previews of one attempt, numbered from 1; names the stored file.
+    sequence: int
+    content_type: str
+    data: bytes = field(repr=False)
+
+    @property
+    def filename(self) -> str:
+        extension = "png" if self.content_type == "image/png" else "jpg"
+        return f"preview-{self.attempt}-{self.sequence}.{extension}"
+
+
 class Outcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"

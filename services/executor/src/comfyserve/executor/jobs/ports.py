@@ -8,7 +8,12 @@ from datetime import datetime
 from typing import Protocol
 
 from comfyserve.contracts.events import Event, InputFile, OutputFile
-from comfyserve.executor.jobs.models import Assignment, LeaseStatus, NewOutput
+from comfyserve.executor.jobs.models import (
+    Assignment,
+    LeaseStatus,
+    NewOutput,
+    NewPreview,
+)
 
 
 class Publisher(Protocol):
@@ -43,6 +48,10 @@ class FileStore(Protocol):
 
     async def store_output(self, tenant_id: str, output: NewOutput) -> OutputFile:
         """Records and uploads one output; raises `StorageFailed`."""
+
+    async def store_preview(self, tenant_id: str, preview: NewPreview) -> str:
+        """Records and uploads a short-lived preview; its file id. Raises
+        `StorageFailed` or `OutputRejected`."""
 
 
 class EngineKeeper(Protocol):

@@ -59,6 +59,7 @@ class JobRunner:
         source: str,
         progress_interval_s: float,
         interrupt_grace_s: float,
+        preview_interval_s: float,
         local_roots: Callable[[], Sequence[Path]] = tuple,
     ) -> None:
         self._engine = engine
@@ -77,6 +78,8 @@ class JobRunner:
             clock=clock,
             worker_id=worker_id,
             progress_interval_s=progress_interval_s,
+            files=files,
+            preview_interval_s=preview_interval_s,
         )
         self._state: JobState | None = None
 

@@ -40,6 +40,11 @@ class JobState:
     step: int | None = None
     max: int | None = None
     last_progress: float | None = None
+    # Previews stored so far, when the last was, and its file id (sent on
+    # every progress event after it).
+    previews: int = 0
+    last_preview: float | None = None
+    preview_file_id: str | None = None
     deliveries: list[asyncio.Future[object]] = field(default_factory=list)
 
     @property
