@@ -1,0 +1,9 @@
+"""The service's notion of now, always timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
