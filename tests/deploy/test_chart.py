@@ -4,7 +4,6 @@ reads, every required setting is set, and its values are checked by schema."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,14 +27,12 @@ OTEL_VARIABLES = frozenset(
     for name, value in vars(module).items()
     if name.startswith("OTEL_") and isinstance(value, str)
 )
-NOTIFIER_SERVES = importlib.util.find_spec("comfyserve.notifier.settings") is not None
 
 SCENARIOS = {
     "default": chart.SCENARIOS["default"],
     "production": chart.SCENARIOS["production"],
     # A CPU pool: managed ComfyUI and no GPU, with tracing off.
     "cpu-managed": ((), ("executor.comfyui.mode=managed", "executor.gpu.count=0")),
-    "notifier": ((chart.PRODUCTION_VALUES,), ("notifier.enabled=true",)),
 }
 
 Manifest = dict[str, Any]
@@ -43,8 +40,6 @@ Manifest = dict[str, Any]
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
 def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
-    if request.param == "notifier" and not NOTIFIER_SERVES:
-        pytest.skip("the notifier has no settings yet, so its chart entry is off")
     values, sets = SCENARIOS[request.param]
     return chart.render(values, sets)
 
