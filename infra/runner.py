@@ -30,8 +30,9 @@ GATEWAY_PORT = 8000
 WORKFLOW_GRPC_PORT = 50051
 STORAGE_GRPC_PORT = 50052
 AUTH_GRPC_PORT = 50053
+NOTIFIER_GRPC_PORT = 50054
 # The services that call others, each with a key the auth service knows.
-CALLING_SERVICES = ("gateway", "executor", "workflow")
+CALLING_SERVICES = ("gateway", "executor", "workflow", "notifier")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Ports:
     auth_grpc: int = AUTH_GRPC_PORT
     auth_metrics: int = 9105
     gateway_metrics: int = 9101
+    notifier_grpc: int = NOTIFIER_GRPC_PORT
+    notifier_metrics: int = 9106
 
     @classmethod
     def free(cls) -> Ports:
@@ -117,6 +120,7 @@ def service_env(
     workflow = f"127.0.0.1:{ports.workflow_grpc}"
     storage = f"127.0.0.1:{ports.storage_grpc}"
     auth = f"127.0.0.1:{ports.auth_grpc}"
+    notifier = f"127.0.0.1:{ports.notifier_grpc}"
     keys = service_keys()
 
     def identity(prefix: str, name: str | None = None) -> dict[str, str]:
@@ -189,7 +193,21 @@ def service_env(
             "GATEWAY_WORKFLOW_GRPC_TARGET": workflow,
             "GATEWAY_STORAGE_GRPC_TARGET": storage,
             "GATEWAY_REDIS_URL": stack["REDIS_URL"],
+            "GATEWAY_NOTIFIER_GRPC_TARGET": notifier,
             **identity("GATEWAY", "gateway"),
+        },
+        "notifier": {
+            "NOTIFIER_DATABASE_URL": db,
+            "NOTIFIER_SCHEMA": f"notifier{namespace}",
+            "NOTIFIER_GRPC_PORT": str(ports.notifier_grpc),
+            "NOTIFIER_METRICS_PORT": str(ports.notifier_metrics),
+            "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "NOTIFIER_CONSUMER_GROUP": f"notifier{namespace}",
+            "NOTIFIER_WORKFLOW_GRPC_TARGET": workflow,
+            "NOTIFIER_STORAGE_GRPC_TARGET": storage,
+            "NOTIFIER_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports.gateway}",
+            "NOTIFIER_ALLOW_PRIVATE_TARGETS": str(development).lower(),
+            **identity("NOTIFIER", "notifier"),
         },
     }
 
@@ -299,7 +317,7 @@ class ServiceSet:
 
     def start(self) -> None:
         for service in self.services.values():
-            if service.name in {"auth", "storage", "workflow"}:
+            if service.name in {"auth", "storage", "workflow", "notifier"}:
                 service.migrate()
         for service in self.services.values():
             service.start()
@@ -318,7 +336,12 @@ class ServiceSet:
         names = [
             env[key]
             for env in (s.env for s in self.services.values())
-            for key in ("WORKFLOW_SCHEMA", "STORAGE_SCHEMA", "AUTH_SCHEMA")
+            for key in (
+                "WORKFLOW_SCHEMA",
+                "STORAGE_SCHEMA",
+                "AUTH_SCHEMA",
+                "NOTIFIER_SCHEMA",
+            )
             if key in env
         ]
         url = self.services["workflow"].env["WORKFLOW_DATABASE_URL"]
@@ -384,6 +407,7 @@ def status(ports: Ports, say: IO[str]) -> int:
         "gateway": (ports.gateway, _answers_ok(_health(ports.gateway))),
         "workflow": (ports.workflow_grpc, _port_open(ports.workflow_grpc)),
         "storage": (ports.storage_grpc, _port_open(ports.storage_grpc)),
+        "notifier": (ports.notifier_grpc, _port_open(ports.notifier_grpc)),
         "executor": (ports.executor_http, _answers_ok(_health(ports.executor_http))),
     }
     down = 0
