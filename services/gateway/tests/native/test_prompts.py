@@ -355,7 +355,7 @@ async def test_history_of_a_failure_and_of_an_interrupt(
     assert kind == "execution_error"
     assert (data["node_id"], data["node_type"]) == ("1", "X")
     assert data["exception_message"] == "boom"
-    assert data["traceback"] == ["line 1", "line 2"]
+    assert data["traceback"] == ["line 1\n", "line 2"]
     assert {"executed", "exception_type", "current_inputs", "current_outputs"} <= set(
         data
     )

@@ -126,26 +126,38 @@ def _message(kind: str, job: wf.Job, at: datetime | None, **data: Any) -> list[A
     return [kind, {"prompt_id": job.id, **data, "timestamp": stamp}]
 
 
+def execution_error(job: wf.Job, executed: Iterable[str]) -> dict[str, Any]:
+    """The data of a failed job's `execution_error` (§B.5.3) but its
+    `prompt_id` and `timestamp`: /history and /ws both send this, so a client
+    reads the same failure either way.
+
+    The executor keeps ComfyUI's exception as `<type>: <message>`, so the two
+    are split back apart; `traceback` is ComfyUI's list of lines, each with
+    its newline, and `executed` the nodes done before the failing one."""
+    error = job.error
+    kind, sep, text = error.message.partition(": ")
+    if error.code != "node_execution_error" or not sep or " " in kind:
+        kind, text = error.code or "Error", error.message
+    return {
+        "node_id": error.node_id or None,
+        "node_type": error.class_type or None,
+        "executed": [node for node in executed if node != error.node_id],
+        "exception_message": text,
+        "exception_type": kind,
+        "traceback": error.traceback.splitlines(keepends=True),
+        "current_inputs": {},
+        "current_outputs": [],
+    }
+
+
 def _final_message(job: wf.Job, executed: list[str]) -> list[Any]:
     ended = _when(job.completed_at)
     if job.status == wf.JOB_STATUS_COMPLETED:
         return _message("execution_success", job, ended)
-    node = {"node_id": job.error.node_id, "node_type": job.error.class_type}
     if job.status == wf.JOB_STATUS_CANCELLED:
         node = {"node_id": job.progress.node_id, "node_type": job.progress.class_type}
         return _message("execution_interrupted", job, ended, **node, executed=executed)
-    return _message(
-        "execution_error",
-        job,
-        ended,
-        **node,
-        executed=executed,
-        exception_message=job.error.message,
-        exception_type=job.error.code,
-        traceback=job.error.traceback.splitlines(),
-        current_inputs={},
-        current_outputs=[],
-    )
+    return _message("execution_error", job, ended, **execution_error(job, executed))
 
 
 def history_status(job: wf.Job) -> dict[str, Any]:

@@ -43,23 +43,11 @@ def _now_ms() -> int:
 
 
 def error_payload(prompt_id: str, job: wf.Job, executed: list[str]) -> Message:
-    """`execution_error` from the job's error; the executor keeps ComfyUI's
-    exception as `<type>: <message>`, so the two are split back apart."""
-    error = job.error
-    kind, sep, text = error.message.partition(": ")
-    if error.code != "node_execution_error" or not sep or " " in kind:
-        kind, text = error.code or "Error", error.message
+    """`execution_error` as /history shows it for the same job."""
     return message(
         "execution_error",
         prompt_id=prompt_id,
-        node_id=error.node_id or None,
-        node_type=error.class_type or None,
-        executed=[node for node in executed if node != error.node_id],
-        exception_message=text,
-        exception_type=kind,
-        traceback=error.traceback.splitlines(keepends=True),
-        current_inputs={},
-        current_outputs=[],
+        **shapes.execution_error(job, executed),
         timestamp=_now_ms(),
     )
 
