@@ -32,6 +32,7 @@ PROTO_SOURCE = CONTRACTS / "proto" / "comfyserve"
 PB_PACKAGE = Path("comfyserve", "contracts", "pb")
 COMMITTED_PB = CONTRACTS / "src" / PB_PACKAGE
 COMMITTED_SCHEMAS = CONTRACTS / "schemas"
+COMMITTED_ASYNCAPI = CONTRACTS / "asyncapi"
 IGNORED_PARTS = frozenset({"__pycache__"})
 MAX_DIFF_LINES = 40
 
@@ -100,9 +101,15 @@ def generate_schemas(out: Path) -> Path:
 
 
 def generate(tmp: Path) -> list[Output]:
+    # A script's path is tools/ itself, where `tools` is not importable.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tools.asyncapi_docs import generate_asyncapi
+
     return [
         Output(generate_protos(tmp / "src"), COMMITTED_PB),
         Output(generate_schemas(tmp / "schemas"), COMMITTED_SCHEMAS),
+        Output(generate_asyncapi(tmp / "asyncapi"), COMMITTED_ASYNCAPI),
     ]
 
 
