@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -568,18 +569,26 @@ class Jaeger(Component):
         cached = CACHE / f"jaeger-{JAEGER_VERSION}" / "jaeger"
         if not cached.exists():
             log.info("building jaeger %s with go (minutes, once)", JAEGER_VERSION)
-            module = cached.parent / "module"
-            shutil.rmtree(module, ignore_errors=True)
-            module.mkdir(parents=True)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            # A folder of its own, and the binary moved in whole: two stacks
+            # installing at once never see each other's half-built files.
+            module = Path(tempfile.mkdtemp(prefix="module-", dir=cached.parent))
             package = "github.com/jaegertracing/jaeger/cmd/jaeger"
-            with timed("jaeger", self.timings):
-                run(["go", "mod", "init", "comfyserve.local/jaeger"], cwd=module)
-                run(["go", "get", "-tool", f"{package}@{JAEGER_VERSION}"], cwd=module)
-                run(
-                    ["go", "build", "-trimpath", "-o", str(cached), package],
-                    cwd=module,
-                )
-            shutil.rmtree(module)
+            try:
+                with timed("jaeger", self.timings):
+                    run(["go", "mod", "init", "comfyserve.local/jaeger"], cwd=module)
+                    run(
+                        ["go", "get", "-tool", f"{package}@{JAEGER_VERSION}"],
+                        cwd=module,
+                    )
+                    built = module / "jaeger"
+                    run(
+                        ["go", "build", "-trimpath", "-o", str(built), package],
+                        cwd=module,
+                    )
+                os.replace(built, cached)
+            finally:
+                shutil.rmtree(module, ignore_errors=True)
         self.binary.parent.mkdir(parents=True, exist_ok=True)
         if not self.binary.exists():
             shutil.copy2(cached, self.binary)
