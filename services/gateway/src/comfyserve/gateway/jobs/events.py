@@ -27,6 +27,9 @@ from comfyserve.gateway.jobs.models import ProgressEvent, StatusEvent
 
 # The outputs of the job as a route shows them, one per file, in order.
 RenderOutputs = Callable[[wf.Job, list[wf.OutputFile]], Awaitable[Sequence[BaseModel]]]
+# The job's latest preview (`job.progress.preview_file_id`) as a route shows
+# it; None when it cannot be had.
+RenderPreview = Callable[[wf.Job], Awaitable[BaseModel | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +74,17 @@ async def job_events(
     outputs: RenderOutputs,
     rendering: Rendering = REST,
     delivered: Collection[str] = (),
+    preview: RenderPreview | None = None,
 ) -> AsyncIterator[JobEvent]:
     """The events of `first` and every update after it; closes `updates`.
 
-    Outputs whose file ids are in `delivered` are not sent again.
+    Outputs whose file ids are in `delivered` are not sent again. With
+    `preview`, each new preview of a running job (the latest on connect) is a
+    `preview` event after its progress.
     """
     sent_outputs = set(delivered)
     last_status: BaseModel | None = None
+    last_preview = ""
     async with aclosing(updates):
         update: wf.JobUpdate | None = first
         while update is not None:
@@ -108,4 +115,10 @@ async def job_events(
             )
             if wanted and progress is not None:
                 yield JobEvent("progress", progress)
+            preview_id = job.progress.preview_file_id
+            if preview is not None and preview_id and preview_id != last_preview:
+                last_preview = preview_id
+                shown = await preview(job)
+                if shown is not None:
+                    yield JobEvent("preview", shown)
             update = await anext(updates, None)

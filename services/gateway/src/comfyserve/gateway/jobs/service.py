@@ -26,6 +26,7 @@ from comfyserve.gateway.jobs.events import (
     JobEvent,
     Rendering,
     RenderOutputs,
+    RenderPreview,
     job_events,
 )
 from comfyserve.gateway.jobs.models import (
@@ -143,10 +144,11 @@ class JobsService:
         rendering: Rendering = REST,
         outputs: RenderOutputs | None = None,
         delivered: Collection[str] = (),
+        preview: RenderPreview | None = None,
     ) -> AsyncIterator[JobEvent]:
         """The job's events; raises (404 and the like) before the first one.
 
-        Another surface passes its own `rendering` and `outputs`."""
+        Another surface passes its own `rendering`, `outputs` and `preview`."""
         updates = self._workflow.watch_job(
             wf.WatchJobRequest(
                 tenant_id=self._tenant_id, job_id=translate.parse_job_id(job_id)
@@ -160,7 +162,7 @@ class JobsService:
             await updates.aclose()
             raise
         return job_events(
-            first, updates, outputs or self._job_outputs, rendering, delivered
+            first, updates, outputs or self._job_outputs, rendering, delivered, preview
         )
 
     async def _download_urls(self, file_ids: list[str]) -> dict[str, st.DownloadUrl]:

@@ -19,17 +19,16 @@ from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 import grpc
-import httpx
 import structlog
 from fastapi import APIRouter, Depends, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
 from comfyserve.contracts.scopes import Scope
 from comfyserve.gateway.auth.dependencies import Access, Caller
 from comfyserve.gateway.errors import GatewayError, error_body
+from comfyserve.gateway.jobs.previews import Preview, fetch_preview
 from comfyserve.gateway.limits.policy import RouteClass
 from comfyserve.gateway.native.routing import (
     Notice,
@@ -238,29 +237,25 @@ class NativeSocket:
             await self._ws.send_json(sent)
 
     async def _send_preview(self, prompt_id: str, wanted: PreviewWanted) -> None:
-        try:
-            link = await self._resources.storage.get_download_url(
-                st.GetDownloadUrlRequest(
-                    tenant_id=self._tenant_id, file_id=wanted.file_id
-                )
-            )
-            answer = await self._resources.http.get(link.url)
-            answer.raise_for_status()
-        except (grpc.aio.AioRpcError, httpx.HTTPError) as error:
-            # A preview is a courtesy; the run goes on without it.
-            log.warning("gateway.ws.preview_failed", error_type=type(error).__name__)
+        found = await fetch_preview(
+            self._resources.storage,
+            self._resources.http,
+            self._tenant_id,
+            wanted.file_id,
+        )
+        if found is None:
             return
-        frame = self._preview_frame(prompt_id, wanted, answer)
+        frame = self._preview_frame(prompt_id, wanted, found)
         async with self._send_lock:
             await self._ws.send_bytes(frame)
 
     def _preview_frame(
-        self, prompt_id: str, wanted: PreviewWanted, answer: httpx.Response
+        self, prompt_id: str, wanted: PreviewWanted, found: Preview
     ) -> bytes:
-        content_type = answer.headers.get("content-type", "image/png")
+        content_type = found.content_type
         if not self._preview_metadata:
             image_format = _JPEG if "jpeg" in content_type else _PNG
-            return struct.pack(">II", _PREVIEW_IMAGE, image_format) + answer.content
+            return struct.pack(">II", _PREVIEW_IMAGE, image_format) + found.data
         metadata = json.dumps(
             {
                 "node_id": wanted.node_id,
@@ -272,4 +267,4 @@ class NativeSocket:
             }
         ).encode()
         head = struct.pack(">II", _PREVIEW_WITH_METADATA, len(metadata))
-        return head + metadata + answer.content
+        return head + metadata + found.data

@@ -38,6 +38,7 @@ def _service(
         JobsService(resources.workflow, resources.storage, caller.tenant_id, links),
         resources.workflow,
         resources.storage,
+        resources.http,
         resources.idempotency,
         caller.tenant_id,
         JobRenderer(links, timedelta(hours=settings.v2_retention_hours)),

@@ -7,11 +7,13 @@ its shapes.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import grpc
+import httpx
 from pydantic import BaseModel
 
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
@@ -26,6 +28,7 @@ from comfyserve.gateway.errors import (
 )
 from comfyserve.gateway.jobs import translate
 from comfyserve.gateway.jobs.events import JobEvent, Rendering
+from comfyserve.gateway.jobs.previews import fetch_preview
 from comfyserve.gateway.jobs.service import JobsService
 from comfyserve.gateway.limits.gcra import LimitsUnavailable
 from comfyserve.gateway.v2 import jobs_render
@@ -37,7 +40,7 @@ from comfyserve.gateway.v2.errors import (
 from comfyserve.gateway.v2.idempotency import IdempotencyClaims
 from comfyserve.gateway.v2.jobs_render import JobRenderer
 from comfyserve.gateway.v2.jobs_request import SubmitBody
-from comfyserve.gateway.v2.models import Job, JobPage, JobWorkflow
+from comfyserve.gateway.v2.models import Job, JobPage, JobWorkflow, PreviewFrame
 
 MISSING_ASSET = "missing_asset"
 # Answers after which the workflow service certainly created no job, so the
@@ -75,6 +78,7 @@ class V2JobsService:
         jobs: JobsService,
         workflow: WorkflowClient,
         storage: StorageClient,
+        http: httpx.AsyncClient,
         claims: IdempotencyClaims,
         tenant_id: str,
         renderer: JobRenderer,
@@ -82,6 +86,7 @@ class V2JobsService:
         self._jobs = jobs
         self._workflow = workflow
         self._storage = storage
+        self._http = http
         self._claims = claims
         self._tenant_id = tenant_id
         self.renderer = renderer
@@ -202,7 +207,21 @@ class V2JobsService:
     async def watch(
         self, job_id: str, rendering: Rendering, delivered: Collection[str]
     ) -> AsyncIterator[JobEvent]:
-        return await self._jobs.watch(job_id, rendering, self._outputs, delivered)
+        return await self._jobs.watch(
+            job_id, rendering, self._outputs, delivered, self._preview
+        )
+
+    async def _preview(self, job: wf.Job) -> PreviewFrame | None:
+        found = await fetch_preview(
+            self._storage, self._http, self._tenant_id, job.progress.preview_file_id
+        )
+        if found is None:
+            return None
+        return PreviewFrame(
+            node_id=job.progress.node_id,
+            content_type=found.content_type,
+            data_base64=base64.b64encode(found.data).decode(),
+        )
 
     async def _outputs(
         self, job: wf.Job, files: list[wf.OutputFile]

@@ -111,6 +111,14 @@ class JobWorkflow(BaseModel):
     format: str = "api"
 
 
+class PreviewFrame(BaseModel):
+    """Data of an SSE `preview` frame: the job's latest preview image."""
+
+    node_id: str
+    content_type: str
+    data_base64: str
+
+
 class StatusFrame(BaseModel):
     """Data of an SSE `status` frame."""
 
