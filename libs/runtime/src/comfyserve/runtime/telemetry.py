@@ -35,13 +35,14 @@ from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
-from comfyserve.contracts.headers import headers_to_carrier
+from comfyserve.contracts.headers import TRACEPARENT, headers_to_carrier
 
 __all__ = [
     "HousekeepingFilter",
     "configure_tracing",
     "context_from_headers",
     "current_trace_id",
+    "current_traceparent",
     "inject_headers",
     "trace_id_hex",
 ]
@@ -139,3 +140,8 @@ def trace_id_hex(span: trace.Span) -> str | None:
 def current_trace_id() -> str | None:
     """The trace id of the current span, if there is one."""
     return trace_id_hex(trace.get_current_span())
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, if there is one."""
+    return inject_headers().get(TRACEPARENT)

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import structlog
-from opentelemetry import propagate
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +18,7 @@ from comfyserve.gateway.errors import error_body
 from comfyserve.gateway.limits.gcra import Decision
 from comfyserve.gateway.metrics import HttpMetrics
 from comfyserve.gateway.v2.errors import envelope, is_v2
+from comfyserve.runtime.telemetry import current_traceparent
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # The same id under the name the Comfy SDKs surface on their exceptions.
@@ -99,14 +99,6 @@ async def send_json(send: Send, status: int, body: dict[str, object]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def current_traceparent() -> str | None:
-    """The `traceparent` of the current span (the request's, inside the
-    OpenTelemetry middleware); None when tracing is off."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get(TRACEPARENT_HEADER)
-
-
 class RequestContextMiddleware:
     """Request id, security headers, metrics and the access log of every request.
 
@@ -142,6 +134,7 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
                 headers[COMFY_REQUEST_ID_HEADER] = request_id
+                # The request's span: this runs inside the OpenTelemetry one.
                 traceparent = current_traceparent()
                 if traceparent is not None:
                     headers[TRACEPARENT_HEADER] = traceparent

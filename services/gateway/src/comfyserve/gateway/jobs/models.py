@@ -156,6 +156,10 @@ class Job(JobSummary):
     outputs: list[Output]
     webhook_url: str | None
     timeout_minutes: float
+    trace_id: str | None = Field(
+        description="The W3C trace id of the job's trace (its submit and every "
+        "attempt), as the trace store shows it; null when it was not traced."
+    )
 
 
 class JobPage(BaseModel):

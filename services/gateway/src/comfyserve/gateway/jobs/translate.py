@@ -223,4 +223,5 @@ def detail(job: wf.Job, links: JobLinks, outputs: list[Output]) -> Job:
         webhook_url=job.webhook_url if job.HasField("webhook_url") else None,
         # Round up so a limit set in seconds is never shown shorter.
         timeout_minutes=round(job.timeout_seconds / 60, 2),
+        trace_id=job.trace_id or None,
     )

@@ -126,6 +126,7 @@ def job_to_pb(job: JobRecord) -> pb.Job:
         pool=job.pool,
         client_id=job.client_id or "",
         number=job.number or 0,
+        trace_id=job.trace_id or "",
     )
     if job.progress is not None:
         message.progress.CopyFrom(_progress_to_pb(job.progress))

@@ -123,6 +123,9 @@ jobs = Table(
     # From a sequence at insert (migration 0004): the order of acceptance.
     Column("number", BigInteger, nullable=False, server_default=FetchedValue()),
     Column("client_id", Text),
+    # Migration 0005: the submit's trace, which later attempts join.
+    Column("trace_id", Text),
+    Column("traceparent", Text),
 )
 
 JOB_COLUMNS = [column for column in jobs.c if column.name != "priority_rank"]
@@ -215,6 +218,8 @@ class JobRecord:
     client_id: str | None = None
     # None until the row is inserted, which numbers it.
     number: int | None = None
+    trace_id: str | None = None
+    traceparent: str | None = None
 
 
 def job_from_row(row: Row[Any]) -> JobRecord:

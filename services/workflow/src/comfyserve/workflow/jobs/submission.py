@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.events import InputFile, Priority
 from comfyserve.contracts.workflow_format import replace_asset_refs
+from comfyserve.runtime.telemetry import current_trace_id, current_traceparent
 from comfyserve.workflow.adapters.files import FileLookup
 from comfyserve.workflow.adapters.partner_keys import PartnerKeys
 from comfyserve.workflow.db import QUEUE_CHANNEL, notify
@@ -164,6 +165,9 @@ class SubmissionService:
             webhook_url=request.webhook_url,
             idempotency_key=request.idempotency_key,
             client_id=request.client_id or None,
+            # The submit call's span: every attempt's spans join its trace.
+            trace_id=current_trace_id(),
+            traceparent=current_traceparent(),
         )
         stored = await self._store(job, fingerprint, request.partner_key)
         if stored is None:

@@ -40,13 +40,16 @@ async def persist_transition(
     if after is JobStatus.PENDING and before is not JobStatus.PENDING:
         await queue_repository.adjust_depth(conn, job.pool, job.priority, 1)
         await notify(conn, QUEUE_CHANNEL, job.pool)
+    # A sweep or a consumed event has no request behind it: the job's own
+    # trace goes on, so a re-queued attempt shows up beside the first.
+    trace = job.traceparent
     if transition.requeue:
-        await outbox.add_event(conn, events.submitted(job, source), now)
+        await outbox.add_event(conn, events.submitted(job, source), now, trace)
     if transition.broadcast_cancel:
         event = events.cancel_requested(job, source, cancel_reason)
-        await outbox.add_event(conn, event, now)
+        await outbox.add_event(conn, event, now, trace)
     if after.is_final and not before.is_final:
-        await outbox.add_event(conn, events.finished(job, source), now)
+        await outbox.add_event(conn, events.finished(job, source), now, trace)
     await notify(conn, JOBS_CHANNEL, str(job.id))
 
 

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from opentelemetry import propagate
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.contracts.events import Event
+from comfyserve.contracts.headers import TRACEPARENT
 from comfyserve.runtime.kafka import encode_event
+from comfyserve.runtime.telemetry import inject_headers
 from comfyserve.workflow.db import OUTBOX_CHANNEL, notify
 from comfyserve.workflow.outbox.models import outbox, outbox_dead
 
@@ -26,14 +27,21 @@ class OutboxMessage:
     created_at: datetime
 
 
-async def add_event(conn: AsyncConnection, event: Event, now: datetime) -> None:
-    """Queue `event` for the relay, with the current trace context, and wake
-    the relay when the transaction commits. An event too large for its topic
-    is refused here (`EventTooLargeError`), in the transaction that caused it,
-    rather than by the broker later."""
+async def add_event(
+    conn: AsyncConnection,
+    event: Event,
+    now: datetime,
+    traceparent: str | None = None,
+) -> None:
+    """Queue `event` for the relay, with the current trace context (or, with
+    no span current, `traceparent`'s), and wake the relay when the
+    transaction commits. An event too large for its topic is refused here
+    (`EventTooLargeError`), in the transaction that caused it, rather than by
+    the broker later."""
     topic, payload = encode_event(event)
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    carrier = inject_headers()
+    if TRACEPARENT not in carrier and traceparent is not None:
+        carrier = {TRACEPARENT: traceparent}
     await conn.execute(
         insert(outbox).values(
             topic=topic,
