@@ -1,8 +1,17 @@
+import asyncio
 import json
 import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
 import pytest
 import structlog
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
 
 from comfyserve.runtime.logging import (
     configure_logging,
@@ -22,6 +31,22 @@ def _restore_logging():
     logging.getLogger().handlers[:] = handlers
 
 
+@asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[int]:
+    """A real uvicorn server in this event loop; yields its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 PRESIGNED = (
     "http://127.0.0.1:17070/comfyserve/outputs/t/j/1/3/0-a.png"
     "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=comfyserve%2F20261201"
@@ -39,15 +64,53 @@ def test_presigned_url_keeps_its_path_and_loses_its_signature() -> None:
     assert "/comfyserve/outputs/t/j/1/3/0-a.png" in text
 
 
+JWT = (
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0"
+    ".eyJzdWIiOiJ1c2VyLTEiLCJ0ZW5hbnQiOiJ0LTEifQ"
+    ".MEUCIQDx9-sig_part"
+)
+BASIC = "dXNlcjpjc2tfZGV2XzJmOVF4LWFh"  # user:csk_dev_2f9Qx-aa
+
+
 @pytest.mark.parametrize(
-    ("secret", "kept"),
+    ("secret", "masked"),
     [
-        ("Authorization: Bearer abc.def.ghi", "Bearer ***"),
-        ("key csk_dev_2f9Qx-aa", "csk_***"),
+        ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer ***"),
+        ("key csk_dev_2f9Qx-aa", "key csk_***"),
+        (f"Authorization: Basic {BASIC}", "Authorization: Basic ***"),
+        (f"{{'authorization': 'Basic {BASIC}'}}", "{'authorization': 'Basic ***'}"),
+        (f"(b'authorization', b'Basic {BASIC}')", "(b'authorization', b'Basic ***')"),
+        (f"GET /ws?clientId=c1&token={JWT} 101", "GET /ws?clientId=c1&token=*** 101"),
+        ("/ws?token=csk_dev_2f9Qx-aa&x=1", "/ws?token=***&x=1"),
+        ("refresh_token=r.t.v;", "refresh_token=***;"),
+        (f"signed in: {JWT}", "signed in: eyJ***"),
+        (
+            "http://user:csk_dev_2f9Qx-aa@127.0.0.1:8000/",
+            "http://user:***@127.0.0.1:8000/",
+        ),
+        (
+            "postgresql+asyncpg://cs:pw@db:5432/x",
+            "postgresql+asyncpg://cs:***@db:5432/x",
+        ),
+        ("next=%3FX-Amz-Signature%3Dabc123", "next=%3FX-Amz-Signature%3D***"),
+        ("x-amz-credential=AKIA%2F2026", "x-amz-credential=***"),
     ],
 )
-def test_tokens_and_keys_are_masked(secret: str, kept: str) -> None:
-    assert redact(secret).endswith(kept)
+def test_secrets_are_masked_wherever_they_appear(secret: str, masked: str) -> None:
+    assert redact(secret) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "basic usage of the token count",
+        "http://127.0.0.1:17070/comfyserve/outputs/a.png",
+        "GET /ws?clientId=c1 101",
+        "authorization failed for key_id=k-1",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact(text) == text
 
 
 def test_level_names_parse_whatever_their_case() -> None:
@@ -134,3 +197,62 @@ def test_a_logged_database_traceback_keeps_frames_and_drops_values(
     records = [json.loads(line) for line in lines]
     assert all("in failing_query" in r["exception"] for r in records)
     assert all("sqlstate=22P02" in r["exception"] for r in records)
+
+
+def test_a_secret_that_only_a_repr_shows_is_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info")
+    headers = {"authorization": f"Basic {BASIC}".encode()}
+    structlog.get_logger("t").info("t.request", headers=headers, raw=JWT.encode())
+
+    [line] = capsys.readouterr().out.splitlines()
+
+    assert BASIC not in line
+    assert JWT not in line
+    record = json.loads(line)
+    assert record["headers"] == {"authorization": "b'Basic ***'"}
+
+
+async def test_uvicorns_access_log_is_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    configure_logging("info")
+    config = uvicorn.Config(app, log_config=None, access_log=True, lifespan="off")
+    async with serving(config) as port:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(
+                f"http://127.0.0.1:{port}/ws?clientId=c1&token={JWT}"
+            )
+
+    lines = capsys.readouterr().out.splitlines()
+    assert answer.status_code == 204
+    [access] = [json.loads(line) for line in lines if "uvicorn.access" in line]
+    assert "/ws?clientId=c1&token=*** HTTP/1.1" in access["event"]
+    assert all(JWT not in line for line in lines)
+
+
+async def test_websockets_debug_request_lines_are_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def echo(socket: ServerConnection) -> None:
+        await socket.close()
+
+    configure_logging("debug")
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(
+            f"ws://127.0.0.1:{port}/ws?token=csk_dev_2f9Qx-aa",
+            additional_headers={"Authorization": f"Basic {BASIC}"},
+        ) as client:
+            await client.wait_closed()
+
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert "> GET /ws?token=*** HTTP/1.1" in events
+    assert "> Authorization: Basic ***" in events
+    assert all("2f9Qx" not in line and BASIC not in line for line in lines)

@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -23,42 +23,60 @@ __all__ = [
 # Libraries that log request URLs (presigned, with their signature) at INFO.
 _CHATTY_LIBRARIES = ("httpx", "httpcore", "urllib3")
 
+# Where a secret's value ends: query and header delimiters, quotes, and the
+# backslash of an escape, so a masked line that was JSON stays JSON.
+_END = r"\s&;,\"'\\#)\x1b"
 _SECRETS = (
-    # Presigned S3 URLs: the signature and credential let anyone fetch the object.
+    # Presigned S3 URLs: the signature and credential let anyone fetch the
+    # object; also percent-encoded, as inside another URL's query.
     (
-        re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+"),
+        re.compile(
+            rf"(?i)(X-Amz-(?:Signature|Credential|Security-Token)(?:=|%3D))[^{_END}]+"
+        ),
         r"\1***",
     ),
-    (re.compile(r"((?:Signature|AWSAccessKeyId)=)[^&\s\"']+"), r"\1***"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    (re.compile(rf"((?:Signature|AWSAccessKeyId)=)[^{_END}]+"), r"\1***"),
+    # Credentials in a query, as native clients send `/ws?token=...`.
+    (re.compile(rf"(?i)(\b(?:access_|refresh_|id_)?token=)[^{_END}]+"), r"\1***"),
+    # An Authorization header in any form a library logs it: `Authorization:
+    # Basic ...`, a dict's `'authorization': 'Basic ...'`, a raw header tuple.
+    (
+        re.compile(
+            r"(?i)(authorization[^A-Za-z0-9]{1,6}(?:b['\"])?(?:basic|bearer|digest)\s+)"
+            rf"[^{_END}]+"
+        ),
+        r"\1***",
+    ),
+    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    # A password in a URL (`http://user:KEY@host`, a database URL).
+    (
+        re.compile(rf"(?i)(\b[a-z][a-z0-9+.-]*://[^{_END}/:@]*:)[^{_END}/@]+@"),
+        r"\1***@",
+    ),
+    # JWTs: our access and refresh tokens, and the services' own.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "eyJ***"),
     # API keys keep their recognisable prefix only.
     (re.compile(r"\b(csk_)[A-Za-z0-9_-]+"), r"\1***"),
 )
 
 
 def redact(text: str) -> str:
-    """`text` with presigned signatures, bearer tokens and API keys masked."""
+    """`text` with presigned signatures, tokens, passwords and API keys masked."""
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
 
 
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {key: _redact_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(item) for item in value]
-    return value
+def _redacting(renderer: structlog.typing.Processor) -> structlog.typing.Processor:
+    """`renderer` whose every line is redacted as written: a value's repr (a
+    headers object, bytes) only exists once rendered, so redacting the event's
+    strings before would miss it."""
 
+    def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        line = renderer(logger, method, event)
+        return redact(line) if isinstance(line, str) else line
 
-def _redact_processor(
-    _logger: Any, _method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    for key, value in event.items():
-        event[key] = _redact_value(value)
-    return event
+    return render
 
 
 _DATABASE_MODULES = ("sqlalchemy", "asyncpg", "psycopg")
@@ -134,7 +152,7 @@ def configure_logging(level: str | int = "info") -> None:
     """Every line JSON (console on a TTY), from structlog and from the standard
     library's loggers (uvicorn, aiokafka, grpc) alike, redacted the same way."""
     numeric = parse_level(level)
-    renderer: structlog.typing.Processor = (
+    renderer = _redacting(
         structlog.dev.ConsoleRenderer()
         if sys.stdout.isatty()
         else structlog.processors.JSONRenderer()
@@ -146,7 +164,6 @@ def configure_logging(level: str | int = "info") -> None:
             structlog.processors.add_log_level,
             timestamper,
             _exceptions,
-            _redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -165,7 +182,6 @@ def configure_logging(level: str | int = "info") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _exceptions,
-                _redact_processor,
                 renderer,
             ],
         )
