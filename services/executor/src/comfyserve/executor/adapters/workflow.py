@@ -79,6 +79,7 @@ def assignment_from_pb(message: wf.Assignment) -> Assignment:
             for ref in message.file_inputs
         ),
         partner_key=message.partner_key or None,
+        traceparent=message.traceparent or None,
     )
 
 

@@ -34,6 +34,7 @@ from comfyserve.executor.jobs.ports import Clock, FileStore, Publisher
 from comfyserve.executor.jobs.reporting import Reporter, send
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.executor.jobs.storing import OutputStorer
+from comfyserve.executor.telemetry import NodeSpans, tracer
 
 log = structlog.get_logger(__name__)
 
@@ -90,18 +91,24 @@ class Follower:
     ) -> Ending:
         """Runs `prompt` until the engine tells how the attempt ends; `deadline`
         is the engine's own, a monotonic instant."""
-        async with contextlib.aclosing(
-            self._engine.run(
-                prompt,
-                state.job_id,
-                deadline,
-                partner_key=state.assignment.partner_key,
-            )
-        ) as events:
-            async for event in events:
-                ending = await self._on_event(state, reporter, event)
-                if ending is not None:
-                    return ending
+        nodes = NodeSpans(state.class_type)
+        with (
+            tracer.start_as_current_span("comfyui.prompt"),
+            contextlib.closing(nodes),
+        ):
+            async with contextlib.aclosing(
+                self._engine.run(
+                    prompt,
+                    state.job_id,
+                    deadline,
+                    partner_key=state.assignment.partner_key,
+                )
+            ) as events:
+                async for event in events:
+                    nodes.observe(event)
+                    ending = await self._on_event(state, reporter, event)
+                    if ending is not None:
+                        return ending
         raise EngineUnavailable("the engine's run ended without an outcome")
 
     async def interrupt(self, state: JobState) -> None:

@@ -33,6 +33,8 @@ class Assignment:
     file_inputs: tuple[FileInputRef, ...] = field(default_factory=tuple)
     # Secret: goes into the prompt's `extra_data` and nowhere else (ADR 0006).
     partner_key: str | None = field(default=None, repr=False)
+    # The submit's trace context: the attempt's spans join that trace.
+    traceparent: str | None = None
 
 
 class LeaseState(StrEnum):

@@ -35,6 +35,7 @@ from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of
 from comfyserve.executor.jobs.staging import stage
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.executor.jobs.storing import OutputStorer
+from comfyserve.executor.telemetry import job_context, tracer
 from comfyserve.runtime.kafka import EventTooLargeError
 
 log = structlog.get_logger(__name__)
@@ -126,7 +127,16 @@ class JobRunner:
         )
         self._state = state
         try:
-            return await self._handle(state, reporter, reported)
+            with tracer.start_as_current_span(
+                "executor.job.run",
+                context=job_context(assignment.traceparent),
+                attributes={
+                    "comfyserve.job.id": assignment.job_id,
+                    "comfyserve.job.attempt": assignment.attempt,
+                    "comfyserve.worker.id": self._worker_id,
+                },
+            ):
+                return await self._handle(state, reporter, reported)
         finally:
             self._state = None
 
@@ -165,15 +175,19 @@ class JobRunner:
         return result
 
     async def _publish_final(self, ending: Event, reporter: Reporter) -> Event:
-        try:
-            await self._publisher.publish(ending)
-        except EventTooLargeError as exc:
-            ending = reporter.failed(
-                FailureCode.OUTPUT_LIMIT_EXCEEDED,
-                f"the job's outcome is too large to report: {exc}",
-                retryable=False,
-            )
-            await self._publisher.publish(ending)
+        with tracer.start_as_current_span(
+            "executor.job.publish_final",
+            attributes={"comfyserve.event.type": ending.type},
+        ):
+            try:
+                await self._publisher.publish(ending)
+            except EventTooLargeError as exc:
+                ending = reporter.failed(
+                    FailureCode.OUTPUT_LIMIT_EXCEEDED,
+                    f"the job's outcome is too large to report: {exc}",
+                    retryable=False,
+                )
+                await self._publisher.publish(ending)
         return ending
 
     def _deadline(self, state: JobState) -> float:

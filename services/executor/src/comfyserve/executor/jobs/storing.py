@@ -17,6 +17,7 @@ from comfyserve.executor.engine import Engine, OutputKind, OutputRef
 from comfyserve.executor.jobs.models import NewOutput
 from comfyserve.executor.jobs.ports import FileStore
 from comfyserve.executor.jobs.state import JobState, StopReason
+from comfyserve.executor.telemetry import tracer
 
 log = structlog.get_logger(__name__)
 
@@ -55,22 +56,30 @@ class OutputStorer:
     async def _store(self, state: JobState, ref: OutputRef) -> OutputFile:
         data = await self._engine.fetch_output(ref)
         size = _image_size(data) if ref.kind == OutputKind.IMAGE else None
-        output = await self._files.store_output(
-            state.tenant_id,
-            NewOutput(
-                job_id=state.job_id,
-                attempt=state.attempt,
-                node_id=ref.node_id,
-                index=ref.index,
-                filename=ref.filename,
-                kind=ContractOutputKind(ref.kind.value),
-                content_type=ref.content_type,
-                data=data,
-                sha256=hashlib.sha256(data).hexdigest(),
-                width=None if size is None else size[0],
-                height=None if size is None else size[1],
-            ),
-        )
+        with tracer.start_as_current_span(
+            "executor.output.upload",
+            attributes={
+                "comfyui.node.id": ref.node_id,
+                "comfyserve.output.index": ref.index,
+                "comfyserve.output.bytes": len(data),
+            },
+        ):
+            output = await self._files.store_output(
+                state.tenant_id,
+                NewOutput(
+                    job_id=state.job_id,
+                    attempt=state.attempt,
+                    node_id=ref.node_id,
+                    index=ref.index,
+                    filename=ref.filename,
+                    kind=ContractOutputKind(ref.kind.value),
+                    content_type=ref.content_type,
+                    data=data,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    width=None if size is None else size[0],
+                    height=None if size is None else size[1],
+                ),
+            )
         state.stored[(ref.node_id, ref.index)] = output
         log.info(
             "executor.job.output_stored",

@@ -188,6 +188,7 @@ def assignment_to_pb(assignment: Assignment) -> pb.Assignment:
         ],
         lease_seconds=assignment.lease_seconds,
         partner_key=assignment.partner_key,
+        traceparent=job.traceparent or "",
     )
 
 

@@ -26,6 +26,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     MessageSizeTooLargeError,
     RecordListTooLargeError,
 )
+from opentelemetry import trace
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,6 +38,7 @@ from comfyserve.runtime.kafka import (
     check_size,
 )
 from comfyserve.runtime.logging import describe_error
+from comfyserve.runtime.telemetry import context_from_headers, inject_headers
 from comfyserve.workflow.adapters.partner_keys import PartnerKeys
 from comfyserve.workflow.db import OUTBOX_CHANNEL, listen_forever
 from comfyserve.workflow.errors import PartnerKeysUnavailableError
@@ -45,6 +47,7 @@ from comfyserve.workflow.outbox.repository import OutboxMessage
 from comfyserve.workflow.telemetry import Metrics
 
 log = structlog.get_logger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 _RETRY_SECONDS = 1.0
 # Errors no retry can cure: the record itself is unacceptable.
@@ -178,12 +181,7 @@ class OutboxRelay:
         for message in messages:
             try:
                 check_size(message.topic, message.payload, message.key.encode())
-                delivery = await self._producer.send(
-                    message.topic,
-                    value=message.payload,
-                    key=message.key.encode(),
-                    headers=event_headers(message.headers),
-                )
+                delivery = await self._publish(message)
             except (KafkaError, EventTooLargeError) as error:
                 pending.append((message, error))
             else:
@@ -193,6 +191,25 @@ class OutboxRelay:
             (message, error)
             for (message, _), error in zip(pending, results, strict=True)
         ]
+
+    async def _publish(self, message: OutboxMessage) -> Awaitable[object]:
+        """Queue one row on the producer, in a span of the trace the row was
+        written in; the record carries that span's context on."""
+        with _tracer.start_as_current_span(
+            f"outbox.relay {message.topic}",
+            context=context_from_headers(list(message.headers.items())),
+            attributes={
+                "messaging.destination.name": message.topic,
+                "comfyserve.job.id": message.key,
+            },
+        ):
+            delivery: Awaitable[object] = await self._producer.send(
+                message.topic,
+                value=message.payload,
+                key=message.key.encode(),
+                headers=event_headers(inject_headers(message.headers)),
+            )
+        return delivery
 
     def _report(
         self,

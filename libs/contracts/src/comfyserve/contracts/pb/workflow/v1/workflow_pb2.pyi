@@ -803,6 +803,7 @@ class Assignment(_message.Message):
     FILE_INPUTS_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     PARTNER_KEY_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     workflow_json: _builtins.str
     """The graph to run, as JSON text: asset references replaced by the names
@@ -813,6 +814,10 @@ class Assignment(_message.Message):
     partner_key: _builtins.str
     """SECRET. The job's partner-node key, for the prompt's `extra_data` only;
     unset when the job has none (or it expired with the job's deadline).
+    """
+    traceparent: _builtins.str
+    """The W3C trace context of the job's submit: the attempt's spans continue
+    its trace (every attempt, re-queued ones too). Empty when not traced.
     """
     @_builtins.property
     def job(self) -> Global___Job:
@@ -838,10 +843,11 @@ class Assignment(_message.Message):
         file_inputs: _abc.Iterable[Global___InputRef] | None = ...,
         lease_seconds: _builtins.float = ...,
         partner_key: _builtins.str | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key", "job", b"job", "partner_key", b"partner_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key", "attempt", b"attempt", "file_inputs", b"file_inputs", "inputs", b"inputs", "job", b"job", "lease_seconds", b"lease_seconds", "partner_key", b"partner_key", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key", "attempt", b"attempt", "file_inputs", b"file_inputs", "inputs", b"inputs", "job", b"job", "lease_seconds", b"lease_seconds", "partner_key", b"partner_key", "traceparent", b"traceparent", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__partner_key: _TypeAlias = _typing.Literal["partner_key"]  # noqa: Y015
     _WhichOneofArgType__partner_key: _TypeAlias = _typing.Literal["_partner_key", b"_partner_key"]  # noqa: Y015
