@@ -130,6 +130,8 @@ def service_env(
             found[f"{prefix}_SERVICE_KEY"] = keys[name]
         return found
 
+    # Where spans go (the stack's Jaeger), by the standard variables.
+    otel = {key: value for key, value in stack.items() if key.startswith("OTEL_")}
     s3 = {
         f"STORAGE_S3_{key}": stack[f"S3_{key}"]
         for key in (
@@ -143,6 +145,7 @@ def service_env(
     }
     return {
         "auth": {
+            **otel,
             "AUTH_DATABASE_URL": db,
             "AUTH_SCHEMA": f"auth{namespace}",
             "AUTH_GRPC_PORT": str(ports.auth_grpc),
@@ -155,6 +158,7 @@ def service_env(
             "AUTH_SERVICE_KEYS": ",".join(f"{n}={k}" for n, k in keys.items()),
         },
         "storage": {
+            **otel,
             "STORAGE_DATABASE_URL": db,
             "STORAGE_GRPC_PORT": str(ports.storage_grpc),
             "STORAGE_METRICS_PORT": str(ports.storage_metrics),
@@ -165,6 +169,7 @@ def service_env(
             **s3,
         },
         "workflow": {
+            **otel,
             "WORKFLOW_DATABASE_URL": db,
             "WORKFLOW_SCHEMA": f"workflow{namespace}",
             "WORKFLOW_KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -177,6 +182,7 @@ def service_env(
             **identity("WORKFLOW", "workflow"),
         },
         "executor": {
+            **otel,
             "EXECUTOR_KAFKA_BOOTSTRAP_SERVERS": kafka,
             "EXECUTOR_WORKFLOW_GRPC_TARGET": workflow,
             "EXECUTOR_STORAGE_GRPC_TARGET": storage,
@@ -187,6 +193,7 @@ def service_env(
             **identity("EXECUTOR", "executor"),
         },
         "gateway": {
+            **otel,
             "GATEWAY_PORT": str(ports.gateway),
             "GATEWAY_METRICS_PORT": str(ports.gateway_metrics),
             "GATEWAY_API_KEYS": ",".join(api_keys),
@@ -443,8 +450,9 @@ def main() -> int:
     # The gateway's environment is set from this list, so keys exported for
     # `make run` are only served when they are in it.
     keys = api_keys(key, os.environ)
+    stack = read_stack_env()
     services = ServiceSet.create(
-        read_stack_env(), ports, keys, LOCAL / "logs" / "services", development=True
+        stack, ports, keys, LOCAL / "logs" / "services", development=True
     )
 
     def interrupted(signum: int, frame: object) -> None:
@@ -471,6 +479,10 @@ def main() -> int:
         if len(keys) > 1:
             # How many, never which: keys stay out of terminals and logs.
             out.write(f"  Also serving {len(keys) - 1} key(s) from GATEWAY_API_KEYS\n")
+        if "JAEGER_URL" in stack:
+            out.write(
+                f"  Traces:   {stack['JAEGER_URL']}  (Jaeger: one trace per job)\n"
+            )
         out.write("  Logs:     .local/logs/services/\nPress Ctrl-C to stop.\n\n")
         out.flush()
         supervise(services, out)
