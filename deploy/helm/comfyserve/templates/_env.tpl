@@ -94,8 +94,10 @@ Called with (dict "root" $ "name" <service>).
 {{- end -}}
 
 {{- define "comfyserve.env.workflow" }}
+{{- $v := .root.Values }}
 - name: WORKFLOW_STORAGE_GRPC_TARGET
   value: {{ include "comfyserve.grpcTarget" (dict "root" .root "name" "storage") | quote }}
+{{ include "comfyserve.secretEnv" (dict "env" "WORKFLOW_REDIS_URL" "secret" $v.redis.existingSecret "key" $v.redis.urlKey) }}
 {{- end -}}
 
 {{- define "comfyserve.env.storage" -}}
