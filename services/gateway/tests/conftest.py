@@ -39,6 +39,7 @@ from .fakes.auth import (
 )
 from .fakes.idempotency import FakeIdempotencyClaims
 from .fakes.limits import FakeLimiter, FakeSuspensions
+from .fakes.notifier import FakeNotifier
 from .fakes.prompt_router import FakePromptRouter
 from .fakes.rpc import make_rpc_error, timestamp
 from .fakes.storage import FakeObjectStore, FakeStorage
@@ -100,6 +101,11 @@ def rpc_error() -> Callable[..., grpc.aio.AioRpcError]:
 @pytest.fixture
 def workflow() -> FakeWorkflow:
     return FakeWorkflow()
+
+
+@pytest.fixture
+def notifier() -> FakeNotifier:
+    return FakeNotifier()
 
 
 @pytest.fixture
@@ -169,6 +175,7 @@ FakeResources = Callable[[Settings, httpx.AsyncClient], Resources]
 def fake_resources(
     workflow: FakeWorkflow,
     storage: FakeStorage,
+    notifier: FakeNotifier,
     probes: list[FakeProbe],
     auth: FakeAuth,
     verifier: FakeVerifier,
@@ -185,6 +192,7 @@ def fake_resources(
             auth=auth,
             workflow=workflow,
             storage=storage,
+            notifier=notifier,
             limiter=limiter,
             suspensions=suspensions,
             prompt_router=prompt_router,

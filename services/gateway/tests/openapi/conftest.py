@@ -16,6 +16,7 @@ async def env(
     client,
     workflow,
     storage,
+    notifier,
     object_store,
     auth,
     limiter,
@@ -35,10 +36,13 @@ async def env(
         outputs=[wf.OutputFile(file_id=stored.id, node_id="9", filename="a.png")],
     )
     auth.passwords[EMAIL] = PASSWORD
+    endpoint = notifier.add_endpoint(tenant_a)
+    delivery = notifier.add_delivery(tenant_a, job_id=job.id, endpoint_id=endpoint.id)
     return Env(
         client=client,
         workflow=workflow,
         storage=storage,
+        notifier=notifier,
         object_store=object_store,
         auth_service=auth,
         limiter=limiter,
@@ -53,4 +57,6 @@ async def env(
         tenant=tenant_a,
         job_id=job.id,
         file_id=stored.id,
+        endpoint_id=endpoint.id,
+        delivery_id=delivery.id,
     )

@@ -39,7 +39,7 @@ def assert_answer(response: httpx.Response, answer: Answer) -> None:
 
 
 def _fakes(env: Env) -> tuple[Any, ...]:
-    return (env.workflow, env.storage, env.auth_service)
+    return (env.workflow, env.storage, env.notifier, env.auth_service)
 
 
 async def backing_calls(env: Env, route: Route) -> list[str]:

@@ -25,6 +25,7 @@ class Env:
     client: httpx.AsyncClient
     workflow: Any
     storage: Any
+    notifier: Any
     object_store: Any
     auth_service: Any
     limiter: Any
@@ -39,9 +40,11 @@ class Env:
     tenant: str
     job_id: str
     file_id: str
+    endpoint_id: str
+    delivery_id: str
 
     def reset(self) -> None:
-        for fake in (self.workflow, self.storage, self.auth_service):
+        for fake in (self.workflow, self.storage, self.notifier, self.auth_service):
             fake.failures.clear()
             fake.calls.clear()
         self.workflow.validation_errors = None

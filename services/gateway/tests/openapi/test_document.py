@@ -40,8 +40,9 @@ from .drive import (
 )
 from .env import Route
 from .job_routes import JOB_ROUTES
+from .webhook_routes import WEBHOOK_ROUTES
 
-ROUTES: dict[tuple[str, str], Route] = {**JOB_ROUTES, **ACCESS_ROUTES}
+ROUTES: dict[tuple[str, str], Route] = {**JOB_ROUTES, **ACCESS_ROUTES, **WEBHOOK_ROUTES}
 
 # Routes outside the document: the docs themselves.
 UNDOCUMENTED = {

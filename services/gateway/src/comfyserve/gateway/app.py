@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from comfyserve.gateway.accounts.endpoints import router as accounts_router
 from comfyserve.gateway.adapters.auth import GrpcAuthClient
+from comfyserve.gateway.adapters.notifier import GrpcNotifierClient
 from comfyserve.gateway.adapters.probes import GrpcHealthProbe, RedisProbe
 from comfyserve.gateway.adapters.storage import GrpcStorageClient
 from comfyserve.gateway.adapters.workflow import WORKFLOW_SERVICE, GrpcWorkflowClient
@@ -52,6 +53,7 @@ from comfyserve.gateway.v2.events import StreamSlots
 from comfyserve.gateway.v2.events import router as v2_events_router
 from comfyserve.gateway.v2.idempotency import RedisIdempotencyClaims
 from comfyserve.gateway.v2.jobs import router as v2_jobs_router
+from comfyserve.gateway.webhooks.endpoints import router as webhooks_router
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.identity import connect_auth
 from comfyserve.runtime.redis import redis_client
@@ -69,9 +71,10 @@ def upload_client() -> httpx.AsyncClient:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     """The production wiring: gRPC channels, Redis and an HTTP client.
 
-    Workflow and storage are called with this gateway's service key, naming
-    the tenant its caller belongs to; the auth service with no credential of
-    the gateway's own (calls that act for a caller carry the caller's).
+    Workflow, storage and the notifier are called with this gateway's service
+    key, naming the tenant its caller belongs to; the auth service with no
+    credential of the gateway's own (calls that act for a caller carry the
+    caller's).
     """
     service_key = settings.service_credential
     async with (
@@ -81,6 +84,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             settings.workflow_grpc_target, service_key
         ) as workflow_channel,
         insecure_channel(settings.storage_grpc_target, service_key) as storage_channel,
+        insecure_channel(
+            settings.notifier_grpc_target, service_key
+        ) as notifier_channel,
         aclosing(
             redis_client(settings.redis_url, settings.redis_timeout_seconds)
         ) as redis,
@@ -96,6 +102,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 workflow_channel, settings.grpc_timeout_seconds
             ),
             storage=GrpcStorageClient(storage_channel, settings.grpc_timeout_seconds),
+            notifier=GrpcNotifierClient(
+                notifier_channel, settings.grpc_timeout_seconds
+            ),
             limiter=RedisRateLimiter(redis),
             suspensions=RedisSuspensions(redis),
             prompt_router=RedisPromptRouter(subscriber),
@@ -195,6 +204,7 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.include_router(ops_router)
+    app.include_router(webhooks_router)
     # ComfyUI serves every route twice, at `/x` and `/api/x`; its jobs API
     # lives at `/api/jobs` only.
     for prefix in ("", "/api"):

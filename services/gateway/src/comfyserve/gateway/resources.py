@@ -11,6 +11,7 @@ import httpx
 from fastapi import Depends, Request
 
 from comfyserve.gateway.adapters.auth import AuthClient
+from comfyserve.gateway.adapters.notifier import NotifierClient
 from comfyserve.gateway.adapters.probes import Probe
 from comfyserve.gateway.adapters.storage import StorageClient
 from comfyserve.gateway.adapters.workflow import WorkflowClient
@@ -28,6 +29,7 @@ class Resources:
     auth: AuthClient
     workflow: WorkflowClient
     storage: StorageClient
+    notifier: NotifierClient
     limiter: RateLimiter
     suspensions: Suspensions
     # Tells native WebSockets, on any replica, of their clients' prompts.

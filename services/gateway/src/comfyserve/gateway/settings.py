@@ -43,6 +43,7 @@ class Settings(AuthClientSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     workflow_grpc_target: str = "127.0.0.1:50051"
     storage_grpc_target: str = "127.0.0.1:50052"
+    notifier_grpc_target: str = "127.0.0.1:50054"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Every request waits on Redis (rate limits, suspensions): a stalled one
     # must fail fast, so writes are refused and reads served at once.

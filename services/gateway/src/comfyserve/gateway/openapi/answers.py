@@ -150,6 +150,40 @@ JOB_NOT_FOUND = Answer(
     "No such workflow execution",
 )
 
+# Webhook routes.
+WEBHOOK_ARGUMENT = Answer(
+    "webhook_argument",
+    422,
+    "invalid_argument",
+    "The notifier refused a value; `fields` names it (a `url` that is not http(s) "
+    "or reaches a loopback, private, link-local or metadata address; a `cursor` "
+    "it did not issue).",
+    "url: 'hooks.internal' is refused: resolves to a private address 10.0.0.7",
+    {
+        "fields": [
+            {
+                "field": "url",
+                "message": "'hooks.internal' is refused: resolves to a private "
+                "address 10.0.0.7",
+            }
+        ]
+    },
+)
+ENDPOINT_NOT_FOUND = Answer(
+    "endpoint_not_found",
+    404,
+    "not_found",
+    "No such webhook endpoint, or another tenant's.",
+    "No such webhook endpoint",
+)
+DELIVERY_NOT_FOUND = Answer(
+    "delivery_not_found",
+    404,
+    "not_found",
+    "No such delivery, or another tenant's.",
+    "No such delivery",
+)
+
 # File routes.
 FILE_NOT_FOUND = Answer(
     "file_not_found",

@@ -31,6 +31,8 @@ from comfyserve.gateway.openapi.access_answers import (
 )
 from comfyserve.gateway.openapi.answers import (
     CONTENT_TYPE_REFUSED,
+    DELIVERY_NOT_FOUND,
+    ENDPOINT_NOT_FOUND,
     FILE_NOT_FOUND,
     FILE_NOT_READY,
     FILE_TOO_LARGE,
@@ -42,6 +44,7 @@ from comfyserve.gateway.openapi.answers import (
     SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     UPLOAD_CONFLICT,
+    WEBHOOK_ARGUMENT,
     Answer,
 )
 from comfyserve.gateway.openapi.body import ErrorBody
@@ -135,6 +138,22 @@ RPC_ANSWERS: Mapping[str, Mapping[grpc.StatusCode, Answer | None]] = {
     "get_storage_usage": {},
     "get_tenant_quota": {},
     "set_tenant_quota": {grpc.StatusCode.INVALID_ARGUMENT: REFUSED_ARGUMENT},
+    # NotifierService.
+    "create_endpoint": {grpc.StatusCode.INVALID_ARGUMENT: WEBHOOK_ARGUMENT},
+    "list_endpoints": {grpc.StatusCode.INVALID_ARGUMENT: WEBHOOK_ARGUMENT},
+    "get_endpoint": {grpc.StatusCode.NOT_FOUND: ENDPOINT_NOT_FOUND},
+    "update_endpoint": {
+        grpc.StatusCode.NOT_FOUND: ENDPOINT_NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT: WEBHOOK_ARGUMENT,
+    },
+    "delete_endpoint": {grpc.StatusCode.NOT_FOUND: ENDPOINT_NOT_FOUND},
+    "test_endpoint": {grpc.StatusCode.NOT_FOUND: ENDPOINT_NOT_FOUND},
+    "rotate_endpoint_secret": {grpc.StatusCode.NOT_FOUND: ENDPOINT_NOT_FOUND},
+    "get_signing_secret": {},
+    "rotate_signing_secret": {},
+    "list_deliveries": {grpc.StatusCode.INVALID_ARGUMENT: WEBHOOK_ARGUMENT},
+    "get_delivery": {grpc.StatusCode.NOT_FOUND: DELIVERY_NOT_FOUND},
+    "replay_delivery": {grpc.StatusCode.NOT_FOUND: DELIVERY_NOT_FOUND},
 }
 
 # Every documented answer, by name.

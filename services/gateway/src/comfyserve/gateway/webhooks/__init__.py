@@ -1,0 +1,1 @@
+"""Webhooks: a tenant's endpoints, its signing secret and the delivery log."""
