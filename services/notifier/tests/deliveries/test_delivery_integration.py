@@ -121,7 +121,7 @@ async def test_a_redelivered_event_makes_no_second_delivery(
         rows = await conn.execute(
             text("SELECT job_id, count(*) FROM deliveries GROUP BY job_id")
         )
-        counts: dict[str, int] = dict(rows.tuples().all())
+        counts = {str(job_id): int(n) for job_id, n in rows.all()}
     assert counts == {event.subject: 1, marker.subject: 1}
     assert len(receiver.received) == 2
 

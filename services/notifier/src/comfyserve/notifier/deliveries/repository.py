@@ -127,6 +127,22 @@ async def claim_due(
     return [Claimed(_delivery(row), claim) for row in result]
 
 
+async def confirm(
+    conn: AsyncConnection, claimed: Claimed, lease_seconds: float
+) -> bool:
+    """Renews a claim just before its request goes out; False when it lapsed
+    (the delivery may be another instance's now, and must not be sent)."""
+    result = await conn.execute(
+        text(
+            "UPDATE deliveries "
+            "SET claimed_until = now() + make_interval(secs => :lease) "
+            "WHERE id = :id AND claim = :claim AND status = 'pending'"
+        ),
+        {"id": claimed.delivery.id, "claim": claimed.claim, "lease": lease_seconds},
+    )
+    return bool(result.rowcount)
+
+
 async def record_outcome(
     conn: AsyncConnection, claimed: Claimed, outcome: Outcome
 ) -> bool:

@@ -200,6 +200,14 @@ class DeliveryWorker:
             async with self._engine.begin() as conn:
                 await repository.release(conn, claimed, utcnow() + _UNAVAILABLE_DELAY)
             return
+        # The lease then covers the request whatever rendering took: the
+        # attempt's timeout is shorter than the lease.
+        async with self._engine.begin() as conn:
+            if not await repository.confirm(
+                conn, claimed, self._settings.lease_seconds
+            ):
+                log.warning("notifier.delivery.claim_lapsed", delivery_id=delivery.id)
+                return
         started_at = utcnow()
         headers = signed_headers(
             secrets, delivery.id, int(started_at.timestamp()), body
