@@ -4,7 +4,8 @@ ends (ADR 0006)."""
 
 import json
 import uuid
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
@@ -13,6 +14,11 @@ from redis.asyncio import Redis
 
 from comfyserve.contracts.events import JobCompleted, JobCompletedData, JobFinished
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
+from comfyserve.runtime.redis import redis_client
+from comfyserve.workflow.adapters.partner_keys import RedisPartnerKeys
+from comfyserve.workflow.app import system_clock
+from comfyserve.workflow.errors import PartnerKeysUnavailableError
+from comfyserve.workflow.jobs.submission import SubmissionService, SubmitRequest
 from comfyserve.workflow.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -150,3 +156,66 @@ async def test_a_cancelled_job_forgets_its_key(
     await eventually(
         lambda: redis.exists(redis_key(settings, job.id)), lambda n: n == 0
     )
+
+
+class RedisAway:
+    """`PartnerKeys` while Redis does not answer."""
+
+    async def keep(self, job_id: str, key: str, until: datetime) -> None:
+        raise PartnerKeysUnavailableError("ConnectionError")
+
+    async def get(self, job_id: str) -> str | None:
+        raise PartnerKeysUnavailableError("ConnectionError")
+
+    async def forget(self, job_ids: Sequence[str]) -> None:
+        raise PartnerKeysUnavailableError("ConnectionError")
+
+
+def with_redis_away(runtime, settings: Settings, files) -> SubmissionService:
+    return SubmissionService(
+        engine=runtime.engine,
+        settings=settings,
+        files=files,
+        partner_keys=RedisAway(),
+        reader=runtime.apis.reader,
+        metrics=runtime.metrics,
+        source="test",
+        clock=system_clock,
+    )
+
+
+async def test_a_submit_whose_key_redis_cannot_keep_stores_nothing(
+    runtime, settings, files, private_pool, db
+):
+    _, marker = private_pool
+    job_id = str(uuid.uuid4())
+    graph = json.dumps({"1": {"class_type": marker, "inputs": {"label": "x"}}})
+    submissions = with_redis_away(runtime, settings, files)
+
+    with pytest.raises(PartnerKeysUnavailableError):
+        await submissions.submit(
+            SubmitRequest(
+                tenant_id="tenant-partner",
+                workflow_json=graph,
+                job_id=job_id,
+                partner_key=secret(),
+            )
+        )
+
+    assert await db.fetchval("SELECT count(*) FROM jobs WHERE id = $1", job_id) == 0
+    # Without a key, Redis is never asked.
+    outcome = await submissions.submit(
+        SubmitRequest(tenant_id="tenant-partner", workflow_json=graph, job_id=job_id)
+    )
+    assert outcome.job is not None
+
+
+async def test_an_unreachable_redis_is_unavailable(settings):
+    client = redis_client("redis://127.0.0.1:1/0", timeout_seconds=0.2)
+    keys = RedisPartnerKeys(client, settings.schema_)
+    try:
+        with pytest.raises(PartnerKeysUnavailableError) as away:
+            await keys.get(str(uuid.uuid4()))
+    finally:
+        await client.aclose()
+    assert away.value.code == grpc.StatusCode.UNAVAILABLE
