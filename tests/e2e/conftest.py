@@ -34,6 +34,9 @@ def product(
         extra={
             "workflow": {
                 "WORKFLOW_CONSUMER_GROUP": f"workflow-e2e-{run_id}",
+                # Only this session's commands: another session's workflow
+                # would refuse them, not knowing their credentials.
+                "WORKFLOW_INGRESS_TOPIC": f"test.e2e-{run_id}.submit-requested",
                 # Other tests' executors publish catalogs on the same brokers.
                 "WORKFLOW_POOLS": f"e2e-{run_id}",
                 # Short leases, so a lost worker's job moves on quickly.
@@ -49,6 +52,11 @@ def product(
                 "GATEWAY_RATE_AUTH_BURST": "1000",
                 # A retired signing key stops verifying within seconds.
                 "GATEWAY_JWKS_MAX_AGE_SECONDS": "2",
+            },
+            "notifier": {
+                # The webhook tests' receivers listen on this machine.
+                "NOTIFIER_ALLOW_PRIVATE_TARGETS": "true",
+                "NOTIFIER_IDLE_POLL_SECONDS": "0.5",
             },
             "executor": {
                 "EXECUTOR_POOL": f"e2e-{run_id}",
