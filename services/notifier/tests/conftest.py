@@ -153,6 +153,8 @@ def notifier_settings(
         "progress_topic": f"test.{schema}.progress",
         "dead_topic": f"test.{schema}.dead",
         "consumer_group": f"test.{schema}",
+        # The topics are the test's own: nothing in them predates it.
+        "first_start_offset": "earliest",
         "retry_schedule_seconds": FAST_SCHEDULE,
         "retry_jitter": 0.0,
         "idle_poll_seconds": 0.5,

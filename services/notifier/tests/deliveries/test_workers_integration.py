@@ -163,6 +163,7 @@ class NotifierProcess:
             "NOTIFIER_METRICS_PORT": "0",
             "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "NOTIFIER_CONSUMER_GROUP": settings.consumer_group,
+            "NOTIFIER_FIRST_START_OFFSET": "earliest",
             "NOTIFIER_FINISHED_TOPIC": settings.finished_topic,
             "NOTIFIER_STARTED_TOPIC": settings.started_topic,
             "NOTIFIER_PROGRESS_TOPIC": settings.progress_topic,

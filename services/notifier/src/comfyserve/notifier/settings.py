@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -25,6 +25,10 @@ class Settings(CheckedServerSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     consumer_group: str = Field(default="notifier", min_length=1)
+    # Where a group with no committed offset starts: `latest`, so a first
+    # deployment does not send webhooks for every job still in the topics.
+    # Restarts resume from the committed offset either way.
+    first_start_offset: Literal["earliest", "latest"] = "latest"
     # The topics events come from; only tests point them elsewhere.
     finished_topic: str = Field(default=FINISHED, min_length=1)
     started_topic: str = Field(default=STARTED, min_length=1)

@@ -107,9 +107,7 @@ def subscribe(
         *(Topic(name, declare=False) for name in models),
         group_id=settings.consumer_group,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        # A new group starts from the oldest record: a job that ended before
-        # the first start still gets its webhook.
-        auto_offset_reset="earliest",
+        auto_offset_reset=settings.first_start_offset,
         max_partition_fetch_bytes=FETCH_MAX_BYTES,
         decoder=_raw_body,
         title="notifier.job_events",
