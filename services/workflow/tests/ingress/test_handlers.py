@@ -1,10 +1,13 @@
 """The submit-requested subscriber in FastStream's in-memory broker: what each
 outcome publishes, and what an outage or a bug does to the record."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.exceptions import NackMessage
 from faststream.kafka import TestKafkaBroker
 from sqlalchemy.exc import OperationalError
@@ -183,3 +186,68 @@ async def test_a_record_that_keeps_failing_goes_to_the_dlq() -> None:
         await handler.on_submit_requested(b"{}", FakeRecord(topic=config.ingress_topic))
     [record] = dead.records
     assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"handler failed 3")
+
+
+class FlakyIngress(FakeIngress):
+    """Raises `error` while `outage` is set, then accepts."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.failure = error
+        self.outage = asyncio.Event()
+        self.outage.set()
+
+    async def on_submit_requested(self, command: Command) -> Outcome:
+        self.commands.append(command)
+        if self.outage.is_set():
+            raise self.failure
+        return self.outcome
+
+
+async def eventually(check, within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.integration
+async def test_an_outage_holds_the_command_uncommitted_until_it_is_accepted(
+    stack,
+) -> None:
+    bootstrap = stack["KAFKA_BOOTSTRAP_SERVERS"]
+    config = settings().model_copy(update={"kafka_bootstrap_servers": bootstrap})
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await producer.start()
+    ingress = FlakyIngress(OperationalError("SELECT 1", {}, ConnectionRefusedError()))
+    broker = create_broker(config)
+    subscribe(broker, config, ingress, Metrics(), retry_seconds=0.05)
+    try:
+        await admin.create_topics([NewTopic(config.ingress_topic, 1, 1)])
+        await broker.start()
+        await producer.send_and_wait(config.ingress_topic, b"{}", key=b"req-1")
+
+        async def offset() -> int | None:
+            group = config.ingress_consumer_group
+            offsets = await admin.list_consumer_group_offsets(group)
+            return next((meta.offset for meta in offsets.values()), None)
+
+        async def retried() -> bool:
+            return len(ingress.commands) >= 3
+
+        await eventually(retried)
+        assert await offset() is None
+        ingress.outage.clear()
+
+        async def committed_past_it() -> bool:
+            return await offset() == 1
+
+        await eventually(committed_past_it)
+    finally:
+        await broker.stop()
+        await producer.stop()
+        await admin.delete_topics([config.ingress_topic])
+        await admin.close()
+    assert {command.key for command in ingress.commands} == {b"req-1"}
