@@ -58,11 +58,6 @@ def product(
                 "NOTIFIER_ALLOW_PRIVATE_TARGETS": "true",
                 "NOTIFIER_IDLE_POLL_SECONDS": "0.5",
             },
-            "notifier": {
-                # The webhook tests' receivers listen on this machine.
-                "NOTIFIER_ALLOW_PRIVATE_TARGETS": "true",
-                "NOTIFIER_IDLE_POLL_SECONDS": "0.5",
-            },
             "executor": {
                 "EXECUTOR_POOL": f"e2e-{run_id}",
                 "EXECUTOR_SCRATCH_DIR": str(tmp_path_factory.mktemp("executor-1")),
