@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2_grpc as pb_grpc
+from comfyserve.contracts.topics import dlq
 from comfyserve.notifier.app import App, running
 from comfyserve.notifier.db import create_engine
 from comfyserve.notifier.settings import Settings
@@ -174,6 +175,7 @@ def topics_of(settings: Settings) -> list[str]:
         settings.started_topic,
         settings.progress_topic,
         settings.dead_topic,
+        dlq(settings.finished_topic),
     ]
 
 

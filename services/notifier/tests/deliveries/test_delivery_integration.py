@@ -23,9 +23,11 @@ from comfyserve.contracts.events import (
     dump_event,
 )
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2 as pb
+from comfyserve.contracts.topics import dlq
 from comfyserve.notifier.app import App
 from comfyserve.notifier.deliveries.models import DeliveryFilter
 from comfyserve.notifier.settings import Settings
+from comfyserve.runtime.kafka import DLQ_REASON_HEADER
 
 from ..conftest import Receiver, eventually
 
@@ -297,3 +299,24 @@ async def test_started_goes_only_to_endpoints_that_ask_for_it(
 
     types = sorted(json.loads(r.body)["type"] for r in receiver.received)
     assert types == ["job.completed", "job.started"]
+
+
+async def test_a_record_that_can_never_apply_goes_to_the_dlq_and_the_rest_flow(
+    app: App, producer, settings: Settings, receiver: Receiver
+) -> None:
+    consumer = AIOKafkaConsumer(
+        dlq(settings.finished_topic),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        await producer.send_and_wait(settings.finished_topic, b"not an event")
+        await publish(producer, settings.finished_topic, finished(receiver.url))
+        record = await consumer.getone()
+        await eventually(lambda: len(receiver.succeeded()) == 1, what="the next")
+    finally:
+        await consumer.stop()
+
+    assert record.value == b"not an event"
+    assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"unparseable")
