@@ -3,9 +3,20 @@ and consumers agree on the largest record."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
+
+import structlog
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from comfyserve.contracts.events import Event, dump_event
 from comfyserve.contracts.limits import CATALOG_MAX_BYTES
@@ -17,6 +28,7 @@ __all__ = [
     "EventTooLargeError",
     "FETCH_MAX_BYTES",
     "PRODUCER_MAX_REQUEST_BYTES",
+    "RenewingProducer",
     "check_size",
     "dead_letter_headers",
     "encode_event",
@@ -106,3 +118,83 @@ async def started(client: C) -> AsyncIterator[C]:
         yield client
     finally:
         await client.stop()
+
+
+log = structlog.get_logger(__name__)
+
+_PRODUCER_STATE_LOST = (
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    InvalidProducerEpoch,
+    UnknownProducerId,
+)
+"""Errors after which an idempotent aiokafka producer never sends again: its
+sender task has died (a broker that restarted uncleanly forgot the producer's
+sequence numbers, or fenced its epoch), and every later send fails with the
+same error. Only a new producer, with a new producer id, can send."""
+
+_STOP_FAILED_S = 5.0
+
+
+class RenewingProducer:
+    """An idempotent producer that replaces itself when it loses its state.
+
+    It has `AIOKafkaProducer`'s `send`; the send or delivery that meets the
+    lost state still fails (the caller retries it, as after any Kafka error),
+    and the next one goes through a fresh producer. Consumers de-duplicate on
+    event ids, so a record the dead producer did write is harmless twice.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._producer = make()
+        self._renewing = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[object]:
+        producer = self._producer
+        try:
+            delivery: Awaitable[object] = await producer.send(
+                topic, value=value, key=key, headers=headers
+            )
+        except _PRODUCER_STATE_LOST as error:
+            await self._renew(producer, error)
+            raise
+        return self._settle(producer, delivery)
+
+    async def _settle(self, producer: Any, delivery: Awaitable[object]) -> object:
+        try:
+            return await delivery
+        except _PRODUCER_STATE_LOST as error:
+            await self._renew(producer, error)
+            raise
+
+    async def _renew(self, failed: Any, error: KafkaError) -> None:
+        async with self._renewing:
+            if self._producer is not failed:
+                return  # another send already replaced it
+            fresh = self._make()
+            try:
+                await fresh.start()
+            except KafkaError as start_error:
+                # The broker is away: keep the failed producer, so the next
+                # send fails the same way and tries again.
+                log.warning("kafka.producer.renew_failed", error=repr(start_error))
+                with contextlib.suppress(Exception):
+                    await fresh.stop()
+                return
+            self._producer = fresh
+            log.warning("kafka.producer.renewed", reason=repr(error))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(failed.stop(), _STOP_FAILED_S)

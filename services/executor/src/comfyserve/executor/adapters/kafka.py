@@ -15,7 +15,11 @@ from opentelemetry import propagate
 
 from comfyserve.contracts.events import Event
 from comfyserve.contracts.headers import event_headers
-from comfyserve.runtime.kafka import PRODUCER_MAX_REQUEST_BYTES, encode_event
+from comfyserve.runtime.kafka import (
+    PRODUCER_MAX_REQUEST_BYTES,
+    RenewingProducer,
+    encode_event,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +53,8 @@ class KafkaPublisher:
 
     `publish` outlasts a broker outage: it retries until Kafka has the event,
     so a finished job's outcome is never thrown away because the broker was
-    away for a while.
+    away for a while, nor because it came back without the producer's state
+    (the producer renews itself then).
     """
 
     def __init__(
@@ -58,17 +63,20 @@ class KafkaPublisher:
         client_id: str,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        producer: AIOKafkaProducer | None = None,
+        producer: Any = None,
     ) -> None:
         # `producer` replaces aiokafka's in unit tests; none is built then.
         if producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap_servers,
-                client_id=client_id,
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=0,  # latency first; sends queued during a request still batch
-                max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            producer = RenewingProducer(
+                lambda: AIOKafkaProducer(
+                    bootstrap_servers=bootstrap_servers,
+                    client_id=client_id,
+                    enable_idempotence=True,
+                    acks="all",
+                    # latency first; sends queued during a request still batch
+                    linger_ms=0,
+                    max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+                )
             )
         self._producer = producer
         self._sleep = sleep

@@ -35,6 +35,7 @@ from comfyserve.contracts.topics import FINISHED
 from comfyserve.runtime.kafka import (
     PRODUCER_MAX_REQUEST_BYTES,
     EventTooLargeError,
+    RenewingProducer,
     check_size,
 )
 from comfyserve.runtime.logging import describe_error
@@ -59,15 +60,17 @@ _NEVER_SENDABLE = (
 )
 
 
-def create_producer(bootstrap_servers: str) -> Any:
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        enable_idempotence=True,
-        acks="all",
-        # Every submitted job waits on this send; a batch is already formed
-        # from the rows locked together, so lingering only adds latency.
-        linger_ms=0,
-        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+def create_producer(bootstrap_servers: str) -> RenewingProducer:
+    return RenewingProducer(
+        lambda: AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            # Every submitted job waits on this send; a batch is already formed
+            # from the rows locked together, so lingering only adds latency.
+            linger_ms=0,
+            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        )
     )
 
 
