@@ -86,6 +86,7 @@ migrate: install ## apply a service's migrations: make migrate svc=workflow
 bench: up ## run the benchmarks in bench/
 	$(PY) -m bench.overhead
 	$(PY) -m bench.auth
+	$(PY) -m bench.tracing
 
 clean: down ## remove the local stack's data (keeps the download cache)
 	rm -rf "$$(readlink -f .local/postgres)" .local/postgres .local/kafka/data .local/s3 .local/logs .local/run
