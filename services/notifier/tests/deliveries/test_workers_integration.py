@@ -107,8 +107,10 @@ async def test_two_instances_share_200_deliveries_and_send_none_twice(
         await deliveries.record_event(TENANT, finished(f"{receiver.url}?n={n}"))
     receiver.delay_s = 0.01
     metrics = [Metrics(), Metrics()]
+    # Each instance with its own connections, as two processes would have.
+    other_engine = create_engine(settings)
     first = worker(engine, settings, "a", metrics[0])
-    second = worker(engine, settings, "b", metrics[1])
+    second = worker(other_engine, settings, "b", metrics[1])
     loops = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
 
     async def all_succeeded() -> bool:
@@ -120,6 +122,7 @@ async def test_two_instances_share_200_deliveries_and_send_none_twice(
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        await other_engine.dispose()
 
     ids = Counter(r.headers["webhook-id"] for r in receiver.received)
     assert len(ids) == 200
