@@ -32,6 +32,7 @@ from comfyserve.runtime.kafka import DLQ_REASON_HEADER
 from comfyserve.runtime.logging import describe_error
 
 __all__ = [
+    "AUTHORIZATION",
     "HANDLER_ATTEMPTS",
     "RETRY_SECONDS",
     "Poison",
@@ -47,6 +48,10 @@ HANDLER_ATTEMPTS = 3
 
 Record = Annotated[ConsumerRecord, Context("message.raw_message")]
 """The record a non-batch subscriber's message carries."""
+
+
+AUTHORIZATION = "authorization"
+"""A header that may carry a producer's credential; never dead-lettered."""
 
 
 class Poison(Exception):
@@ -123,6 +128,8 @@ class RecordHandler:
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         headers = headers_to_carrier(record.headers)
+        # Operators read dead letters: a producer's credential stays behind.
+        headers.pop(AUTHORIZATION, None)
         headers[DLQ_REASON_HEADER] = reason
         await self._broker.publish(
             record.value, topic=dlq(record.topic), key=record.key, headers=headers
