@@ -3,12 +3,10 @@ outcome publishes, and what an outage or a bug does to the record."""
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from faststream.exceptions import NackMessage
 from faststream.kafka import TestKafkaBroker
 from sqlalchemy.exc import OperationalError
 
@@ -19,13 +17,9 @@ from comfyserve.contracts.events import (
     parse_event,
 )
 from comfyserve.contracts.topics import REJECTED, dlq
+from comfyserve.runtime.consumer import Record
 from comfyserve.runtime.kafka import DLQ_REASON_HEADER
-from comfyserve.workflow.ingress.handlers import (
-    Record,
-    SubmitHandler,
-    create_broker,
-    subscribe,
-)
+from comfyserve.workflow.ingress.handlers import create_broker, subscribe
 from comfyserve.workflow.ingress.service import (
     Accepted,
     Command,
@@ -149,43 +143,23 @@ async def test_an_unreadable_record_goes_to_the_dlq_without_its_credential() -> 
     assert "authorization" not in headers
 
 
-@dataclass
-class FakeRecord:
-    value: bytes = b"{}"
-    key: bytes | None = b"req-1"
-    topic: str = "test.ingress"
-    partition: int = 0
-    offset: int = 7
-    headers: list = field(default_factory=list)
-
-
-async def test_an_outage_nacks_the_record_for_a_retry() -> None:
-    config = settings()
-    error = OperationalError("select", {}, OSError("down"))
-    handler = SubmitHandler(
-        create_broker(config), FakeIngress(error=error), Metrics(), 0
-    )
-
-    with pytest.raises(NackMessage):
-        await handler.on_submit_requested(b"{}", FakeRecord())
-
-
-async def test_a_record_that_keeps_failing_goes_to_the_dlq() -> None:
+async def test_an_outage_is_retried_and_publishes_nothing() -> None:
     config = settings()
     broker = create_broker(config)
+    metrics = Metrics()
+    error = OperationalError("select", {}, OSError("down"))
+    subscribe(broker, config, FakeIngress(error=error), metrics, retry_seconds=0)
+    rejected = Kept(broker, REJECTED)
     dead = Kept(broker, dlq(config.ingress_topic))
-    handler = SubmitHandler(
-        broker, FakeIngress(error=RuntimeError("bug")), Metrics(), 0
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(b"{}", topic=config.ingress_topic, key=b"req-1")
+    assert (rejected.records, dead.records) == ([], [])
+    assert (
+        metrics.registry.get_sample_value(
+            "workflow_consumer_errors_total", {"outcome": "retried"}
+        )
+        == 1
     )
-    async with TestKafkaBroker(broker):
-        for _ in range(2):
-            with pytest.raises(NackMessage):
-                await handler.on_submit_requested(
-                    b"{}", FakeRecord(topic=config.ingress_topic)
-                )
-        await handler.on_submit_requested(b"{}", FakeRecord(topic=config.ingress_topic))
-    [record] = dead.records
-    assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"handler failed 3")
 
 
 class FlakyIngress(FakeIngress):

@@ -55,8 +55,8 @@ class Metrics:
         )
         self.ingress_commands = Counter(
             "workflow_ingress_commands",
-            "Submit-requested commands by outcome (accepted, replayed, rejected, "
-            "dead_lettered).",
+            "Submit-requested commands by outcome (accepted, replayed, rejected); "
+            "dead letters count in workflow_consumer_errors.",
             ["outcome"],
             registry=self.registry,
         )
