@@ -10,6 +10,7 @@ import httpx
 import pytest
 import structlog
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -140,6 +141,27 @@ def test_structlog_and_library_lines_are_redacted(
     assert library["event"].startswith("sending http://127.0.0.1:17070/")
     # httpx's request log names every presigned URL: it is silenced.
     assert not any("HTTP Request" in line for line in lines)
+
+
+def test_a_line_inside_a_span_names_its_trace_and_span(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info")
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("work") as span:
+        structlog.get_logger("t").info("t.inside")
+        logging.getLogger("aiokafka").warning("inside too")
+    structlog.get_logger("t").info("t.outside")
+
+    inside, library, outside = (
+        json.loads(line) for line in capsys.readouterr().out.splitlines()
+    )
+    context = span.get_span_context()
+    for record in (inside, library):
+        assert record["trace_id"] == format(context.trace_id, "032x")
+        assert record["span_id"] == format(context.span_id, "016x")
+    assert "trace_id" not in outside
+    assert "span_id" not in outside
 
 
 class FakeDriverError(Exception):

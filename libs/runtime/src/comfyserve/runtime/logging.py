@@ -1,5 +1,6 @@
 """structlog set-up shared by every service: JSON lines when stdout is not a
-terminal, readable lines otherwise, and no secret in any line."""
+terminal, readable lines otherwise, each with the current span's `trace_id`
+and `span_id`, and no secret in any line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 __all__ = [
     "configure_logging",
@@ -140,6 +142,17 @@ def _exceptions(
     return event
 
 
+def _trace_ids(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The current OpenTelemetry span's ids, so a line leads to its trace."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event.setdefault("trace_id", trace.format_trace_id(span_context.trace_id))
+        event.setdefault("span_id", trace.format_span_id(span_context.span_id))
+    return event
+
+
 def parse_level(level: str | int) -> int:
     """A logging level from a name such as "info" or a number; INFO if unknown."""
     if isinstance(level, int):
@@ -161,6 +174,7 @@ def configure_logging(level: str | int = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _trace_ids,
             structlog.processors.add_log_level,
             timestamper,
             _exceptions,
@@ -175,6 +189,7 @@ def configure_logging(level: str | int = "info") -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.contextvars.merge_contextvars,
+                _trace_ids,
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 timestamper,
