@@ -9,12 +9,12 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import UploadFile
 
 from comfyserve.contracts.scopes import Scope
-from comfyserve.gateway.auth.dependencies import Access, Caller
+from comfyserve.gateway.auth.dependencies import Access
+from comfyserve.gateway.auth.services import Served, service
 from comfyserve.gateway.errors import InvalidRequestError
 from comfyserve.gateway.files.models import FileMetadata
 from comfyserve.gateway.files.service import FilesService
 from comfyserve.gateway.limits.policy import RouteClass
-from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.openapi.answers import (
     CONTENT_TYPE_MISMATCH,
     EMPTY_FILE,
@@ -25,8 +25,6 @@ from comfyserve.gateway.openapi.answers import (
     UPLOAD_FAILED,
 )
 from comfyserve.gateway.openapi.responses import calls, error_responses, guarded
-from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/files", tags=["files"])
 
@@ -34,37 +32,21 @@ MAX_CONTENT_TYPE_CHARS = 127
 
 READ = Access(RouteClass.READ, Scope.FILES_READ)
 WRITE = Access(RouteClass.UPLOAD, Scope.FILES_WRITE)
-FilesReader = Annotated[Caller, Depends(READ)]
-FilesWriter = Annotated[Caller, Depends(WRITE)]
 
 
-def _service(
-    caller: Caller, request: Request, resources: ResourcesDep, links: LinksDep
-) -> FilesService:
-    settings: Settings = request.app.state.settings
+def files_service(served: Served) -> FilesService:
+    """The caller's files, as every surface's file routes use them."""
     return FilesService(
-        resources.storage,
-        resources.http,
-        caller.tenant_id,
-        links,
-        settings.max_upload_bytes,
+        served.resources.storage,
+        served.resources.http,
+        served.caller.tenant_id,
+        served.links,
+        served.settings.max_upload_bytes,
     )
 
 
-def _reader_service(
-    caller: FilesReader, request: Request, resources: ResourcesDep, links: LinksDep
-) -> FilesService:
-    return _service(caller, request, resources, links)
-
-
-def _writer_service(
-    caller: FilesWriter, request: Request, resources: ResourcesDep, links: LinksDep
-) -> FilesService:
-    return _service(caller, request, resources, links)
-
-
-ReadFiles = Annotated[FilesService, Depends(_reader_service)]
-WriteFiles = Annotated[FilesService, Depends(_writer_service)]
+ReadFiles = Annotated[FilesService, Depends(service(READ, files_service))]
+WriteFiles = Annotated[FilesService, Depends(service(WRITE, files_service))]
 
 
 _UPLOAD_BODY = {

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from comfyserve.contracts.scopes import Scope
-from comfyserve.gateway.auth.dependencies import Access, Caller
+from comfyserve.gateway.auth.dependencies import Access
+from comfyserve.gateway.auth.services import Served, service
 from comfyserve.gateway.errors import InvalidIdempotencyKeyError
 from comfyserve.gateway.jobs.events import JobEvent
 from comfyserve.gateway.jobs.models import (
@@ -29,7 +30,6 @@ from comfyserve.gateway.jobs.models import (
 )
 from comfyserve.gateway.jobs.service import JobsService
 from comfyserve.gateway.limits.policy import RouteClass
-from comfyserve.gateway.links import LinksDep
 from comfyserve.gateway.openapi.answers import (
     BODY_TOO_LARGE,
     INVALID_IDEMPOTENCY_KEY,
@@ -38,15 +38,12 @@ from comfyserve.gateway.openapi.answers import (
     WORKFLOW_FORMAT_UI,
 )
 from comfyserve.gateway.openapi.responses import calls, error_responses, guarded
-from comfyserve.gateway.resources import ResourcesDep
 from comfyserve.gateway.settings import Settings
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 READ = Access(RouteClass.READ, Scope.WORKFLOWS_READ)
 WRITE = Access(RouteClass.SUBMIT, Scope.WORKFLOWS_WRITE)
-JobsReader = Annotated[Caller, Depends(READ)]
-JobsWriter = Annotated[Caller, Depends(WRITE)]
 
 # What every job route says about the body limit and the job's fields.
 _BODY_LIMIT = (
@@ -61,20 +58,16 @@ _JOB_FIELDS = (
 )
 
 
-def _reader_service(
-    caller: JobsReader, resources: ResourcesDep, links: LinksDep
-) -> JobsService:
-    return JobsService(resources.workflow, resources.storage, caller.tenant_id, links)
+def jobs_service(served: Served) -> JobsService:
+    """The caller's jobs, as every surface's job routes use them."""
+    resources = served.resources
+    return JobsService(
+        resources.workflow, resources.storage, served.caller.tenant_id, served.links
+    )
 
 
-def _writer_service(
-    caller: JobsWriter, resources: ResourcesDep, links: LinksDep
-) -> JobsService:
-    return JobsService(resources.workflow, resources.storage, caller.tenant_id, links)
-
-
-ReadJobs = Annotated[JobsService, Depends(_reader_service)]
-WriteJobs = Annotated[JobsService, Depends(_writer_service)]
+ReadJobs = Annotated[JobsService, Depends(service(READ, jobs_service))]
+WriteJobs = Annotated[JobsService, Depends(service(WRITE, jobs_service))]
 
 
 def _idempotency_key(

@@ -11,18 +11,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import FormData, UploadFile
 
-from comfyserve.gateway.auth.dependencies import Caller
-from comfyserve.gateway.files.endpoints import READ, WRITE
-from comfyserve.gateway.files.service import FilesService
-from comfyserve.gateway.links import LinksDep
+from comfyserve.gateway.auth.services import Served, service
+from comfyserve.gateway.files.endpoints import READ, WRITE, files_service
 from comfyserve.gateway.native.files_service import (
     NativeFiles,
     NativeRefusal,
     Uploaded,
     png_upload,
 )
-from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.settings import Settings
 
 # API.md Part B is this surface's contract; our OpenAPI document describes the
 # REST API only.
@@ -32,40 +28,18 @@ MAX_TEXT_PART_BYTES = 4096
 _TRUE = ("true", "1")
 
 
-def _service(
-    caller: Caller, request: Request, resources: ResourcesDep, links: LinksDep
-) -> NativeFiles:
-    settings: Settings = request.app.state.settings
-    files = FilesService(
+def _native_files(served: Served) -> NativeFiles:
+    resources = served.resources
+    return NativeFiles(
         resources.storage,
         resources.http,
-        caller.tenant_id,
-        links,
-        settings.max_upload_bytes,
+        files_service(served),
+        served.caller.tenant_id,
     )
-    return NativeFiles(resources.storage, resources.http, files, caller.tenant_id)
 
 
-def _reader(
-    caller: Annotated[Caller, Depends(READ)],
-    request: Request,
-    resources: ResourcesDep,
-    links: LinksDep,
-) -> NativeFiles:
-    return _service(caller, request, resources, links)
-
-
-def _writer(
-    caller: Annotated[Caller, Depends(WRITE)],
-    request: Request,
-    resources: ResourcesDep,
-    links: LinksDep,
-) -> NativeFiles:
-    return _service(caller, request, resources, links)
-
-
-ReadFiles = Annotated[NativeFiles, Depends(_reader)]
-WriteFiles = Annotated[NativeFiles, Depends(_writer)]
+ReadFiles = Annotated[NativeFiles, Depends(service(READ, _native_files))]
+WriteFiles = Annotated[NativeFiles, Depends(service(WRITE, _native_files))]
 
 
 def _field(form: FormData, name: str, default: str = "") -> str:

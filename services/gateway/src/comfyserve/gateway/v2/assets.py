@@ -8,14 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from starlette.datastructures import UploadFile
 
-from comfyserve.gateway.auth.dependencies import Caller
+from comfyserve.gateway.auth.services import Served, service
 from comfyserve.gateway.bodies import RequestBody
 from comfyserve.gateway.errors import InvalidRequestError
-from comfyserve.gateway.files.endpoints import READ, WRITE
-from comfyserve.gateway.files.service import FilesService
-from comfyserve.gateway.links import LinksDep
-from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.settings import Settings
+from comfyserve.gateway.files.endpoints import READ, WRITE, files_service
 from comfyserve.gateway.v2.assets_service import AssetsService, normal_hash
 from comfyserve.gateway.v2.models import Asset
 
@@ -27,42 +23,19 @@ MAX_TEXT_PART_BYTES = 4096
 MAX_PARTS = 64
 
 
-def _service(
-    caller: Caller, request: Request, resources: ResourcesDep, links: LinksDep
-) -> AssetsService:
-    settings: Settings = request.app.state.settings
-    files = FilesService(
+def _assets(served: Served) -> AssetsService:
+    resources = served.resources
+    return AssetsService(
         resources.storage,
         resources.http,
-        caller.tenant_id,
-        links,
-        settings.max_upload_bytes,
-    )
-    return AssetsService(
-        resources.storage, resources.http, files, caller.tenant_id, links
+        files_service(served),
+        served.caller.tenant_id,
+        served.links,
     )
 
 
-def _reader(
-    caller: Annotated[Caller, Depends(READ)],
-    request: Request,
-    resources: ResourcesDep,
-    links: LinksDep,
-) -> AssetsService:
-    return _service(caller, request, resources, links)
-
-
-def _writer(
-    caller: Annotated[Caller, Depends(WRITE)],
-    request: Request,
-    resources: ResourcesDep,
-    links: LinksDep,
-) -> AssetsService:
-    return _service(caller, request, resources, links)
-
-
-ReadAssets = Annotated[AssetsService, Depends(_reader)]
-WriteAssets = Annotated[AssetsService, Depends(_writer)]
+ReadAssets = Annotated[AssetsService, Depends(service(READ, _assets))]
+WriteAssets = Annotated[AssetsService, Depends(service(WRITE, _assets))]
 
 
 class FromHash(RequestBody):

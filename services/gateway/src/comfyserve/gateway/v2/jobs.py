@@ -11,12 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as wf
-from comfyserve.gateway.auth.dependencies import Caller
-from comfyserve.gateway.jobs.endpoints import READ, WRITE
-from comfyserve.gateway.jobs.service import JobsService
-from comfyserve.gateway.links import LinksDep
-from comfyserve.gateway.resources import ResourcesDep
-from comfyserve.gateway.settings import Settings
+from comfyserve.gateway.auth.services import Served, service
+from comfyserve.gateway.jobs.endpoints import READ, WRITE, jobs_service
 from comfyserve.gateway.v2.errors import V2InvalidRequestError
 from comfyserve.gateway.v2.jobs_render import STATUS_FILTER, JobRenderer
 from comfyserve.gateway.v2.jobs_request import parse_submit
@@ -30,41 +26,22 @@ MAX_PAGE_SIZE = 100
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-def _service(
-    caller: Caller, resources: ResourcesDep, links: LinksDep, request: Request
-) -> V2JobsService:
-    settings: Settings = request.app.state.settings
+def _jobs(served: Served) -> V2JobsService:
+    resources, tenant_id = served.resources, served.caller.tenant_id
+    retention = timedelta(hours=served.settings.v2_retention_hours)
     return V2JobsService(
-        JobsService(resources.workflow, resources.storage, caller.tenant_id, links),
+        jobs_service(served),
         resources.workflow,
         resources.storage,
         resources.http,
         resources.idempotency,
-        caller.tenant_id,
-        JobRenderer(links, timedelta(hours=settings.v2_retention_hours)),
+        tenant_id,
+        JobRenderer(served.links, retention),
     )
 
 
-def _reader(
-    caller: Annotated[Caller, Depends(READ)],
-    resources: ResourcesDep,
-    links: LinksDep,
-    request: Request,
-) -> V2JobsService:
-    return _service(caller, resources, links, request)
-
-
-def _writer(
-    caller: Annotated[Caller, Depends(WRITE)],
-    resources: ResourcesDep,
-    links: LinksDep,
-    request: Request,
-) -> V2JobsService:
-    return _service(caller, resources, links, request)
-
-
-ReadJobs = Annotated[V2JobsService, Depends(_reader)]
-WriteJobs = Annotated[V2JobsService, Depends(_writer)]
+ReadJobs = Annotated[V2JobsService, Depends(service(READ, _jobs))]
+WriteJobs = Annotated[V2JobsService, Depends(service(WRITE, _jobs))]
 
 
 def _idempotency_key(idempotency_key: str | None) -> str | None:
