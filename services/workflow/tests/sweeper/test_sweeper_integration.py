@@ -52,6 +52,15 @@ async def test_jobs_past_their_deadline_fail_with_timeout(
 ):
     pending_tenant, running_tenant = tenant(), tenant()
     worker_id = f"live-{uuid.uuid4().hex[:6]}"
+    registry = runtime.metrics.registry
+    before = {
+        name: registry.get_sample_value(name, labels) or 0.0
+        for name, labels in (
+            ("workflow_sweeper_actions_total", {"kind": "timed_out"}),
+            ("workflow_job_queue_wait_seconds_count", {"outcome": "failed"}),
+            ("workflow_job_run_duration_seconds_count", {"outcome": "failed"}),
+        )
+    }
     pending = await submit(stub, pending_tenant, make_workflow)
     running = await submit(stub, running_tenant, make_workflow)
     await claim(stub, running_tenant, running.id, worker_id)
@@ -70,6 +79,18 @@ async def test_jobs_past_their_deadline_fail_with_timeout(
         assert ended.status == pb.JOB_STATUS_FAILED
         assert ended.error.code == "timeout"
         assert ended.HasField("completed_at")
+    # Both count as timed out and waited; only the one that started ran.
+    grown = {
+        name: registry.get_sample_value(name, labels) - before[name]
+        for name, labels in (
+            ("workflow_sweeper_actions_total", {"kind": "timed_out"}),
+            ("workflow_job_queue_wait_seconds_count", {"outcome": "failed"}),
+            ("workflow_job_run_duration_seconds_count", {"outcome": "failed"}),
+        )
+    }
+    assert grown["workflow_sweeper_actions_total"] >= report.timed_out
+    assert grown["workflow_job_queue_wait_seconds_count"] >= 2
+    assert grown["workflow_job_run_duration_seconds_count"] >= 1
     # Only the running job's worker is told to stop.
     await probe.wait_for(running.id, lambda _t, e: isinstance(e, JobCancelRequested))
     assert not any(

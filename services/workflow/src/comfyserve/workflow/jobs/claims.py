@@ -208,6 +208,7 @@ class ClaimService:
             self._granted(outcome.job, worker_id)
         elif outcome.reason is ClaimRefusal.ATTEMPTS_EXHAUSTED:
             self._metrics.job_transitions.labels(JobStatus.FAILED.value).inc()
+            self._metrics.job_ended(outcome.job)
         return outcome
 
     async def _refuse(

@@ -58,3 +58,5 @@ def count_transition(
 ) -> None:
     if transition.changed and transition.job.status is not before:
         metrics.job_transitions.labels(transition.job.status.value).inc()
+        if transition.job.status.is_final and not before.is_final:
+            metrics.job_ended(transition.job)

@@ -143,6 +143,7 @@ class OutboxRelay:
             self._metrics.outbox_lag.set(
                 0.0 if oldest is None else (self._clock() - oldest).total_seconds()
             )
+            self._metrics.outbox_backlog.set(await repository.backlog(conn))
             messages = await repository.lock_batch(conn, self._batch_size)
             if not messages:
                 return RelayRound()
@@ -221,6 +222,12 @@ class OutboxRelay:
         buried: list[tuple[OutboxMessage, BaseException | None]],
     ) -> None:
         self._metrics.outbox_published.inc(relayed.sent)
+        published = self._clock()
+        for message, error in outcomes:
+            if error is None:
+                self._metrics.relay_lag.observe(
+                    max((published - message.created_at).total_seconds(), 0.0)
+                )
         self._metrics.outbox_dead.inc(relayed.buried)
         for message, error in buried:
             log.error(

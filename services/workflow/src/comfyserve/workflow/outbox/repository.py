@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.contracts.events import Event
@@ -96,6 +96,19 @@ async def bury(
         )
     )
     await delete_rows(conn, [message.id])
+
+
+_BACKLOG_CAP = 10_000
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    """Rows waiting, counted up to `_BACKLOG_CAP`: a relay far behind must not
+    also scan the whole table on every pass."""
+    waiting = select(outbox.c.id).limit(_BACKLOG_CAP).subquery()
+    count: int = (
+        await conn.execute(select(func.count()).select_from(waiting))
+    ).scalar_one()
+    return count
 
 
 async def oldest_created_at(conn: AsyncConnection) -> datetime | None:

@@ -108,7 +108,7 @@ class Sweeper:
             self._report_depths(await queue_repository.depths(conn))
         for swept in (*expired, *lost):
             count_transition(self._metrics, swept.before, swept.transition)
-        return SweepReport(
+        report = SweepReport(
             timed_out=len(expired),
             requeued=sum(swept.transition.requeue for swept in lost),
             worker_lost=sum(swept.ended_as(JobStatus.FAILED) for swept in lost),
@@ -117,6 +117,10 @@ class Sweeper:
             workers_deleted=workers_deleted,
             pools_deleted=pools_deleted,
         )
+        for kind, count in asdict(report).items():
+            if count:
+                self._metrics.sweeper_actions.labels(kind).inc(count)
+        return report
 
     async def _apply(
         self,
