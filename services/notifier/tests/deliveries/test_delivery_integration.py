@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
@@ -320,3 +321,28 @@ async def test_a_record_that_can_never_apply_goes_to_the_dlq_and_the_rest_flow(
 
     assert record.value == b"not an event"
     assert dict(record.headers)[DLQ_REASON_HEADER].startswith(b"unparseable")
+
+
+async def test_metrics_show_attempts_latency_backlog_and_dead(
+    app: App, producer, settings: Settings, receiver: Receiver
+) -> None:
+    receiver.statuses = [503]
+    await publish(producer, settings.finished_topic, finished(receiver.url))
+    await eventually(lambda: len(receiver.succeeded()) == 1, what="the delivery")
+
+    async def scraped() -> str:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{app.metrics_port}/metrics")
+        return answer.text
+
+    async def counted() -> bool:
+        return 'notifier_delivery_attempts_total{outcome="succeeded"} 1.0' in (
+            await scraped()
+        )
+
+    await eventually(counted, what="the success counted")
+    text_ = await scraped()
+    assert 'notifier_delivery_attempts_total{outcome="retry"} 1.0' in text_
+    assert "notifier_delivery_attempt_duration_seconds_count 2.0" in text_
+    assert "notifier_deliveries_due " in text_
+    assert "notifier_deliveries_dead_total 0.0" in text_
