@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -115,6 +116,28 @@ async def test_start_publishes_the_catalog_keyed_by_pool():
     assert event.data.catalog_hash == catalog_hash(engine.info)
     assert sup.healthy
     assert sup.engine_version == "0.3.10"
+
+
+async def test_a_watchdog_round_samples_the_gpu_memory_comfyui_reports():
+    engine = Engine()
+    registry = CollectorRegistry()
+    sup = EngineSupervisor(
+        engine,  # type: ignore[arg-type]
+        Publisher(),
+        IDENTITY,
+        Metrics(registry),
+    )
+    engine.system_stats = AsyncMock(  # type: ignore[method-assign]
+        return_value={
+            "devices": [{"type": "cuda", "index": 0, "vram_total": 8, "vram_free": 3}]
+        }
+    )
+
+    assert await sup.check(0) == 0
+
+    labels = {"device": "0"}
+    assert registry.get_sample_value("executor_gpu_memory_used_bytes", labels) == 5
+    assert registry.get_sample_value("executor_gpu_memory_free_bytes", labels) == 3
 
 
 async def test_a_crashed_engine_is_restarted_and_its_catalog_republished():

@@ -186,6 +186,7 @@ class ExecutorApp:
                 preview_interval_s=settings.preview_interval_seconds,
                 interrupt_grace_s=settings.interrupt_grace_seconds,
                 local_roots=lambda: engine.local_roots,
+                metrics=self.metrics,
             )
             dispatch = GrpcDispatch(workflow, settings.grpc_timeout_seconds)
             leases = LeaseKeeper(dispatch, runner, self.identity.worker_id, self.clock)

@@ -34,7 +34,7 @@ from comfyserve.executor.jobs.ports import Clock, FileStore, Publisher
 from comfyserve.executor.jobs.reporting import Reporter, send
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.executor.jobs.storing import OutputStorer
-from comfyserve.executor.telemetry import NodeSpans, tracer
+from comfyserve.executor.telemetry import Metrics, NodeSpans, tracer
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +72,10 @@ class Follower:
         progress_interval_s: float,
         files: FileStore,
         preview_interval_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._storer = storer
         self._publisher = publisher
         self._clock = clock
@@ -91,7 +93,7 @@ class Follower:
     ) -> Ending:
         """Runs `prompt` until the engine tells how the attempt ends; `deadline`
         is the engine's own, a monotonic instant."""
-        nodes = NodeSpans(state.class_type)
+        nodes = NodeSpans(state.class_type, metrics=self._metrics)
         with (
             tracer.start_as_current_span("comfyui.prompt"),
             contextlib.closing(nodes),

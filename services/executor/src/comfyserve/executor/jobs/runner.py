@@ -35,7 +35,7 @@ from comfyserve.executor.jobs.reporting import PathScrubber, Reporter, result_of
 from comfyserve.executor.jobs.staging import stage
 from comfyserve.executor.jobs.state import Ending, JobState, StopReason
 from comfyserve.executor.jobs.storing import OutputStorer
-from comfyserve.executor.telemetry import job_context, tracer
+from comfyserve.executor.telemetry import Metrics, job_context, tracer
 from comfyserve.runtime.kafka import EventTooLargeError
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,7 @@ class JobRunner:
         interrupt_grace_s: float,
         preview_interval_s: float,
         local_roots: Callable[[], Sequence[Path]] = tuple,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._files = files
@@ -81,6 +82,7 @@ class JobRunner:
             progress_interval_s=progress_interval_s,
             files=files,
             preview_interval_s=preview_interval_s,
+            metrics=metrics,
         )
         self._state: JobState | None = None
 

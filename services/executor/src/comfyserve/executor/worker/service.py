@@ -86,9 +86,12 @@ class EngineSupervisor:
     async def publish_catalog(self) -> None:
         object_info = await self._engine.object_info()
         try:
-            self.engine_version = engine_version_of(await self._engine.system_stats())
+            stats = await self._engine.system_stats()
         except EngineError as exc:
             log.warning("executor.engine.stats_failed", error=str(exc))
+        else:
+            self.engine_version = engine_version_of(stats)
+            self._metrics.gpu_memory(stats)
         digest = catalog_hash(object_info)
         await self._publisher.publish(
             NodeCatalogPublished(
@@ -133,6 +136,7 @@ class EngineSupervisor:
             if not self._healthy:
                 log.info("executor.engine.recovered")
             self._healthy = True
+            await self._sample_gpu_memory()
             return 0
         failures += 1
         log.warning("executor.engine.not_ready", checks=failures)
@@ -141,6 +145,12 @@ class EngineSupervisor:
             await self.restart("ComfyUI stopped answering")
             return 0
         return failures
+
+    async def _sample_gpu_memory(self) -> None:
+        try:
+            self._metrics.gpu_memory(await self._engine.system_stats())
+        except EngineError as exc:
+            log.debug("executor.engine.stats_failed", error=str(exc))
 
     async def watch(
         self, busy: Callable[[], bool], interval_s: float, clock: Clock
