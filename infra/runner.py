@@ -204,6 +204,7 @@ def service_env(
             **identity("GATEWAY", "gateway"),
         },
         "notifier": {
+            **otel,
             "NOTIFIER_DATABASE_URL": db,
             "NOTIFIER_SCHEMA": f"notifier{namespace}",
             "NOTIFIER_GRPC_PORT": str(ports.notifier_grpc),

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 
 import structlog
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
 from comfyserve.notifier.app import running
 from comfyserve.notifier.db import create_engine, migrate
 from comfyserve.notifier.settings import Settings
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.tasks import stop_requested
+from comfyserve.runtime.telemetry import configure_tracing
 
 log = structlog.get_logger("comfyserve.notifier")
 
@@ -41,6 +43,8 @@ def main() -> None:
     command = parser.parse_args().command
     settings = Settings()
     configure_logging(settings.log_level)
+    if command == "serve":
+        configure_tracing("notifier", [SQLAlchemyInstrumentor()])
     asyncio.run(serve(settings) if command == "serve" else migrate_only(settings))
 
 
