@@ -75,7 +75,10 @@ def create_broker(settings: Settings) -> KafkaBroker:
         client_id="comfyserve-workflow-ingress",
         # A rejected event counts as durable once every replica has it.
         acks="all",
-        enable_idempotence=True,
+        # Not idempotent: an idempotent producer whose state a broker restart
+        # loses never sends again, and FastStream cannot renew the one inside
+        # its broker (the relay's and the executor's renew themselves). A
+        # retry's second copy is harmless: consumers de-duplicate on event id.
         max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         # Through the service's own logging set-up (format, redaction).
         logger=logging.getLogger(__name__),
