@@ -187,7 +187,7 @@ def test_every_expression_names_exported_metrics(
 
 
 def test_a_metric_no_service_exports_is_found(exported: set[str]) -> None:
-    names = metric_names('sum(rate(executor_gpu_memory_used_bytes{pool="a"}[5m]))')
+    names = metric_names('sum(rate(executor_gpu_temperature_celsius{pool="a"}[5m]))')
     assert [name for name in names if name not in exported] == [
-        "executor_gpu_memory_used_bytes"
+        "executor_gpu_temperature_celsius"
     ]
