@@ -11,10 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from comfyserve.contracts.scopes import Scope
 from comfyserve.contracts.workflow_format import PARTNER_KEY
-from comfyserve.gateway.auth.dependencies import Access, Caller
-from comfyserve.gateway.limits.policy import RouteClass
+from comfyserve.gateway.auth.services import Served, service
+from comfyserve.gateway.jobs.endpoints import READ, WRITE
 from comfyserve.gateway.native.answers import answer, empty, json_body
 from comfyserve.gateway.native.service import (
     PENDING,
@@ -26,28 +25,19 @@ from comfyserve.gateway.native.service import (
     prompt_error,
 )
 from comfyserve.gateway.native.shapes import history_entry, history_page, in_history
-from comfyserve.gateway.resources import ResourcesDep
 
 router = APIRouter(tags=["native"], include_in_schema=False)
 
-READ = Access(RouteClass.READ, Scope.WORKFLOWS_READ)
-WRITE = Access(RouteClass.SUBMIT, Scope.WORKFLOWS_WRITE)
+
+def _native_jobs(served: Served) -> NativeJobs:
+    resources = served.resources
+    return NativeJobs(
+        resources.workflow, resources.prompt_router, served.caller.tenant_id
+    )
 
 
-def _reader(
-    caller: Annotated[Caller, Depends(READ)], resources: ResourcesDep
-) -> NativeJobs:
-    return NativeJobs(resources.workflow, resources.prompt_router, caller.tenant_id)
-
-
-def _writer(
-    caller: Annotated[Caller, Depends(WRITE)], resources: ResourcesDep
-) -> NativeJobs:
-    return NativeJobs(resources.workflow, resources.prompt_router, caller.tenant_id)
-
-
-Reader = Annotated[NativeJobs, Depends(_reader)]
-Writer = Annotated[NativeJobs, Depends(_writer)]
+Reader = Annotated[NativeJobs, Depends(service(READ, _native_jobs))]
+Writer = Annotated[NativeJobs, Depends(service(WRITE, _native_jobs))]
 
 
 def _prompt_request(body: dict[str, Any]) -> PromptRequest:
