@@ -45,8 +45,8 @@ async def test_metrics_count_requests_by_route_template(app, client, auth_a):
 
     assert (
         'gateway_http_requests_total{method="GET",'
-        'route="/workflows/{execution_id}",status="404"} 1.0'
+        'route="/workflows/{execution_id}",status="4xx"} 1.0'
     ) in text
-    assert 'route="unmatched",status="404"' in text
+    assert 'route="unmatched",status="4xx"' in text
     assert "gateway_http_request_duration_seconds_bucket" in text
     assert "00000000-0000" not in text
