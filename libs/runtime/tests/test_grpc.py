@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
@@ -98,7 +99,9 @@ class Servicer(pb_grpc.WorkflowServiceServicer):
             raise Busy()
         if request.job_id == "bug":
             raise KeyError("secret value")
-        return pb.Job(id=request.job_id)
+        # What the handler's log lines would carry.
+        bound = structlog.contextvars.get_contextvars()
+        return pb.Job(id=bound.get("job_id", ""), tenant_id=bound.get("tenant_id", ""))
 
     async def WatchJob(self, request, context) -> AsyncIterator[pb.JobUpdate]:
         yield pb.JobUpdate(job=pb.Job(id=request.job_id))
@@ -153,6 +156,14 @@ async def test_an_expected_error_is_answered_naming_its_field(served) -> None:
     assert violations(raised.value) == ["job_id"]
     assert await counted(registry, "GetJob", "OK") == 1
     assert await counted(registry, "GetJob", "INVALID_ARGUMENT") == 1
+
+
+async def test_a_calls_log_lines_name_its_job_and_tenant(served) -> None:
+    _, stub, _, _ = served
+    job = await stub.GetJob(pb.GetJobRequest(tenant_id="t-1", job_id="j-1"))
+    assert (job.id, job.tenant_id) == ("j-1", "t-1")
+    # Bound for that call only.
+    assert "job_id" not in structlog.contextvars.get_contextvars()
 
 
 async def test_details_tell_the_caller_the_field_reason_and_retry(served) -> None:

@@ -183,9 +183,25 @@ async def _abort(context: Any, status: RpcStatus) -> None:
     await context.abort(status.code, status.message, trailing_metadata=_trailer(status))
 
 
+# Request fields every log line of the call names, where the request has them.
+_LOG_FIELDS = ("job_id", "tenant_id")
+
+
+def _log_fields(request: Any) -> dict[str, str]:
+    if not isinstance(request, Message):
+        return {}
+    fields = request.DESCRIPTOR.fields_by_name
+    return {
+        name: value
+        for name in _LOG_FIELDS
+        if name in fields and isinstance(value := getattr(request, name), str) and value
+    }
+
+
 class _CallInterceptor(grpc.aio.ServerInterceptor):
-    """Answers every handler's errors through `rpc_status`, and counts and
-    times every call."""
+    """Answers every handler's errors through `rpc_status`, counts and times
+    every call, and binds the request's `job_id` and `tenant_id` to its log
+    lines."""
 
     def __init__(self, requests: Counter, latency: Histogram):
         self._requests = requests
@@ -213,7 +229,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                return await behavior(request, context)
+                with structlog.contextvars.bound_contextvars(**_log_fields(request)):
+                    return await behavior(request, context)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
@@ -231,8 +248,9 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                async for response in behavior(request, context):
-                    yield response
+                with structlog.contextvars.bound_contextvars(**_log_fields(request)):
+                    async for response in behavior(request, context):
+                        yield response
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
