@@ -107,6 +107,8 @@ async def authenticate(
             "Credentials cannot be checked now; retry later"
         ) from None
     connection.state.tenant_id = principal.tenant_id
+    # The request's later log lines name the tenant (the middleware unbinds it).
+    structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
     return Caller(principal, credential)
 
 
