@@ -129,14 +129,21 @@ class JobRunner:
         )
         self._state = state
         try:
-            with tracer.start_as_current_span(
-                "executor.job.run",
-                context=job_context(assignment.traceparent),
-                attributes={
-                    "comfyserve.job.id": assignment.job_id,
-                    "comfyserve.job.attempt": assignment.attempt,
-                    "comfyserve.worker.id": self._worker_id,
-                },
+            with (
+                structlog.contextvars.bound_contextvars(
+                    job_id=assignment.job_id,
+                    tenant_id=assignment.tenant_id,
+                    attempt=assignment.attempt,
+                ),
+                tracer.start_as_current_span(
+                    "executor.job.run",
+                    context=job_context(assignment.traceparent),
+                    attributes={
+                        "comfyserve.job.id": assignment.job_id,
+                        "comfyserve.job.attempt": assignment.attempt,
+                        "comfyserve.worker.id": self._worker_id,
+                    },
+                ),
             ):
                 return await self._handle(state, reporter, reported)
         finally:
