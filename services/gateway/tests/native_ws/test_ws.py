@@ -92,14 +92,18 @@ async def test_basic_credentials_open_a_socket(connect, key_a) -> None:
 
 @pytest.mark.parametrize("query", ["clientId=C", "clientId=C&token=csk_guess"])
 async def test_a_missing_or_bad_credential_is_refused_in_the_handshake(
-    connect, query
+    connect, query, caplog
 ) -> None:
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
     with pytest.raises(websockets.InvalidStatus) as refused:
         async with connect(query):
             pass
 
     assert refused.value.response.status_code == 401
     assert b"csk_guess" not in refused.value.response.body
+    # A refusal is an answer, not a server fault: nothing logged as an error.
+    assert 'WebSocket /ws?clientId=C" 401' in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_feature_flags_are_answered(connect, key_a, settings) -> None:
