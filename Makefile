@@ -22,7 +22,7 @@ $(CURDIR)/.local/bin/uv:
 install: $(UV) ## create the workspace environment (.venv) from the lockfile
 	$(UV) sync --frozen --all-packages
 
-up: install ## install (cached) and start Kafka, Postgres, Redis, S3 and ComfyUI on loopback
+up: install ## install (cached) and start Kafka, Postgres, Redis, S3, ComfyUI and Jaeger on loopback
 	$(STACK) up
 
 down: ## stop everything `up` started
