@@ -1,8 +1,12 @@
+import json
 import re
 import uuid
 
 import httpx
 import pytest
+import structlog
+
+from comfyserve.runtime.logging import configure_logging
 
 
 async def _ok(client, auth_a):
@@ -145,3 +149,26 @@ async def test_cors_only_for_configured_origins(
         assert {"Retry-After", "RateLimit", "RateLimit-Policy"} <= set(
             exposed.split(", ")
         )
+
+
+async def test_a_requests_log_lines_name_its_tenant_and_job(capsys, client, auth_a):
+    # Set up here, not in a fixture: capsys swaps its streams between the two.
+    configure_logging("info")
+    # Not cached, so no logger outlives this test bound to its capture file.
+    structlog.configure(cache_logger_on_first_use=False)
+    job_id = str(uuid.uuid4())
+
+    await client.get(f"/workflows/{job_id}", headers=auth_a)
+    await client.get("/workflows", headers=auth_a)
+
+    finished = [
+        record
+        for record in map(json.loads, capsys.readouterr().out.splitlines())
+        if record["event"] == "gateway.request.finished"
+    ]
+    one, listing = finished
+    assert one["job_id"] == job_id
+    assert one["tenant_id"]
+    # Bound for its own request only.
+    assert "job_id" not in listing
+    assert listing["tenant_id"] == one["tenant_id"]

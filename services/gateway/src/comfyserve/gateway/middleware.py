@@ -177,7 +177,9 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 1),
                 tenant_id=scope.get("state", {}).get("tenant_id"),
             )
-            structlog.contextvars.unbind_contextvars("request_id", "tenant_id")
+            structlog.contextvars.unbind_contextvars(
+                "request_id", "tenant_id", "job_id"
+            )
 
 
 class BodyLimitMiddleware:

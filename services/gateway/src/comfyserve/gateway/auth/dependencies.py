@@ -89,6 +89,19 @@ def _basic_secret(encoded: str) -> str | None:
     return password or user or None
 
 
+# The path parameters that name a job on the REST, v2 and native surfaces.
+_JOB_PATH_PARAMS = ("execution_id", "job_id", "prompt_id")
+
+
+def _path_job_id(connection: HTTPConnection) -> dict[str, str]:
+    for name in _JOB_PATH_PARAMS:
+        value = connection.path_params.get(name)
+        # A caller's text: bounded, so a long one cannot bloat every line.
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return {"job_id": value}
+    return {}
+
+
 async def authenticate(
     connection: HTTPConnection, resources: Resources, credential: str | None
 ) -> Caller:
@@ -107,8 +120,11 @@ async def authenticate(
             "Credentials cannot be checked now; retry later"
         ) from None
     connection.state.tenant_id = principal.tenant_id
-    # The request's later log lines name the tenant (the middleware unbinds it).
-    structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
+    # The request's later log lines name the tenant and the job its path names
+    # (the middleware unbinds them).
+    structlog.contextvars.bind_contextvars(
+        tenant_id=principal.tenant_id, **_path_job_id(connection)
+    )
     return Caller(principal, credential)
 
 
