@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.comfy_sdk import run_sdk
-from tests.e2e.support import Product, invert_graph, slow_graph
+from tests.e2e.support import Product, invert_graph, slow_graph, submit
 
 pytestmark = [pytest.mark.e2e]
 
@@ -115,6 +115,31 @@ async def _events(response: httpx.Response) -> list[dict[str, Any]]:
             events.append(current)
             current = {}
     return events
+
+
+async def _key_of_a_new_tenant(product: Product) -> str:
+    """An API key of a tenant signed up just now, so it has no job but the
+    test's: tenant A is every e2e test's, and some (Kafka commands, fault
+    tests) leave jobs that appear after the test's own."""
+    email = f"v2-{uuid.uuid4().hex[:10]}@example.com"
+    password = "correct horse battery staple"
+    async with httpx.AsyncClient(base_url=product.base_url, timeout=30) as anonymous:
+        registered = await anonymous.post(
+            "/auth/register", json={"email": email, "password": password}
+        )
+        assert registered.status_code == 201, registered.text
+        tokens = await anonymous.post(
+            "/auth/token", data={"username": email, "password": password}
+        )
+        assert tokens.status_code == 200, tokens.text
+    async with product.client(tokens.json()["access_token"]) as user:
+        created = await user.post(
+            "/auth/api-keys",
+            json={"name": "v2-list", "scopes": ["workflows:read", "workflows:write"]},
+        )
+    assert created.status_code == 201, created.text
+    secret: str = created.json()["secret"]
+    return secret
 
 
 async def test_sdk_run_downloads_the_png_and_reads_the_workflow(
@@ -261,6 +286,8 @@ async def test_sdk_raises_job_failed_for_a_node_runtime_error(
             "scale_by": 0.01,
         },
     }
+    # The newest job is read back: a tenant of its own, so it is this one.
+    key = await _key_of_a_new_tenant(product)
     result = run_sdk(
         product,
         _SDK_PRELUDE
@@ -273,9 +300,10 @@ except JobFailed as failed:
     print(json.dumps({{"raised": True, "code": failed.error.code,
                       "node_id": failed.error.node_id}}))
 """,
+        key=key,
     )
     assert result == {"raised": True, "code": "node_execution_error", "node_id": "2"}
-    async with product.client() as client:
+    async with product.client(key) as client:
         page = (await client.get("/api/v2/jobs", params={"limit": "1"})).json()
         job = (await client.get(f"/api/v2/jobs/{page['jobs'][0]['id']}")).json()
     assert job["status"] == "failed"
@@ -326,8 +354,7 @@ print(json.dumps({{"running": running.status, "queued": queued.status,
 async def test_unknown_and_malformed_ids_are_not_found_envelopes(
     product: Product,
 ) -> None:
-    """C.1 20 (an expired job is not produced here: sweeping one takes its
-    whole deadline)."""
+    """C.1 20 (a job past its deadline: the test above)."""
     async with product.client() as client:
         unknown = await client.get(f"/api/v2/jobs/{uuid.uuid4()}")
         malformed = await client.get("/api/v2/jobs/abc")
@@ -349,29 +376,29 @@ async def test_unknown_and_malformed_ids_are_not_found_envelopes(
     assert health.json() == {"status": "healthy"}
 
 
-async def _key_of_a_new_tenant(product: Product) -> str:
-    """An API key of a tenant signed up just now, so it has no job but the
-    test's: tenant A is every e2e test's, and some (Kafka commands, fault
-    tests) leave jobs that appear after the test's own."""
-    email = f"v2-{uuid.uuid4().hex[:10]}@example.com"
-    password = "correct horse battery staple"
-    async with httpx.AsyncClient(base_url=product.base_url, timeout=30) as anonymous:
-        registered = await anonymous.post(
-            "/auth/register", json={"email": email, "password": password}
-        )
-        assert registered.status_code == 201, registered.text
-        tokens = await anonymous.post(
-            "/auth/token", data={"username": email, "password": password}
-        )
-        assert tokens.status_code == 200, tokens.text
-    async with product.client(tokens.json()["access_token"]) as user:
-        created = await user.post(
-            "/auth/api-keys",
-            json={"name": "v2-list", "scopes": ["workflows:read", "workflows:write"]},
-        )
-    assert created.status_code == 201, created.text
-    secret: str = created.json()["secret"]
-    return secret
+async def test_a_job_past_its_deadline_ends_for_the_sdk(product: Product) -> None:
+    """C.1 20, a job that cannot be finished: the workflow service ends a job
+    past its deadline as failed with `timeout` (`expired` is for a record that
+    was lost, which this product never loses), so the SDK's wait ends on that
+    terminal status with the error saying why."""
+    async with product.client() as client:
+        # A three-second deadline on a job that runs (or waits) far longer.
+        accepted = await submit(client, slow_graph(30, 14), timeout_minutes=0.05)
+    result = run_sdk(
+        product,
+        _SDK_PRELUDE
+        + f"""
+job = client.jobs.get("{accepted["execution_id"]}").wait(timeout=120)
+print(json.dumps({{"status": job.status, "code": job.error.code}}))
+""",
+    )
+    async with product.client() as client:
+        url = f"/api/v2/jobs/{accepted['execution_id']}"
+        ended = (await client.get(url)).json()
+
+    assert result == {"status": "failed", "code": "timeout"}
+    assert _aware(ended["completed_at"])
+    assert ended["error"]["message"]
 
 
 async def test_sdk_lists_jobs_newest_first_across_pages(product: Product) -> None:
