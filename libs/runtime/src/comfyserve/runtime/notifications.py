@@ -74,6 +74,7 @@ async def _listen(
     await connection.add_listener(channel, dispatch)
     if on_connect is not None:
         on_connect()
+    log.info("database.listen.listening", channel=channel)
     while not lost.is_set():
         try:
             await asyncio.wait_for(lost.wait(), _KEEPALIVE_SECONDS)

@@ -1,5 +1,5 @@
 """The Core metadata every repository queries, and the notification
-channels with their listeners.
+channels (sent and listened to with `comfyserve.runtime.notifications`).
 
 Tables are declared without a schema: the engine
 (`comfyserve.runtime.database`) sets every connection's `search_path` to the
@@ -8,87 +8,11 @@ service's schema, so the same statements serve any `WORKFLOW_SCHEMA`.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
-import asyncpg
-import structlog
-from sqlalchemy import MetaData, text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from comfyserve.runtime.logging import describe_error
-
-log = structlog.get_logger(__name__)
+from sqlalchemy import MetaData
 
 metadata = MetaData()
-
-_RECONNECT_SECONDS = 1.0
-_KEEPALIVE_SECONDS = 30.0
 
 OUTBOX_CHANNEL = "workflow_outbox"
 JOBS_CHANNEL = "workflow_jobs"
 # Payload: a pool with a newly pending job. Wakes the executors waiting there.
 QUEUE_CHANNEL = "workflow_queue"
-
-
-async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
-    """Queue a notification; Postgres delivers it when the transaction commits."""
-    await conn.execute(
-        text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": channel, "payload": payload},
-    )
-
-
-async def listen_forever(
-    dsn: str,
-    channel: str,
-    on_notify: Callable[[str], None],
-    on_connect: Callable[[], None] | None = None,
-) -> None:
-    """LISTEN on `channel` on a connection of its own until cancelled,
-    reconnecting whenever it drops; `on_connect` runs after each (re)connect,
-    since notifications sent while disconnected are gone."""
-    while True:
-        try:
-            connection = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning(
-                "workflow.listen.connect_failed",
-                channel=channel,
-                error=describe_error(error),
-            )
-            await asyncio.sleep(_RECONNECT_SECONDS)
-            continue
-        try:
-            await _listen(connection, channel, on_notify, on_connect)
-        finally:
-            connection.terminate()
-
-
-async def _listen(
-    connection: asyncpg.Connection,
-    channel: str,
-    on_notify: Callable[[str], None],
-    on_connect: Callable[[], None] | None,
-) -> None:
-    """Returns when the connection is lost."""
-    lost = asyncio.Event()
-
-    def dispatch(_conn: object, _pid: int, _channel: str, payload: object) -> None:
-        on_notify(str(payload))
-
-    connection.add_termination_listener(lambda _conn: lost.set())
-    await connection.add_listener(channel, dispatch)
-    if on_connect is not None:
-        on_connect()
-    log.info("workflow.listen.listening", channel=channel)
-    while not lost.is_set():
-        try:
-            await asyncio.wait_for(lost.wait(), _KEEPALIVE_SECONDS)
-        except TimeoutError:
-            # A silently dropped connection only shows when it is used.
-            try:
-                await connection.execute("SELECT 1", timeout=_KEEPALIVE_SECONDS)
-            except (OSError, asyncpg.PostgresError, TimeoutError):
-                break
-    log.warning("workflow.listen.connection_lost", channel=channel)

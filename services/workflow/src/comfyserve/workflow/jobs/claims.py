@@ -22,8 +22,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.contracts.events import DEFAULT_POOL
+from comfyserve.runtime.notifications import notify
 from comfyserve.workflow.adapters.partner_keys import PartnerKeys
-from comfyserve.workflow.db import JOBS_CHANNEL, notify
+from comfyserve.workflow.db import JOBS_CHANNEL
 from comfyserve.workflow.errors import InvalidArgumentError, JobNotFoundError
 from comfyserve.workflow.jobs import dispatch_repository, events, repository
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus

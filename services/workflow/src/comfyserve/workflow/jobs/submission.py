@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.events import InputFile, Priority
 from comfyserve.contracts.workflow_format import replace_asset_refs
+from comfyserve.runtime.notifications import notify
 from comfyserve.runtime.telemetry import current_trace_id, current_traceparent
 from comfyserve.workflow.adapters.files import FileLookup
 from comfyserve.workflow.adapters.partner_keys import PartnerKeys
-from comfyserve.workflow.db import QUEUE_CHANNEL, notify
+from comfyserve.workflow.db import QUEUE_CHANNEL
 from comfyserve.workflow.errors import (
     CatalogUnavailableError,
     IdempotencyKeyReuseError,

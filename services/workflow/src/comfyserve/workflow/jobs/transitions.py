@@ -7,7 +7,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL, notify
+from comfyserve.runtime.notifications import notify
+from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL
 from comfyserve.workflow.jobs import events, queue_repository, repository
 from comfyserve.workflow.jobs.models import JobStatus
 from comfyserve.workflow.jobs.state import Transition

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from comfyserve.workflow.db import listen_forever
+from comfyserve.runtime.notifications import listen_forever
 
 
 class ChannelListener:

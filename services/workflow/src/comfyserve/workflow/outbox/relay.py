@@ -39,9 +39,10 @@ from comfyserve.runtime.kafka import (
     check_size,
 )
 from comfyserve.runtime.logging import describe_error
+from comfyserve.runtime.notifications import listen_forever
 from comfyserve.runtime.telemetry import context_from_headers, inject_headers
 from comfyserve.workflow.adapters.partner_keys import PartnerKeys
-from comfyserve.workflow.db import OUTBOX_CHANNEL, listen_forever
+from comfyserve.workflow.db import OUTBOX_CHANNEL
 from comfyserve.workflow.errors import PartnerKeysUnavailableError
 from comfyserve.workflow.outbox import repository
 from comfyserve.workflow.outbox.repository import OutboxMessage

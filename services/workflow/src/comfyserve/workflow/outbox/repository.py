@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from comfyserve.contracts.events import Event
 from comfyserve.contracts.headers import TRACEPARENT
 from comfyserve.runtime.kafka import encode_event
+from comfyserve.runtime.notifications import notify
 from comfyserve.runtime.telemetry import inject_headers
-from comfyserve.workflow.db import OUTBOX_CHANNEL, notify
+from comfyserve.workflow.db import OUTBOX_CHANNEL
 from comfyserve.workflow.outbox.models import outbox, outbox_dead
 
 
