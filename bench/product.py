@@ -12,6 +12,15 @@ from pathlib import Path
 
 from infra.runner import Ports, ServiceSet, read_stack_env, wait_until_ready
 
+# Rate limits and quotas out of the way: benchmarks measure the path, not refusals.
+UNLIMITED = {
+    "gateway": {
+        "GATEWAY_RATE_SUBMIT_PER_MINUTE": "10000000",
+        "GATEWAY_RATE_SUBMIT_BURST": "1000000",
+    },
+    "workflow": {"WORKFLOW_TENANT_MAX_QUEUED": "1000000"},
+}
+
 
 @dataclass(frozen=True)
 class Running:
@@ -19,6 +28,9 @@ class Running:
     # A bootstrap key of the gateway: every scope, a tenant of its own.
     key: str
     stack: dict[str, str]
+    services: ServiceSet
+    # The workflow service's Postgres schema, for benchmarks that fill it.
+    workflow_schema: str
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -30,9 +42,13 @@ def percentile(values: list[float], fraction: float) -> float:
 @contextmanager
 def running_product(
     extra: dict[str, dict[str, str]] | None = None,
+    *,
+    executor: bool = True,
 ) -> Iterator[Running]:
     """Every service on free ports, the executor driving the stack's own
-    ComfyUI (remote mode), removed again on exit."""
+    ComfyUI (remote mode), removed again on exit. Without `executor` it is
+    stopped once ready: its node catalog stays, so submits are accepted and
+    jobs just queue."""
     stack = read_stack_env()
     ports = Ports.free()
     run_id = uuid.uuid4().hex[:8]
@@ -57,7 +73,15 @@ def running_product(
     services.start()
     try:
         wait_until_ready(ports, services)
-        yield Running(f"http://127.0.0.1:{ports.gateway}", key, stack)
+        if not executor:
+            services["executor"].stop()
+        yield Running(
+            f"http://127.0.0.1:{ports.gateway}",
+            key,
+            stack,
+            services,
+            services["workflow"].env["WORKFLOW_SCHEMA"],
+        )
     finally:
         services.stop()
         services.drop_schemas()

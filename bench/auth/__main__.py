@@ -20,18 +20,10 @@ from typing import Any
 
 import httpx
 
-from bench.product import Running, percentile, running_product
+from bench.product import UNLIMITED, Running, percentile, running_product
 from tests.e2e.support import invert_graph
 
 PASSWORD = "bench password, long enough"
-# Limits and quotas out of the way: this measures verification, not refusals.
-UNLIMITED = {
-    "gateway": {
-        "GATEWAY_RATE_SUBMIT_PER_MINUTE": "10000000",
-        "GATEWAY_RATE_SUBMIT_BURST": "1000000",
-    },
-    "workflow": {"WORKFLOW_TENANT_MAX_QUEUED": "1000000"},
-}
 GOALS_MS = {"access token": 1.0, "API key": 2.0}
 
 
