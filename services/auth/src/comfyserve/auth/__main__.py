@@ -24,8 +24,8 @@ from comfyserve.auth.clock import system_clock
 from comfyserve.auth.errors import AuthError
 from comfyserve.auth.migrate import upgrade_async
 from comfyserve.auth.settings import Settings
+from comfyserve.runtime.entrypoint import serve_until_stopped
 from comfyserve.runtime.logging import configure_logging
-from comfyserve.runtime.tasks import stop_requested
 from comfyserve.runtime.telemetry import configure_tracing
 
 log = structlog.get_logger(__name__)
@@ -35,10 +35,7 @@ Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, dict[str,
 
 async def serve(settings: Settings) -> None:
     await upgrade_async(settings)
-    stop = stop_requested()
-    async with run_app(settings):
-        await stop.wait()
-    log.info("auth.stopped")
+    await serve_until_stopped("auth", lambda: run_app(settings))
 
 
 async def migrate(settings: Settings, _args: argparse.Namespace) -> dict[str, Any]:
