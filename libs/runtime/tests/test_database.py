@@ -3,7 +3,12 @@
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from comfyserve.runtime.database import SchemaName, asyncpg_dsn, sqlalchemy_url
+from comfyserve.runtime.database import (
+    PostgresUrl,
+    SchemaName,
+    asyncpg_dsn,
+    sqlalchemy_url,
+)
 
 
 class Schema(BaseModel):
@@ -41,3 +46,14 @@ def test_plain_identifiers_name_a_schema(name: str) -> None:
 def test_anything_else_is_refused(name: str) -> None:
     with pytest.raises(ValidationError, match="lower-case SQL identifier"):
         Schema(schema_name=name)
+
+
+class Database(BaseModel):
+    database_url: PostgresUrl
+
+
+def test_a_database_url_setting_keeps_its_form_and_refuses_other_databases() -> None:
+    url = "postgresql+asyncpg://u:p@db:5432/comfyserve"
+    assert Database(database_url=url).database_url == url
+    with pytest.raises(ValidationError, match="postgresql://"):
+        Database(database_url="mysql://u:p@db/x")

@@ -16,6 +16,7 @@ from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
+    "PostgresUrl",
     "SchemaName",
     "asyncpg_dsn",
     "create_engine",
@@ -50,6 +51,16 @@ def asyncpg_dsn(url: str) -> str:
 def sqlalchemy_url(url: str) -> str:
     """`url` as SQLAlchemy takes it, with the asyncpg driver."""
     return "postgresql+asyncpg://" + asyncpg_dsn(url).split("://", 1)[1]
+
+
+def _postgres_url(url: str) -> str:
+    asyncpg_dsn(url)
+    return url
+
+
+PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
+"""A settings field holding the database URL, in any driver's form: refused
+at start when it names no Postgres database."""
 
 
 def create_engine(url: str, schema: str) -> AsyncEngine:

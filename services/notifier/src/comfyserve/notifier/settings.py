@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED, PROGRESS, STARTED
-from comfyserve.runtime.database import SchemaName, sqlalchemy_url
+from comfyserve.runtime.database import PostgresUrl, SchemaName, sqlalchemy_url
 from comfyserve.runtime.identity import CheckedServerSettings
 
 # About 24 h in all: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -18,7 +18,7 @@ DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 class Settings(CheckedServerSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", validate_by_name=True)
 
-    database_url: str
+    database_url: PostgresUrl
     schema_name: SchemaName = Field(default="notifier", alias="NOTIFIER_SCHEMA")
     grpc_port: int = Field(default=50054, ge=0, le=65535)
     metrics_port: int = Field(default=9106, ge=0, le=65535)
@@ -60,13 +60,6 @@ class Settings(CheckedServerSettings):
     secret_overlap_seconds: float = Field(default=24 * 3600, ge=0)
     # Loopback targets (receivers on this machine); development only.
     allow_private_targets: bool = False
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgresql+asyncpg://")):
-            raise ValueError("must be a postgresql:// URL")
-        return value
 
     @field_validator("retry_schedule_seconds", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED
-from comfyserve.runtime.database import SchemaName, sqlalchemy_url
+from comfyserve.runtime.database import PostgresUrl, SchemaName, sqlalchemy_url
 from comfyserve.runtime.identity import CheckedServerSettings
 
 MIB = 1024 * 1024
@@ -37,7 +37,7 @@ DEFAULT_CONTENT_TYPES = frozenset(
 class Settings(CheckedServerSettings):
     model_config = SettingsConfigDict(env_prefix="STORAGE_", validate_by_name=True)
 
-    database_url: str
+    database_url: PostgresUrl
     schema_name: SchemaName = Field(default="storage", alias="STORAGE_SCHEMA")
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9103, ge=0, le=65535)
@@ -66,13 +66,6 @@ class Settings(CheckedServerSettings):
     consumer_group: str = Field(default="storage", min_length=1)
     # The topic of job ends; only tests point it elsewhere.
     finished_topic: str = Field(default=FINISHED, min_length=1)
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgresql+asyncpg://")):
-            raise ValueError("must be a postgresql:// URL")
-        return value
 
     @field_validator("allowed_content_types", mode="before")
     @classmethod
