@@ -15,6 +15,7 @@ from comfyserve.contracts.events import (
     OutputKind,
 )
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
+from comfyserve.workflow.jobs import queue_repository
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,37 @@ async def test_queue_positions_follow_the_queue_as_it_drains(stub, private_pool)
     await acquire(stub, pool, "drain-1")
     await stub.CancelJob(pb.CancelJobRequest(tenant_id=tenant_id, job_id=first.id))
     assert await position(second) == 1
+
+
+async def test_positions_past_the_counted_limit_come_from_the_jobs_behind(
+    stub, private_pool, monkeypatch
+):
+    """With more jobs ahead than are counted, a position is the depth counter
+    less the jobs behind: the same numbers, as jobs leave from the head, the
+    middle and the back."""
+    monkeypatch.setattr(queue_repository, "_COUNT_AHEAD_LIMIT", 2)
+    pool, marker = private_pool
+    tenant_id = tenant()
+    queued = [await submit(stub, tenant_id, marked(marker, str(n))) for n in range(6)]
+    urgent = await submit(
+        stub, tenant_id, marked(marker, "urgent"), priority=pb.PRIORITY_HIGH
+    )
+
+    async def positions() -> list[int]:
+        return [
+            (
+                await stub.GetJob(pb.GetJobRequest(tenant_id=tenant_id, job_id=j.id))
+            ).queue_position
+            for j in queued
+        ]
+
+    assert [j.queue_position for j in queued] == [1, 2, 3, 4, 5, 6]
+    assert await positions() == [2, 3, 4, 5, 6, 7]
+    assert (await acquire(stub, pool, "drain-urgent")).job.id == urgent.id
+    assert (await acquire(stub, pool, "drain-head")).job.id == queued[0].id
+    await stub.CancelJob(pb.CancelJobRequest(tenant_id=tenant_id, job_id=queued[3].id))
+    queued = [queued[1], queued[2], queued[4], queued[5]]
+    assert await positions() == [1, 2, 3, 4]
 
 
 async def test_renewals_say_held_cancel_requested_lost_and_ended(

@@ -4,8 +4,9 @@ few shards) and a job's place in it. Never commits."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import ColumnElement, ScalarSelect, case, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,6 +20,8 @@ from comfyserve.workflow.jobs.models import (
 )
 
 _DEPTH_SHARDS = 8
+# Below this many jobs ahead a position counts them; above, the jobs behind.
+_COUNT_AHEAD_LIMIT = 1000
 
 
 async def adjust_depth(
@@ -60,24 +63,40 @@ async def pending_through(conn: AsyncConnection, pool: str, priority: Priority) 
 async def queue_position(conn: AsyncConnection, job: JobRecord) -> int:
     """1 + the pending jobs a worker of the job's pool takes before it.
 
-    Higher priorities come from the depth counters; the job's own priority is
-    a range of the dispatch index ahead of it, never a scan of the queue.
+    Higher priorities come from the depth counters. Of the job's own priority,
+    the side of it that is shorter is counted in the dispatch index: the jobs
+    ahead when there are fewer than `_COUNT_AHEAD_LIMIT`, else the depth
+    counter less the jobs behind it. Jobs near the head (served next) and the
+    back (just submitted) of a 10^5-job queue so cost a short range, never a
+    count of the whole queue. One statement, so every part reads one snapshot
+    (the counters change in the transactions that queue and unqueue jobs).
     """
     rank = PRIORITY_RANK[job.priority]
-    higher = select(func.coalesce(func.sum(queue_depth.c.pending), 0)).where(
-        queue_depth.c.pool == job.pool, queue_depth.c.priority_rank < rank
-    )
-    same = (
-        select(func.count())
-        .select_from(jobs)
-        .where(
-            IS_PENDING,
-            jobs.c.pool == job.pool,
-            jobs.c.priority_rank == rank,
-            tuple_(jobs.c.created_at, jobs.c.id) < tuple_(job.created_at, job.id),
+    mine = tuple_(job.created_at, job.id)
+    key = tuple_(jobs.c.created_at, jobs.c.id)
+    same_rank = (IS_PENDING, jobs.c.pool == job.pool, jobs.c.priority_rank == rank)
+
+    def depth(*where: ColumnElement[bool]) -> ScalarSelect[Any]:
+        return (
+            select(func.coalesce(func.sum(queue_depth.c.pending), 0))
+            .where(queue_depth.c.pool == job.pool, *where)
+            .scalar_subquery()
         )
+
+    ahead = (
+        select(jobs.c.id).where(*same_rank, key < mine).limit(_COUNT_AHEAD_LIMIT)
+    ).subquery()
+    ahead_count = select(func.count()).select_from(ahead).scalar_subquery()
+    behind = (
+        select(func.count()).select_from(jobs).where(*same_rank, key > mine)
+    ).scalar_subquery()
+    # Postgres evaluates an uncorrelated subquery only when first needed, so
+    # `behind` runs only when the jobs ahead reached the limit.
+    same = case(
+        (ahead_count < _COUNT_AHEAD_LIMIT, ahead_count),
+        else_=depth(queue_depth.c.priority_rank == rank) - 1 - behind,
     )
-    query = select(higher.scalar_subquery(), same.scalar_subquery())
+    query = select(depth(queue_depth.c.priority_rank < rank), same)
     ahead_higher, ahead_same = (await conn.execute(query)).one()
     return 1 + int(ahead_higher) + int(ahead_same)
 

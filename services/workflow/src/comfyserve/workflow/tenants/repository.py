@@ -48,8 +48,18 @@ async def set_limits(
     )
 
 
-async def count_pending(conn: AsyncConnection, tenant_id: str) -> int:
-    return await _count(conn, tenant_id, IS_PENDING)
+async def count_pending(conn: AsyncConnection, tenant_id: str, at_most: int) -> int:
+    """The tenant's pending jobs, counted no further than `at_most`: a tenant
+    at its queue's limit is refused after reading that many index entries,
+    not all of its queue."""
+    some = (
+        select(jobs.c.id)
+        .where(jobs.c.tenant_id == tenant_id, IS_PENDING)
+        .limit(at_most)
+        .subquery()
+    )
+    query = select(func.count()).select_from(some)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def count_running(conn: AsyncConnection, tenant_id: str) -> int:

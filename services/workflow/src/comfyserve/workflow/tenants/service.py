@@ -57,7 +57,8 @@ async def admit(conn: AsyncConnection, tenant_id: str, defaults: QuotaDefaults) 
     many; a lock per tenant would make a tenant's submits wait on each other.
     """
     quota = in_force(tenant_id, await repository.limits(conn, tenant_id), defaults)
-    if await repository.count_pending(conn, tenant_id) >= quota.max_queued:
+    queued = await repository.count_pending(conn, tenant_id, quota.max_queued)
+    if queued >= quota.max_queued:
         raise QueueFullError(quota.max_queued, defaults.retry_after_seconds)
 
 
