@@ -15,20 +15,25 @@ Needs the `consumer` extra (`comfyserve-runtime[consumer]`): FastStream.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import structlog
 from aiokafka import ConsumerRecord  # type: ignore[import-untyped]
-from faststream import Context
+from faststream import AckPolicy, Context
 from faststream.exceptions import NackMessage
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.message import StreamMessage
 from prometheus_client import Counter
 
 from comfyserve.contracts.headers import headers_to_carrier
 from comfyserve.contracts.topics import dlq
-from comfyserve.runtime.kafka import DLQ_REASON_HEADER
+from comfyserve.runtime.kafka import (
+    DLQ_REASON_HEADER,
+    FETCH_MAX_BYTES,
+    PRODUCER_MAX_REQUEST_BYTES,
+)
 from comfyserve.runtime.logging import describe_error
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "Poison",
     "Record",
     "RecordHandler",
+    "create_broker",
     "raw_body",
 ]
 
@@ -56,6 +62,34 @@ AUTHORIZATION = "authorization"
 
 class Poison(Exception):
     """A record that can never apply; its message is the `dlq-reason`."""
+
+
+def create_broker(
+    bootstrap_servers: str,
+    *,
+    client_id: str,
+    logger: logging.Logger,
+    acks: Literal[1, "all"] = 1,
+) -> KafkaBroker:
+    """A service's FastStream broker: its producer (dead letters, the
+    service's own events) sends records as large as a topic takes, and its
+    lines go through `logger`, so the service's logging set-up (format,
+    redaction) writes them instead of a handler of FastStream's own.
+
+    Never idempotent: an idempotent producer whose state a broker restart
+    loses never sends again, and FastStream cannot renew the one inside its
+    broker. A retry's second copy is harmless: consumers de-duplicate on
+    event id.
+    """
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        acks=acks,
+        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        logger=logger,
+        # FastStream logs every record at this level; our own lines say more.
+        log_level=logging.DEBUG,
+    )
 
 
 async def raw_body(message: StreamMessage[object]) -> bytes:
@@ -91,6 +125,27 @@ class RecordHandler:
         self._retry_seconds = retry_seconds
         self._attempts = attempts
         self._failures: dict[tuple[str, int, int], int] = {}
+
+    def subscribe(
+        self,
+        *topics: str,
+        group_id: str,
+        auto_offset_reset: Literal["earliest", "latest"],
+        title: str,
+    ) -> None:
+        """`on_record` subscribed to `topics` in `group_id`, each offset
+        committed once its record is handled."""
+        self._broker.subscriber(
+            # Provisioned by their owners with their partitions and limits: a
+            # consumer must never create them with a broker's defaults.
+            *(Topic(name, declare=False) for name in topics),
+            group_id=group_id,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset=auto_offset_reset,
+            max_partition_fetch_bytes=FETCH_MAX_BYTES,
+            decoder=raw_body,
+            title=title,
+        )(self.on_record)
 
     async def on_record(self, body: bytes, record: Record) -> None:
         where = (record.topic, record.partition, record.offset)

@@ -14,8 +14,7 @@ import logging
 import asyncpg
 from aiokafka import ConsumerRecord  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
@@ -30,12 +29,9 @@ from comfyserve.contracts.topics import DELIVERIES_DEAD
 from comfyserve.notifier.deliveries.service import DeliveryService, JobEventIn
 from comfyserve.notifier.settings import Settings
 from comfyserve.notifier.telemetry import Metrics
-from comfyserve.runtime.consumer import Poison, RecordHandler, raw_body
-from comfyserve.runtime.kafka import (
-    FETCH_MAX_BYTES,
-    PRODUCER_MAX_REQUEST_BYTES,
-    check_size,
-)
+from comfyserve.runtime.consumer import Poison, RecordHandler
+from comfyserve.runtime.consumer import create_broker as runtime_broker
+from comfyserve.runtime.kafka import check_size
 
 # Outages: the record is retried. IntegrityError and DataError are the database
 # refusing the record's values, which no retry changes; they become poison first.
@@ -43,13 +39,10 @@ _RETRYABLE = (SQLAlchemyError, asyncpg.PostgresError, OSError, KafkaError)
 
 
 def create_broker(settings: Settings) -> KafkaBroker:
-    return KafkaBroker(
+    return runtime_broker(
         settings.kafka_bootstrap_servers,
         client_id="comfyserve-notifier",
-        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        # A plain library logger: its lines go through the service's logging.
         logger=logging.getLogger(__name__),
-        log_level=logging.DEBUG,
     )
 
 
@@ -101,14 +94,9 @@ def subscribe(
         errors=metrics.consumer_errors,
         retryable=_RETRYABLE,
     )
-    broker.subscriber(
-        # Provisioned by their owners with their partitions and limits: a
-        # consumer must never create them with a broker's defaults.
-        *(Topic(name, declare=False) for name in models),
+    handler.subscribe(
+        *models,
         group_id=settings.consumer_group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset=settings.first_start_offset,
-        max_partition_fetch_bytes=FETCH_MAX_BYTES,
-        decoder=raw_body,
         title="notifier.job_events",
-    )(handler.on_record)
+    )

@@ -13,8 +13,7 @@ from typing import Protocol
 import asyncpg
 from aiokafka import ConsumerRecord  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
@@ -24,9 +23,8 @@ from comfyserve.runtime.consumer import (
     Poison,
     Record,
     RecordHandler,
-    raw_body,
 )
-from comfyserve.runtime.kafka import FETCH_MAX_BYTES, PRODUCER_MAX_REQUEST_BYTES
+from comfyserve.runtime.consumer import create_broker as runtime_broker
 from comfyserve.storage.errors import InvalidArgument
 from comfyserve.storage.fences.models import FenceReport, FinishedJob
 from comfyserve.storage.settings import Settings
@@ -44,15 +42,10 @@ class FinishedJobs(Protocol):
 
 
 def create_broker(settings: Settings) -> KafkaBroker:
-    return KafkaBroker(
+    return runtime_broker(
         settings.kafka_bootstrap_servers,
         client_id="comfyserve-storage",
-        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        # A plain library logger: its lines go through the service's logging
-        # set-up (format, redaction) instead of a handler of FastStream's own.
         logger=logging.getLogger(__name__),
-        # FastStream logs every record at this level; our own lines say more.
-        log_level=logging.DEBUG,
     )
 
 
@@ -72,19 +65,14 @@ def subscribe(
         retryable=_RETRYABLE,
         retry_seconds=retry_seconds,
     )
-    broker.subscriber(
-        # The workflow service's topic, provisioned with its partitions and
-        # limits: a consumer must never create it with a broker's defaults.
-        Topic(settings.finished_topic, declare=False),
+    handler.subscribe(
+        settings.finished_topic,
         group_id=settings.consumer_group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
         # A new group starts from the oldest record: a missed end leaves a
         # losing attempt's outputs in place.
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=FETCH_MAX_BYTES,
-        decoder=raw_body,
         title="storage.job_finished",
-    )(handler.on_record)
+    )
 
 
 class FinishedHandler:

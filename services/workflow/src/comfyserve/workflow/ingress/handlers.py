@@ -19,8 +19,7 @@ import asyncpg
 import structlog
 from aiokafka import ConsumerRecord  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import SQLAlchemyError
 
 from comfyserve.contracts.headers import (
@@ -34,14 +33,10 @@ from comfyserve.runtime.consumer import (
     RETRY_SECONDS,
     Poison,
     RecordHandler,
-    raw_body,
 )
+from comfyserve.runtime.consumer import create_broker as runtime_broker
 from comfyserve.runtime.grpc_auth import bearer_credential
-from comfyserve.runtime.kafka import (
-    FETCH_MAX_BYTES,
-    PRODUCER_MAX_REQUEST_BYTES,
-    encode_event,
-)
+from comfyserve.runtime.kafka import encode_event
 from comfyserve.workflow.errors import (
     CatalogUnavailableError,
     StorageUnavailableError,
@@ -70,19 +65,12 @@ class Ingress(Protocol):
 
 
 def create_broker(settings: Settings) -> KafkaBroker:
-    return KafkaBroker(
+    return runtime_broker(
         settings.kafka_bootstrap_servers,
         client_id="comfyserve-workflow-ingress",
+        logger=logging.getLogger(__name__),
         # A rejected event counts as durable once every replica has it.
         acks="all",
-        # Not idempotent: an idempotent producer whose state a broker restart
-        # loses never sends again, and FastStream cannot renew the one inside
-        # its broker (the relay's and the executor's renew themselves). A
-        # retry's second copy is harmless: consumers de-duplicate on event id.
-        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        # Through the service's own logging set-up (format, redaction).
-        logger=logging.getLogger(__name__),
-        log_level=logging.DEBUG,
     )
 
 
@@ -103,17 +91,12 @@ def subscribe(
         retryable=_RETRYABLE,
         retry_seconds=retry_seconds,
     )
-    broker.subscriber(
-        # Provisioned with its size limit: never created with broker defaults.
-        Topic(settings.ingress_topic, declare=False),
+    handler.subscribe(
+        settings.ingress_topic,
         group_id=settings.ingress_consumer_group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset=settings.consumer_offset_reset,
-        max_partition_fetch_bytes=FETCH_MAX_BYTES,
-        # A record that is not JSON must reach the service, to be refused there.
-        decoder=raw_body,
         title="workflow.submit_requested",
-    )(handler.on_record)
+    )
 
 
 class SubmitCommands:
