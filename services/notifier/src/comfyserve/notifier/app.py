@@ -39,7 +39,6 @@ from comfyserve.runtime.tasks import supervised
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["NotifierService"].full_name
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,6 @@ async def running(
                 registry=metrics.registry,
                 metrics_prefix="notifier",
                 address=f"[::]:{settings.grpc_port}",
-                shutdown_grace_s=SHUTDOWN_GRACE_SECONDS,
                 verifier=verifier,
             ) as server,
             serve_metrics(metrics.registry, settings.metrics_port) as metrics_port,

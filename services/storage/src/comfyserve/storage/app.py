@@ -32,7 +32,6 @@ from comfyserve.storage.telemetry import Metrics
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["StorageService"].full_name
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,6 @@ async def running(
                 registry=metrics.registry,
                 metrics_prefix="storage",
                 address=f"[::]:{settings.grpc_port}",
-                shutdown_grace_s=SHUTDOWN_GRACE_SECONDS,
                 verifier=verifier,
             ) as server,
             serve_metrics(metrics.registry, settings.metrics_port) as metrics_port,

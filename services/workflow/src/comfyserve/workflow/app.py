@@ -47,7 +47,6 @@ log = structlog.get_logger(__name__)
 
 SERVICE_NAME = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 _RESTART_SECONDS = 1.0
-_SHUTDOWN_GRACE_SECONDS = 10.0
 _LISTENER_READY_SECONDS = 30.0
 _READINESS_SECONDS = 2.0
 
