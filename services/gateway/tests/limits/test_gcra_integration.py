@@ -12,11 +12,11 @@ from redis.asyncio import Redis
 
 from comfyserve.contracts.pb.auth.v1 import auth_pb2 as au
 from comfyserve.contracts.scopes import ALL_SCOPES
-from comfyserve.gateway.app import redis_client
 from comfyserve.gateway.auth.principal import tenant_id_for_key
 from comfyserve.gateway.limits.gcra import bucket_key
 from comfyserve.gateway.limits.policy import Quota
 from comfyserve.runtime.auth import Principal, PrincipalKind
+from comfyserve.runtime.redis import redis_client
 
 from ..fakes.auth import ADMIN_TOKEN, user_principal
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from comfyserve.gateway.app import redis_client
+from comfyserve.runtime.redis import redis_client
 
 from ..fakes.auth import ADMIN_TOKEN, USER_TENANT, USER_TOKEN
 
