@@ -16,7 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from comfyserve.runtime.database import sqlalchemy_url
-from comfyserve.runtime.migrations import alembic_config, upgrade_async
+from comfyserve.runtime.migrations import (
+    alembic_config,
+    upgrade_async,
+    upgrade_engine,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -192,6 +196,16 @@ async def test_a_callers_connection_migrates_inside_its_transaction(
         await transaction.rollback()
 
     assert await tables(engine, schema) == set()
+
+
+async def test_a_services_engine_migrates_once_and_again_as_a_no_op(
+    migrations: Path, schema: str, engine: AsyncEngine
+) -> None:
+    await upgrade_engine(engine, migrations, schema=schema)
+    await upgrade_engine(engine, migrations, schema=schema)
+
+    assert await versions(engine, schema) == ["0001"]
+    assert "things" in await tables(engine, schema)
 
 
 async def test_run_by_hand_it_reads_the_services_settings(

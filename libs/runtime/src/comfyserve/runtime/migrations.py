@@ -1,5 +1,6 @@
 """Alembic migrations of a service's own Postgres schema: `run_env`, the whole
-body of every service's `migrations/env.py`, and `upgrade`, which applies them.
+body of every service's `migrations/env.py`, and `upgrade` (over a URL) or
+`upgrade_engine` (over a service's engine), which apply them.
 
 What every service gets from it:
 - instances starting at once migrate one at a time: each takes an advisory
@@ -27,11 +28,18 @@ from pathlib import Path
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from comfyserve.runtime.database import plain_identifier, sqlalchemy_url
 
-__all__ = ["Target", "alembic_config", "run_env", "upgrade", "upgrade_async"]
+__all__ = [
+    "Target",
+    "alembic_config",
+    "run_env",
+    "upgrade",
+    "upgrade_async",
+    "upgrade_engine",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,19 @@ def upgrade(migrations: Path, *, url: str, schema: str) -> None:
 
 async def upgrade_async(migrations: Path, *, url: str, schema: str) -> None:
     await asyncio.to_thread(upgrade, migrations, url=url, schema=schema)
+
+
+async def upgrade_engine(engine: AsyncEngine, migrations: Path, *, schema: str) -> None:
+    """Applies `migrations` over one of `engine`'s connections, in one
+    transaction: a service migrating at start uses the engine it serves with
+    (its pool, its instrumentation) instead of one of its own."""
+
+    def upgrade_over(connection: Connection) -> None:
+        config = alembic_config(migrations, schema=schema, connection=connection)
+        command.upgrade(config, "head")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade_over)
 
 
 def run_env(*, lock: str, settings: Callable[[], Target]) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy.ext.asyncio as sa_asyncio
-from alembic import command
-from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from comfyserve.runtime.migrations import alembic_config
+from comfyserve.runtime.migrations import upgrade_engine
 from comfyserve.storage.settings import Settings
 
 # services/storage/migrations, next to src/ (the package is installed editable).
@@ -33,12 +31,4 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def migrate(engine: AsyncEngine, settings: Settings) -> None:
     """Brings the schema to the latest revision over one of the engine's
     connections, in one transaction (`comfyserve.runtime.migrations`)."""
-
-    def upgrade(connection: Connection) -> None:
-        config = alembic_config(
-            MIGRATIONS, schema=settings.schema_name, connection=connection
-        )
-        command.upgrade(config, "head")
-
-    async with engine.begin() as connection:
-        await connection.run_sync(upgrade)
+    await upgrade_engine(engine, MIGRATIONS, schema=settings.schema_name)
