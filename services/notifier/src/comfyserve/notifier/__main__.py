@@ -5,17 +5,16 @@ from __future__ import annotations
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
 from comfyserve.notifier.app import running
-from comfyserve.notifier.db import create_engine, migrate
+from comfyserve.notifier.db import MIGRATIONS
 from comfyserve.notifier.settings import Settings
 from comfyserve.runtime.entrypoint import serve_or_migrate
+from comfyserve.runtime.migrations import upgrade_async
 
 
 async def migrate_only(settings: Settings) -> str:
-    engine = create_engine(settings)
-    try:
-        await migrate(engine, settings)
-    finally:
-        await engine.dispose()
+    await upgrade_async(
+        MIGRATIONS, url=settings.database_url, schema=settings.schema_name
+    )
     return settings.schema_name
 
 

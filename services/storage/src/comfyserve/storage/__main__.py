@@ -6,17 +6,16 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
 from comfyserve.runtime.entrypoint import serve_or_migrate
+from comfyserve.runtime.migrations import upgrade_async
 from comfyserve.storage.app import running
-from comfyserve.storage.db import create_engine, migrate
+from comfyserve.storage.db import MIGRATIONS
 from comfyserve.storage.settings import Settings
 
 
 async def migrate_only(settings: Settings) -> str:
-    engine = create_engine(settings)
-    try:
-        await migrate(engine, settings)
-    finally:
-        await engine.dispose()
+    await upgrade_async(
+        MIGRATIONS, url=settings.database_url, schema=settings.schema_name
+    )
     return settings.schema_name
 
 
