@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2 as pb
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2_grpc as pb_grpc
-from comfyserve.notifier.db import create_engine, migrate
+from comfyserve.notifier.db import migrate
 from comfyserve.notifier.deliveries.handlers import (
     KafkaDeadLetters,
     create_broker,
@@ -28,7 +28,7 @@ from comfyserve.notifier.endpoints.service import EndpointService
 from comfyserve.notifier.grpc import NotifierServicer
 from comfyserve.notifier.settings import Settings
 from comfyserve.notifier.telemetry import Metrics
-from comfyserve.runtime.database import asyncpg_dsn
+from comfyserve.runtime.database import asyncpg_dsn, database_engine
 from comfyserve.runtime.grpc import insecure_channel, serve_grpc
 from comfyserve.runtime.identity import caller_verifier
 from comfyserve.runtime.kafka import started
@@ -53,15 +53,6 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@contextlib.asynccontextmanager
 async def _job_source(settings: Settings) -> AsyncIterator[JobSource]:
     credential = settings.service_credential
     workflow = insecure_channel(settings.workflow_grpc_target, credential)
@@ -83,7 +74,7 @@ async def running(
     """Migrates, then consumes events, sends deliveries and serves gRPC and
     metrics until the block exits."""
     async with (
-        _engine(settings) as engine,
+        database_engine(settings.database_url, settings.schema_name) as engine,
         _job_source(settings) as grpc_jobs,
         caller_verifier(settings) as verifier,
     ):
