@@ -4,7 +4,7 @@ FastAPI route on the same machine as the ceiling, in one run.
 Every durability guarantee is on: each accepted submit is a job row, an
 idempotency record (a fresh `Idempotency-Key` each) and an outbox event in one
 transaction, relayed to Kafka. The executor is stopped once the product is
-ready, so jobs just queue. The same client, at the same concurrency, then
+ready, so jobs just queue. The same client (aiohttp), at the same concurrency, then
 drives the trivial route for the same time.
 
 `BENCH_SECONDS` (default 20) is each phase's length, `BENCH_CLIENTS`
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-import httpx
+import aiohttp
 
 from bench.load import Load, run_load, submit_body, submit_headers
 from bench.product import UNLIMITED, percentile, running_product
@@ -62,16 +62,20 @@ def trivial_route() -> Iterator[str]:
 
 
 async def drive(base_url: str, key: str, clients: int, seconds: float) -> Load:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-
-    async def submit(client: httpx.AsyncClient, index: int) -> httpx.Response:
-        return await client.post(
+    async def submit(session: aiohttp.ClientSession, index: int) -> int:
+        async with session.post(
             "/workflows/execute", json=submit_body(index), headers=submit_headers(key)
-        )
+        ) as answer:
+            await answer.read()
+            return answer.status
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as c:
-        await run_load(c, submit, concurrency=clients, seconds=WARMUP_S)
-        return await run_load(c, submit, concurrency=clients, seconds=seconds)
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(
+        base_url, connector=connector, timeout=timeout
+    ) as session:
+        await run_load(session, submit, concurrency=clients, seconds=WARMUP_S)
+        return await run_load(session, submit, concurrency=clients, seconds=seconds)
 
 
 def report(name: str, load: Load, out: TextIO) -> None:
