@@ -219,24 +219,25 @@ def mark(path: Path) -> None:
     (path / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
-def go_install(package: str, version: str, binary: Path) -> None:
-    """`go install package@version` once per cache, then copied to `binary`.
-
-    Go's module and build caches live in ours too, so a fresh CI cache starts
+def go_env() -> dict[str, str]:
+    """Go's module and build caches inside ours, so a fresh CI cache starts
     cold and removing it removes them (-modcacherw: the module cache is
-    read-only otherwise, and `rm -rf` as a plain user fails on it).
-    """
+    read-only otherwise, and `rm -rf` as a plain user fails on it)."""
+    return {
+        "GOMODCACHE": str(CACHE / "go" / "mod"),
+        "GOCACHE": str(CACHE / "go" / "build"),
+        "GOFLAGS": "-trimpath -modcacherw",
+    }
+
+
+def go_install(package: str, version: str, binary: Path) -> None:
+    """`go install package@version` once per cache, then copied to `binary`."""
     cached = CACHE / f"{binary.name}-{version}" / binary.name
     if not cached.exists():
         log.info("building %s %s with go install", binary.name, version)
         run(
             ["go", "install", f"{package}@{version}"],
-            env={
-                "GOBIN": str(cached.parent),
-                "GOMODCACHE": str(CACHE / "go" / "mod"),
-                "GOCACHE": str(CACHE / "go" / "build"),
-                "GOFLAGS": "-trimpath -modcacherw",
-            },
+            env={"GOBIN": str(cached.parent), **go_env()},
         )
     binary.parent.mkdir(parents=True, exist_ok=True)
     if not binary.exists():
@@ -576,15 +577,22 @@ class Jaeger(Component):
             package = "github.com/jaegertracing/jaeger/cmd/jaeger"
             try:
                 with timed("jaeger", self.timings):
-                    run(["go", "mod", "init", "comfyserve.local/jaeger"], cwd=module)
+                    go = go_env()
+                    run(
+                        ["go", "mod", "init", "comfyserve.local/jaeger"],
+                        cwd=module,
+                        env=go,
+                    )
                     run(
                         ["go", "get", "-tool", f"{package}@{JAEGER_VERSION}"],
                         cwd=module,
+                        env=go,
                     )
                     built = module / "jaeger"
                     run(
-                        ["go", "build", "-trimpath", "-o", str(built), package],
+                        ["go", "build", "-o", str(built), package],
                         cwd=module,
+                        env=go,
                     )
                 os.replace(built, cached)
             finally:
