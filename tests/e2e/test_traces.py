@@ -1,6 +1,6 @@
 """One job, one trace: the services export to the stack's Jaeger, and the
 trace of a submit holds every service's part of the job, each span's parent
-in the same trace."""
+in the same trace, its webhook delivery included."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.e2e.support import (
     wait_final,
     wait_for_status,
 )
+from tools.webhook_receiver import Received, Receiver, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -64,6 +65,21 @@ def run_attempts(trace: dict[str, Any]) -> set[int]:
         for tag in span["tags"]
         if tag["key"] == "comfyserve.job.attempt"
     }
+
+
+def tags(span: dict[str, Any]) -> dict[str, Any]:
+    return {tag["key"]: tag["value"] for tag in span["tags"]}
+
+
+def service_of(trace: dict[str, Any], span: dict[str, Any]) -> str:
+    name: str = trace["processes"][span["processID"]]["serviceName"]
+    return name
+
+
+def parent_of(trace: dict[str, Any], span: dict[str, Any]) -> dict[str, Any]:
+    [ref] = [ref for ref in span["references"] if ref["refType"] == "CHILD_OF"]
+    [parent] = [s for s in trace["spans"] if s["spanID"] == ref["spanID"]]
+    return parent
 
 
 def dangling(trace: dict[str, Any]) -> list[str]:
@@ -167,3 +183,56 @@ async def test_a_requeued_job_keeps_its_trace(product: Product) -> None:
     trace = await jaeger_trace(product, trace_id, both_attempts)
     assert len(executor_instances(trace)) >= 2
     assert job["attempt"] in run_attempts(trace)
+
+
+async def first_delivery(receiver: Receiver, limit_s: float = 60) -> Received:
+    """The first delivery `receiver` verified; it serves in a thread of its own."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            if receiver.received:
+                return receiver.received[0]
+            await asyncio.sleep(0.2)
+
+
+async def test_the_webhook_delivery_is_in_the_jobs_trace(product: Product) -> None:
+    colour = tuple(random.randrange(256) for _ in range(3))
+    async with product.client() as client:
+        secret = await client.get("/webhooks/secret")
+        assert secret.status_code == 200, secret.text
+        receiver = Receiver([secret.json()["secret"]])
+        with serving(receiver) as url:
+            # A token in the query, as receivers put them: no span shows it.
+            accepted = await submit(
+                client, invert_graph(colour), webhook_url=f"{url}/hook?token=tr4ce"
+            )
+            job = await wait_final(client, accepted["execution_id"])
+            delivery = await first_delivery(receiver)
+    assert job["status"] == "completed", job
+    assert receiver.refused == []
+
+    def delivered(trace: dict[str, Any]) -> bool:
+        names = {span["operationName"] for span in trace["spans"]}
+        return "webhook.deliver" in names and not dangling(trace)
+
+    trace = await jaeger_trace(product, job["trace_id"], delivered)
+    assert dangling(trace) == []
+    [attempt] = [s for s in trace["spans"] if s["operationName"] == "webhook.deliver"]
+    assert service_of(trace, attempt) == "notifier"
+    assert tags(attempt)["comfyserve.delivery.id"] == delivery.webhook_id
+    assert tags(attempt)["comfyserve.delivery.attempt"] == 1
+    assert tags(attempt)["comfyserve.job.id"] == job["execution_id"]
+    assert tags(attempt)["http.response.status_code"] == 204
+    # Sent later, from Postgres, yet under the span that consumed the event,
+    # itself under the final event's producer.
+    recorded = parent_of(trace, attempt)
+    assert recorded["operationName"].startswith("notifier.event.record ")
+    assert tags(recorded)["span.kind"] == "consumer"
+    assert service_of(trace, parent_of(trace, recorded)) != "notifier"
+    roots = [span for span in trace["spans"] if not span["references"]]
+    assert [root["operationName"] for root in roots] == ["POST /workflows/execute"]
+    assert not [
+        span["operationName"]
+        for span in trace["spans"]
+        for value in tags(span).values()
+        if "tr4ce" in str(value)
+    ]

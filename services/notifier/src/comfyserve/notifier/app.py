@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2 as pb
@@ -70,9 +72,12 @@ async def running(
     *,
     jobs: JobSource | None = None,
     sender: WebhookSender | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[App]:
     """Migrates, then consumes events, sends deliveries and serves gRPC and
-    metrics until the block exits."""
+    metrics until the block exits; its own spans go to `tracer_provider`
+    (the global one by default)."""
+    tracer = trace.get_tracer("comfyserve.notifier", tracer_provider=tracer_provider)
     async with (
         database_engine(settings.database_url, settings.schema_name) as engine,
         _job_source(settings) as grpc_jobs,
@@ -83,7 +88,7 @@ async def running(
         endpoints = EndpointService(engine, settings)
         deliveries = DeliveryService(engine, settings.schema_name)
         broker = create_broker(settings)
-        subscribe(broker, settings, deliveries, metrics)
+        subscribe(broker, settings, deliveries, metrics, tracer)
         worker = DeliveryWorker(
             engine,
             settings,
@@ -96,6 +101,7 @@ async def running(
             KafkaDeadLetters(broker, settings.dead_topic),
             metrics,
             source=f"notifier/{socket.gethostname()}/{os.getpid()}",
+            tracer=tracer,
         )
         async with (
             serve_grpc(

@@ -15,6 +15,8 @@ import asyncpg
 from aiokafka import ConsumerRecord  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from faststream.kafka import KafkaBroker
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
@@ -32,6 +34,7 @@ from comfyserve.notifier.telemetry import Metrics
 from comfyserve.runtime.consumer import Poison, RecordHandler
 from comfyserve.runtime.consumer import create_broker as runtime_broker
 from comfyserve.runtime.kafka import check_size
+from comfyserve.runtime.telemetry import context_from_headers, current_traceparent
 
 # Outages: the record is retried. IntegrityError and DataError are the database
 # refusing the record's values, which no retry changes; they become poison first.
@@ -64,6 +67,7 @@ def subscribe(
     settings: Settings,
     deliveries: DeliveryService,
     metrics: Metrics,
+    tracer: trace.Tracer,
 ) -> None:
     models: dict[str, type[JobEventIn]] = {
         settings.finished_topic: JobFinished,
@@ -72,14 +76,32 @@ def subscribe(
     }
 
     async def apply(record: ConsumerRecord) -> None:
+        # The span continues the event's trace; its context, stored on the
+        # deliveries, is the parent of every later attempt.
+        parent = context_from_headers(record.headers)
+        with tracer.start_as_current_span(
+            f"notifier.event.record {record.topic}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": record.topic},
+        ) as span:
+            traced = trace.get_current_span(parent).get_span_context().is_valid
+            await record_one(record, span, current_traceparent() if traced else None)
+
+    async def record_one(
+        record: ConsumerRecord, span: trace.Span, traceparent: str | None
+    ) -> None:
         try:
             event = models[record.topic].model_validate_json(record.value)
         except ValidationError as error:
             raise Poison(f"unparseable: {error.error_count()} errors") from error
         if event.tenant_id is None:
             raise Poison("tenant_id: missing")
+        span.set_attributes(
+            {"comfyserve.job.id": event.subject, "comfyserve.event.type": event.type}
+        )
         try:
-            new = await deliveries.record_event(event.tenant_id, event)
+            new = await deliveries.record_event(event.tenant_id, event, traceparent)
         except (IntegrityError, DataError) as error:
             raise Poison(
                 f"rejected by the database: {type(error.orig).__name__}"

@@ -30,6 +30,8 @@ class NewDelivery:
     target_key: str
     url: str
     payload: dict[str, Any]
+    # The W3C `traceparent` its attempts continue (the job's trace).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class Delivery:
     failures: int
     next_attempt_at: datetime | None
     created_at: datetime
+    traceparent: str | None = None
     attempts: tuple[Attempt, ...] = ()
 
 

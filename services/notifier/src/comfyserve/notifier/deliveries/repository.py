@@ -25,7 +25,7 @@ from comfyserve.notifier.paging import Position
 _COLUMNS = (
     "id, tenant_id, job_id, event_type, event_time, endpoint_id, target_key, url, "
     "status, "
-    "dead_reason, attempt_count, failures, next_attempt_at, created_at"
+    "dead_reason, attempt_count, failures, next_attempt_at, created_at, traceparent"
 )
 
 
@@ -45,6 +45,7 @@ def _delivery(row: Any) -> Delivery:
         failures=row.failures,
         next_attempt_at=row.next_attempt_at,
         created_at=row.created_at,
+        traceparent=row.traceparent,
     )
 
 
@@ -56,9 +57,9 @@ async def insert(conn: AsyncConnection, deliveries: Sequence[NewDelivery]) -> in
         result = await conn.execute(
             text(
                 "INSERT INTO deliveries (id, tenant_id, job_id, event_id, event_type, "
-                "event_time, endpoint_id, target_key, url, payload, next_attempt_at) "
-                "VALUES (:id, :tenant, :job, :event, :type, :time, :endpoint, :key, "
-                ":url, CAST(:payload AS jsonb), now()) "
+                "event_time, endpoint_id, target_key, url, payload, traceparent, "
+                "next_attempt_at) VALUES (:id, :tenant, :job, :event, :type, :time, "
+                ":endpoint, :key, :url, CAST(:payload AS jsonb), :traceparent, now()) "
                 "ON CONFLICT (event_id, target_key) DO NOTHING"
             ),
             {
@@ -72,6 +73,7 @@ async def insert(conn: AsyncConnection, deliveries: Sequence[NewDelivery]) -> in
                 "key": delivery.target_key,
                 "url": delivery.url,
                 "payload": json.dumps(delivery.payload),
+                "traceparent": delivery.traceparent,
             },
         )
         new += result.rowcount

@@ -31,6 +31,7 @@ from comfyserve.notifier.endpoints.models import Endpoint
 from comfyserve.notifier.endpoints.service import parse_endpoint_id
 from comfyserve.notifier.errors import DeliveryNotFound, EndpointNotFound
 from comfyserve.runtime.notifications import notify
+from comfyserve.runtime.telemetry import current_traceparent
 
 _FINAL_TYPES = {
     FinalStatus.COMPLETED: WebhookEventType.JOB_COMPLETED,
@@ -73,6 +74,7 @@ def _to_endpoint(
     event_id: UUID,
     event_type: WebhookEventType,
     event_time: datetime,
+    traceparent: str | None,
 ) -> NewDelivery:
     return NewDelivery(
         id=_new_id(),
@@ -85,6 +87,7 @@ def _to_endpoint(
         target_key=f"{ENDPOINT_KEY}{endpoint.id}",
         url=endpoint.url,
         payload={"type": event_type.value, "job_id": job_id},
+        traceparent=traceparent,
     )
 
 
@@ -93,9 +96,12 @@ class DeliveryService:
         self._engine = engine
         self._channel = channel(schema)
 
-    async def record_event(self, tenant_id: str, event: JobEventIn) -> int:
+    async def record_event(
+        self, tenant_id: str, event: JobEventIn, traceparent: str | None = None
+    ) -> int:
         """Records one delivery per target of the event, once however often
-        the event is handled; returns how many are new."""
+        the event is handled; returns how many are new. Their attempts
+        continue the trace `traceparent` names."""
         event_type = webhook_event_type(event)
         async with self._engine.begin() as conn:
             targets = [
@@ -106,6 +112,7 @@ class DeliveryService:
                     event_id=event.id,
                     event_type=event_type,
                     event_time=event.time,
+                    traceparent=traceparent,
                 )
                 for endpoint in await endpoints.enabled_endpoints(conn, tenant_id)
                 if endpoint.receives(event_type)
@@ -124,6 +131,7 @@ class DeliveryService:
                         target_key=f"{JOB_URL_KEY}{url}",
                         url=url,
                         payload={"type": event_type.value, "job_id": event.subject},
+                        traceparent=traceparent,
                     )
                 )
             return await self._insert(conn, targets)
@@ -150,6 +158,8 @@ class DeliveryService:
                 event_id=uuid.uuid4(),
                 event_type=WebhookEventType.WEBHOOK_TEST,
                 event_time=utcnow(),
+                # A test delivery joins the trace of the request that asked.
+                traceparent=current_traceparent(),
             )
             await self._insert(conn, [delivery])
             found = await repository.get(conn, tenant_id, delivery.id)
@@ -183,7 +193,7 @@ class DeliveryService:
 
     async def replay(self, tenant_id: str, delivery_id: str) -> Delivery:
         """The same payload and `webhook-id` again, as a new attempt due now
-        with a fresh retry schedule."""
+        with a fresh retry schedule, in the delivery's trace as before."""
         async with self._engine.begin() as conn:
             if not await repository.replay(conn, tenant_id, delivery_id):
                 raise DeliveryNotFound(delivery_id)

@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.events import DeliveryDead, DeliveryDeadData
+from comfyserve.contracts.headers import TRACEPARENT
 from comfyserve.contracts.webhooks import WebhookEventType, WebhookJob, WebhookPayload
 from comfyserve.notifier.clock import utcnow
 from comfyserve.notifier.deliveries import repository
@@ -37,6 +39,7 @@ from comfyserve.notifier.endpoints import repository as endpoints
 from comfyserve.notifier.settings import Settings
 from comfyserve.notifier.signing import new_secret, signed_headers
 from comfyserve.notifier.telemetry import Metrics
+from comfyserve.runtime.telemetry import context_from_headers
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +93,7 @@ class DeliveryWorker:
         *,
         source: str,
         jitter: Callable[[], float] = random.random,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
@@ -99,6 +103,7 @@ class DeliveryWorker:
         self._metrics = metrics
         self._source = source
         self._jitter = jitter
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -182,6 +187,30 @@ class DeliveryWorker:
             log.exception("notifier.delivery.crashed", delivery_id=claimed.delivery.id)
 
     async def attempt(self, claimed: Claimed) -> None:
+        """One attempt, in a span of the trace the delivery was recorded in
+        (the job's), whichever instance makes it and however late. The span
+        names no part of the URL: its path or query may hold the receiver's
+        secret."""
+        delivery = claimed.delivery
+        stored = delivery.traceparent
+        parent = context_from_headers(
+            None if stored is None else [(TRACEPARENT, stored)]
+        )
+        attributes: dict[str, str | int] = {
+            "comfyserve.delivery.id": delivery.id,
+            "comfyserve.delivery.attempt": delivery.attempt_count + 1,
+            "comfyserve.event.type": delivery.event_type,
+        }
+        if delivery.job_id:
+            attributes["comfyserve.job.id"] = delivery.job_id
+        if delivery.endpoint_id is not None:
+            attributes["comfyserve.endpoint.id"] = str(delivery.endpoint_id)
+        with self._tracer.start_as_current_span(
+            "webhook.deliver", context=parent, attributes=attributes
+        ):
+            await self._attempt(claimed)
+
+    async def _attempt(self, claimed: Claimed) -> None:
         delivery = claimed.delivery
         secrets = await self._secrets(claimed)
         if secrets is None:
@@ -213,6 +242,9 @@ class DeliveryWorker:
             secrets, delivery.id, int(started_at.timestamp()), body
         )
         sent = await self._sender.send(delivery.url, headers, body)
+        if sent.status_code is not None:
+            span = trace.get_current_span()
+            span.set_attribute("http.response.status_code", sent.status_code)
         self._metrics.latency.observe(sent.latency_ms / 1000)
         await self._record(claimed, started_at, sent)
 
@@ -301,6 +333,7 @@ class DeliveryWorker:
             DeliveryStatus.PENDING: "retry",
             DeliveryStatus.DEAD: "dead",
         }[outcome.status]
+        trace.get_current_span().set_attribute("comfyserve.delivery.outcome", label)
         self._metrics.attempts.labels(label).inc()
         log.info(
             "notifier.delivery.attempted",
