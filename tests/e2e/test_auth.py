@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -194,18 +194,25 @@ async def test_a_token_signed_again_with_the_real_key_is_accepted(
 @pytest.mark.parametrize(
     "change",
     [
-        {"exp": int(time.time()) - 120, "iat": int(time.time()) - 1000},
-        {"nbf": int(time.time()) + 600},
-        {"aud": "someone-else"},
-        {"iss": "someone-else"},
-        {"exp": None},
+        # Times from the moment the test runs, not from collection: a long
+        # suite would otherwise reach a "future" nbf before this test does.
+        lambda now: {"exp": now - 120, "iat": now - 1000},
+        lambda now: {"nbf": now + 600},
+        lambda now: {"aud": "someone-else"},
+        lambda now: {"iss": "someone-else"},
+        lambda now: {"exp": None},
     ],
     ids=["expired", "nbf_in_future", "wrong_aud", "wrong_iss", "missing_exp"],
 )
 async def test_tokens_with_a_bad_claim_are_refused(
-    product: Product, alice: User, real_signer: Any, change: dict[str, Any]
+    product: Product,
+    alice: User,
+    real_signer: Any,
+    change: Callable[[int], dict[str, Any]],
 ) -> None:
-    token = resigned(real_signer, {**claims_of(alice.access), **change})
+    token = resigned(
+        real_signer, {**claims_of(alice.access), **change(int(time.time()))}
+    )
     assert await answer_to(product, token) == 401
 
 
