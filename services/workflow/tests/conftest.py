@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
 from comfyserve.contracts.events import AnyEvent, Event, dump_event, parse_event
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2_grpc
 from comfyserve.contracts.topics import (
-    ALL_TOPICS,
     CANCEL_REQUESTED,
     FINISHED,
     SUBMITTED,
@@ -196,12 +196,18 @@ async def probe(settings: Settings) -> AsyncIterator[EventProbe]:
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
     )
     await consumer.start()
-    produced = {SUBMITTED, CANCEL_REQUESTED, FINISHED}
+    # Every partition the broker has, not only the contracts' count: a topic
+    # auto-created before the stack provisioned it has the broker's default.
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([SUBMITTED, CANCEL_REQUESTED, FINISHED])
+    finally:
+        await admin.close()
     partitions = [
-        TopicPartition(spec.name, partition)
-        for spec in ALL_TOPICS
-        if spec.name in produced
-        for partition in range(spec.partitions)
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
     ]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
