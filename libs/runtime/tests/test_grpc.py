@@ -18,6 +18,7 @@ from comfyserve.runtime.grpc import (
     STATUS_DETAILS_KEY,
     RpcDetails,
     RpcStatus,
+    count_client_calls,
     insecure_channel,
     rpc_details,
     rpc_status,
@@ -200,6 +201,44 @@ async def test_a_stream_that_fails_midway_is_answered_the_same_way(served) -> No
         await call.read()
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violations(raised.value) == ["job_id"]
+
+
+async def client_counted(registry, method: str, code: str) -> float:
+    """The calls this process's channels made: counted once the status came."""
+    labels = {"service": SERVICE, "method": method, "code": code}
+    async with asyncio.timeout(5):
+        while True:
+            value = registry.get_sample_value(
+                "caller_grpc_client_requests_total", labels
+            )
+            if value is not None:
+                return value
+            await asyncio.sleep(0.01)
+
+
+async def test_a_channels_calls_are_counted_by_method_and_code(served) -> None:
+    _, stub, _, _ = served
+    # Counted from then on, on channels made before too.
+    calls = CollectorRegistry()
+    count_client_calls(calls, "caller")
+    await stub.GetJob(pb.GetJobRequest(job_id="ok"))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetJob(pb.GetJobRequest(job_id="bad"))
+    stream = stub.WatchJob(pb.WatchJobRequest(job_id="j"))
+    assert (await stream.read()).job.id == "j"
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stream.read()
+
+    assert await client_counted(calls, "GetJob", "OK") == 1
+    assert await client_counted(calls, "GetJob", "INVALID_ARGUMENT") == 1
+    assert await client_counted(calls, "WatchJob", "INVALID_ARGUMENT") == 1
+    timed = {"service": SERVICE, "method": "GetJob"}
+    assert (
+        calls.get_sample_value(
+            "caller_grpc_client_request_duration_seconds_count", timed
+        )
+        == 2
+    )
 
 
 async def test_health_serves_the_process_and_the_service_as_told(served) -> None:

@@ -1,5 +1,6 @@
 """gRPC channels and servers: the product's message limits, one way errors
-become status codes, call metrics, the health service and reflection.
+become status codes, call metrics on both ends, the health service and
+reflection.
 
 Every channel and server sends and receives up to `GRPC_MAX_MESSAGE_BYTES`, so
 a request is only ever refused by the documented limits of the API, never by
@@ -8,6 +9,7 @@ gRPC's 4 MiB default.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +45,7 @@ __all__ = [
     "GrpcServer",
     "RpcDetails",
     "RpcStatus",
+    "count_client_calls",
     "create_server",
     "insecure_channel",
     "rpc_details",
@@ -96,11 +99,100 @@ def rpc_status(error: Exception) -> RpcStatus | None:
     )
 
 
+class _ClientMetrics:
+    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
+        self.requests = Counter(
+            f"{prefix}_grpc_client_requests",
+            "gRPC calls made, by called service, method and status code.",
+            ["service", "method", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            f"{prefix}_grpc_client_request_duration_seconds",
+            "Time from making a gRPC call to its status, by called service "
+            "and method (a stream's whole life).",
+            ["service", "method"],
+            registry=registry,
+        )
+
+
+# A process is one service: its channels count into the registry it serves.
+_client_metrics: _ClientMetrics | None = None
+
+
+def count_client_calls(registry: CollectorRegistry, prefix: str) -> None:
+    """Count and time every call of this process's channels, those made
+    before too, as `<prefix>_grpc_client_*` in `registry`."""
+    global _client_metrics
+    _client_metrics = _ClientMetrics(registry, prefix)
+
+
+class _CallWatch:
+    """Observes each call when its status arrives, without waiting for it:
+    a stream's reader, not an interceptor, decides how long it lives."""
+
+    def __init__(self) -> None:
+        # Tasks reading a finished call's status, held until they have run.
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __call__(self, call: Any, details: Any) -> Any:
+        metrics = _client_metrics
+        if metrics is None:
+            return call
+        method = details.method
+        if isinstance(method, bytes):
+            method = method.decode()
+        service, _, name = str(method).lstrip("/").rpartition("/")
+        started = time.perf_counter()
+
+        async def observe(done: Any) -> None:
+            code = await done.code()
+            metrics.requests.labels(service, name, code.name).inc()
+            metrics.latency.labels(service, name).observe(time.perf_counter() - started)
+
+        def finished(done: Any) -> None:
+            # The status is there already; reading it is a coroutine.
+            task = asyncio.get_running_loop().create_task(observe(done))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        call.add_done_callback(finished)
+        return call
+
+
+# A channel files each interceptor under one kind of call only, so each kind
+# the product makes has its own.
+class _UnaryCallMetrics(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, watch: _CallWatch) -> None:
+        self._watch = watch
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        call = await continuation(client_call_details, request)
+        return self._watch(call, client_call_details)
+
+
+class _StreamCallMetrics(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, watch: _CallWatch) -> None:
+        self._watch = watch
+
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        call = await continuation(client_call_details, request)
+        return self._watch(call, client_call_details)
+
+
 def insecure_channel(target: str, credential: str | None = None) -> grpc.aio.Channel:
-    """A channel to `target`; with `credential`, every call carries it."""
-    interceptors: list[grpc.aio.ClientInterceptor] = list(
-        aio_client_interceptors(filter_=_TRACED)  # type: ignore[no-untyped-call]
-    )
+    """A channel to `target`, its calls counted as `count_client_calls` says;
+    with `credential`, every call carries it."""
+    # Innermost, so it is handed the call itself, not a tracing wrapper of it.
+    interceptors: list[grpc.aio.ClientInterceptor] = [
+        *aio_client_interceptors(filter_=_TRACED),  # type: ignore[no-untyped-call]
+        _UnaryCallMetrics(watch := _CallWatch()),
+        _StreamCallMetrics(watch),
+    ]
     if credential is not None:
         interceptors.extend(bearer(credential))
     return grpc.aio.insecure_channel(target, options=OPTIONS, interceptors=interceptors)
