@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 from httpx_sse import aconnect_sse
 
-from bench.product import percentile, running_product
+from bench.product import UNLIMITED, percentile, running_product
 from tests.e2e.support import invert_graph
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -116,7 +116,7 @@ def report(samples: list[Sample], out: Any) -> None:
 
 def main() -> int:
     jobs = int(os.environ.get("BENCH_JOBS", "200"))
-    with running_product() as product:
+    with running_product(UNLIMITED) as product:
         samples = asyncio.run(
             measure(product.base_url, product.key, product.stack["COMFYUI_URL"], jobs)
         )
