@@ -104,6 +104,34 @@ async def test_every_service_exports_the_series_of_the_work_it_did(
     assert named(workflow, "workflow_outbox_backlog")
     assert total(workflow, "workflow_outbox_relay_lag_seconds_count")
 
+    # The callers' side of the same calls, from the runtime's channels.
+    workflow_service = "comfyserve.workflow.v1.WorkflowService"
+    assert total(
+        gateway,
+        "gateway_grpc_client_requests_total",
+        service=workflow_service,
+        method="SubmitJob",
+        code="OK",
+    )
+    assert total(
+        gateway,
+        "gateway_grpc_client_request_duration_seconds_count",
+        service=workflow_service,
+        method="SubmitJob",
+    )
+    assert total(
+        scraped["executor"],
+        "executor_grpc_client_requests_total",
+        service=workflow_service,
+        code="OK",
+    )
+    assert total(
+        scraped["executor"],
+        "executor_grpc_client_requests_total",
+        service="comfyserve.storage.v1.StorageService",
+        code="OK",
+    )
+
     assert total(scraped["storage"], "storage_grpc_requests_total", code="OK")
     assert total(scraped["auth"], "auth_grpc_requests_total", code="OK")
 

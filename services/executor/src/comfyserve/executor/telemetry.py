@@ -23,6 +23,7 @@ from comfyserve.executor.engine.events import (
     is_terminal,
 )
 from comfyserve.executor.jobs.models import JobResult
+from comfyserve.runtime.grpc import count_client_calls
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 _NODE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
@@ -31,6 +32,7 @@ _NODE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        count_client_calls(self.registry, "executor")
         self.jobs = Counter(
             "executor_jobs",
             "Attempts run, by outcome (abandoned: superseded or lost).",

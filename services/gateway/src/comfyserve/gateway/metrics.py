@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from comfyserve.runtime.grpc import count_client_calls
+
 
 class HttpMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        count_client_calls(self.registry, "gateway")
         self.requests = Counter(
             "gateway_http_requests",
             "HTTP requests answered, by method, route template and status class "

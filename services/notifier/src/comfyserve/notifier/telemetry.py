@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from comfyserve.runtime.grpc import count_client_calls
+
 
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        count_client_calls(self.registry, "notifier")
         self.attempts = Counter(
             "notifier_delivery_attempts",
             "Delivery attempts, by outcome (succeeded, retry, dead, refused).",

@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 
+from comfyserve.runtime.grpc import count_client_calls
+
 
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        count_client_calls(self.registry, "storage")
         self.retention_deleted = Counter(
             "storage_retention_deleted_files",
             "Files whose object and row retention deleted.",

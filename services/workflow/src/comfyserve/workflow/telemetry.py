@@ -6,6 +6,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from comfyserve.runtime.grpc import count_client_calls
 from comfyserve.workflow.jobs.models import JobRecord
 
 # Seconds; a job waits from a moment to hours, runs from seconds to an hour.
@@ -16,6 +17,7 @@ _RELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        count_client_calls(self.registry, "workflow")
         self.jobs_submitted = Counter(
             "workflow_jobs_submitted",
             "Jobs accepted by SubmitJob (replays excluded).",
