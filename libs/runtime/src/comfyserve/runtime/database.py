@@ -7,13 +7,16 @@ Needs the `database` extra (see `comfyserve.runtime.migrations`).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy.ext.asyncio as sa_asyncio
 from pydantic import AfterValidator
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = [
     "PostgresUrl",
@@ -63,21 +66,63 @@ PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
 at start when it names no Postgres database."""
 
 
-def create_engine(url: str, schema: str) -> AsyncEngine:
+# A connection back in the pool for less than this is taken as alive.
+PING_AFTER_IDLE_S = 1.0
+_CHECKED_IN_AT = "comfyserve.checked_in_at"
+
+
+def create_engine(
+    url: str, schema: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S
+) -> AsyncEngine:
     """Every connection's `search_path` is `schema`, so tables are declared
-    without one and the same statements serve any schema a deployment names."""
+    without one and the same statements serve any schema a deployment names.
+
+    A connection idle in the pool for `ping_after_idle_s` or more is pinged
+    when checked out, and replaced if it is gone (a restarted or failed-over
+    database): see `_ping_when_idle`."""
     # Looked up at call time, so the SQLAlchemy instrumentation a traced
     # service installs at start sees every engine.
-    return sa_asyncio.create_async_engine(
+    engine = sa_asyncio.create_async_engine(
         sqlalchemy_url(url),
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
         # Bound parameters carry user text and secrets (prompts, password
         # hashes, key digests): never into an error or a log line.
         hide_parameters=True,
         connect_args={"server_settings": {"search_path": schema}},
     )
+    _ping_when_idle(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, after_s: float) -> None:
+    """SQLAlchemy's `pool_pre_ping` pings on every check-out, and the asyncpg
+    dialect's ping is three round trips (BEGIN, `;`, ROLLBACK): on a busy
+    service more than its own statements. A connection checked in moments
+    ago was alive then; only one idle longer is pinged. One whose server went
+    away within that moment fails its first statement, and SQLAlchemy then
+    replaces every pooled connection older than the failure, as it would
+    have after a failed ping."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def checked_out(
+        dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any
+    ) -> None:
+        since = record.info.get(_CHECKED_IN_AT)
+        # A new connection (no check-in yet) was just made: nothing to ask.
+        if since is None or time.monotonic() - since < after_s:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            # The pool replaces this and every older connection, then
+            # retries the check-out on a new one.
+            raise exc.InvalidatePoolError() from error
 
 
 @asynccontextmanager
