@@ -505,13 +505,20 @@ async def test_without_any_node_catalog_submits_are_unavailable_and_not_ready(
         answer = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
         return answer.status
 
+    async def refusal() -> grpc.aio.AioRpcError | None:
+        try:
+            await submit(stub, tenant(), make_workflow())
+        except grpc.aio.AioRpcError as error:
+            return error
+        return None
+
     saved = await db.fetch("SELECT * FROM pool_catalogs")
     await db.execute("DELETE FROM pool_catalogs")
     try:
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await submit(stub, tenant(), make_workflow())
-        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "node catalog" in (raised.value.details() or "")
+        # Submits validate against the pools as read up to a second ago.
+        refused = await eventually(refusal, lambda e: e is not None, within=10)
+        assert refused.code() == grpc.StatusCode.UNAVAILABLE
+        assert "node catalog" in (refused.details() or "")
         # What a gateway's readiness asks: no job could be accepted now.
         await eventually(serving, lambda s: s == NOT_SERVING, within=10)
     finally:

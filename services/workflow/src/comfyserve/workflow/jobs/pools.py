@@ -3,7 +3,7 @@ preference, whose node catalog validates the graph."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ class PoolChoice:
 def choose_pool(
     graph: Mapping[str, Any],
     catalogs: Mapping[str, NodeCatalog],
-    live: set[str],
+    live: Collection[str],
     allowlist: frozenset[str] | None,
 ) -> PoolChoice:
     """The first pool whose catalog runs the graph; else the preferred pool's

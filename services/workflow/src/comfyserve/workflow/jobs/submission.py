@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.contracts.events import InputFile, Priority
 from comfyserve.contracts.workflow_format import replace_asset_refs
@@ -35,7 +36,7 @@ from comfyserve.workflow.jobs.assets import resolve_assets, resolve_named_inputs
 from comfyserve.workflow.jobs.hashing import request_hash
 from comfyserve.workflow.jobs.job_ids import JobIdTakenError, chosen_job_id
 from comfyserve.workflow.jobs.models import JobRecord, JobStatus
-from comfyserve.workflow.jobs.pools import choose_pool
+from comfyserve.workflow.jobs.pools import PoolChoice, choose_pool
 from comfyserve.workflow.jobs.reads import JobReader, require_tenant
 from comfyserve.workflow.jobs.webhooks import check_webhook_url
 from comfyserve.workflow.outbox import repository as outbox
@@ -49,8 +50,7 @@ from comfyserve.workflow.validation import (
     PromptError,
     normalise_workflow,
 )
-from comfyserve.workflow.workers import repository as workers
-from comfyserve.workflow.workers.service import CatalogCache
+from comfyserve.workflow.workers.service import CatalogCache, Fleet
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +116,7 @@ class SubmissionService:
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:
         require_tenant(request.tenant_id)
         job_id = chosen_job_id(request.job_id)
-        timeout = self._timeout(request.timeout_seconds)
+        timeout_s = self._timeout(request.timeout_seconds)
         if request.webhook_url is not None:
             await check_webhook_url(
                 request.webhook_url,
@@ -130,57 +130,57 @@ class SubmissionService:
         fingerprint = request_hash(
             workflow=raw,
             priority=request.priority,
-            timeout_seconds=timeout,
+            timeout_seconds=timeout_s,
             webhook_url=request.webhook_url,
             metadata=request.metadata,
         )
         key = request.idempotency_key
-        if key is not None:
-            replay = await self._replay(request.tenant_id, key, fingerprint)
-            if replay is not None:
-                return replay
-        if request.job_id is not None:
-            async with self._engine.connect() as conn:
-                if await repository.job_exists(conn, job_id):
-                    raise JobIdTakenError()
-        prepared = await self._prepare(request.tenant_id, graph)
-        if not isinstance(prepared, _Prepared):
-            return SubmitOutcome(errors=prepared)
-        now = self._clock()
-        job = JobRecord(
-            id=job_id,
-            tenant_id=request.tenant_id,
-            status=JobStatus.PENDING,
-            priority=request.priority,
-            pool=prepared.pool,
-            workflow=prepared.graph,
-            inputs=[item.model_dump(mode="json") for item in prepared.inputs],
-            file_inputs=prepared.file_inputs,
-            created_at=now,
-            deadline=now
-            + timedelta(seconds=timeout + self._settings.queue_timeout_seconds),
-            timeout_seconds=timeout,
-            attempt=0,
-            updated_at=now,
-            metadata=dict(request.metadata),
-            webhook_url=request.webhook_url,
-            idempotency_key=request.idempotency_key,
-            client_id=request.client_id or None,
-            # The submit call's span: every attempt's spans join its trace.
-            trace_id=current_trace_id(),
-            traceparent=current_traceparent(),
-        )
-        stored = await self._store(job, fingerprint, request.partner_key)
-        if stored is None:
-            # A concurrent request with the same key won the race.
-            replay = (
+        # One connection and one transaction for the whole submit: the
+        # look-up, the pools' read when one is due, and the store.
+        async with self._engine.connect() as conn:
+            record = (
                 None
                 if key is None
-                else await self._replay(request.tenant_id, key, fingerprint)
+                else await self._recorded(conn, request.tenant_id, key)
             )
-            if replay is None:
-                raise IdempotencyKeyReuseError()
-            return replay
+            if record is None:
+                outcome = await self._accept(
+                    conn, request, job_id, timeout_s, graph, fingerprint
+                )
+                if outcome is not None:
+                    return outcome
+        if record is not None:
+            return await self._replayed(request.tenant_id, record, fingerprint)
+        # A concurrent request with the same key won the race.
+        replay = (
+            None
+            if key is None
+            else await self._replay(request.tenant_id, key, fingerprint)
+        )
+        if replay is None:
+            raise IdempotencyKeyReuseError()
+        return replay
+
+    async def _accept(
+        self,
+        conn: AsyncConnection,
+        request: SubmitRequest,
+        job_id: UUID,
+        timeout_s: int,
+        graph: dict[str, Any],
+        fingerprint: str,
+    ) -> SubmitOutcome | None:
+        """The job stored, or the graph's errors; None (nothing written) when
+        a concurrent request took the idempotency key."""
+        if request.job_id is not None and await repository.job_exists(conn, job_id):
+            raise JobIdTakenError()
+        prepared = await self._prepare(conn, request.tenant_id, graph)
+        if not isinstance(prepared, _Prepared):
+            return SubmitOutcome(errors=prepared)
+        job = self._new_job(request, job_id, timeout_s, prepared)
+        stored = await self._store(conn, job, fingerprint, request.partner_key)
+        if stored is None:
+            return None
         self._metrics.jobs_submitted.labels(job.priority.value).inc()
         self._metrics.job_transitions.labels(JobStatus.PENDING.value).inc()
         log.info(
@@ -191,8 +191,40 @@ class SubmissionService:
         )
         return SubmitOutcome(job=stored)
 
+    def _new_job(
+        self, request: SubmitRequest, job_id: UUID, timeout_s: int, prepared: _Prepared
+    ) -> JobRecord:
+        now = self._clock()
+        return JobRecord(
+            id=job_id,
+            tenant_id=request.tenant_id,
+            status=JobStatus.PENDING,
+            priority=request.priority,
+            pool=prepared.pool,
+            workflow=prepared.graph,
+            inputs=[item.model_dump(mode="json") for item in prepared.inputs],
+            file_inputs=prepared.file_inputs,
+            created_at=now,
+            deadline=now
+            + timedelta(seconds=timeout_s + self._settings.queue_timeout_seconds),
+            timeout_seconds=timeout_s,
+            attempt=0,
+            updated_at=now,
+            metadata=dict(request.metadata),
+            webhook_url=request.webhook_url,
+            idempotency_key=request.idempotency_key,
+            client_id=request.client_id or None,
+            # The submit call's span: every attempt's spans join its trace.
+            trace_id=current_trace_id(),
+            traceparent=current_traceparent(),
+        )
+
     async def _store(
-        self, job: JobRecord, fingerprint: str, partner_key: str | None
+        self,
+        conn: AsyncConnection,
+        job: JobRecord,
+        fingerprint: str,
+        partner_key: str | None,
     ) -> JobRecord | None:
         """Job, idempotency record and `submitted` in one transaction, which
         also answers the job's queue position; None (nothing written) when the
@@ -202,38 +234,38 @@ class SubmissionService:
         now = job.created_at
         kept = False
         try:
-            async with self._engine.connect() as conn, conn.begin() as transaction:
-                await admit(conn, job.tenant_id, self._quotas)
-                try:
-                    number = await repository.insert_job(conn, job)
-                except IntegrityError:
-                    # Only a chosen id can collide, with a job stored since the
-                    # check in `submit`.
-                    raise JobIdTakenError() from None
-                if job.idempotency_key is not None:
-                    recorded = await repository.insert_idempotency(
-                        conn,
-                        tenant_id=job.tenant_id,
-                        key=job.idempotency_key,
-                        request_hash=fingerprint,
-                        job_id=job.id,
-                        now=now,
-                        expired_before=self._idempotency_cutoff(now),
-                    )
-                    if not recorded:
-                        await transaction.rollback()
-                        return None
-                await outbox.add_event(conn, events.submitted(job, self._source), now)
-                await notify(conn, QUEUE_CHANNEL, job.pool)
-                # Just queued, the job is the last of its priority.
-                position = await queue_repository.pending_through(
-                    conn, job.pool, job.priority
+            await admit(conn, job.tenant_id, self._quotas)
+            try:
+                number = await repository.insert_job(conn, job)
+            except IntegrityError:
+                # Only a chosen id can collide, with a job stored since the
+                # check in `submit`.
+                raise JobIdTakenError() from None
+            if job.idempotency_key is not None:
+                recorded = await repository.insert_idempotency(
+                    conn,
+                    tenant_id=job.tenant_id,
+                    key=job.idempotency_key,
+                    request_hash=fingerprint,
+                    job_id=job.id,
+                    now=now,
+                    expired_before=self._idempotency_cutoff(now),
                 )
-                if partner_key is not None:
-                    await self._partner_keys.keep(
-                        str(job.id), partner_key, self._key_until(job)
-                    )
-                    kept = True
+                if not recorded:
+                    await conn.rollback()
+                    return None
+            await outbox.add_event(conn, events.submitted(job, self._source), now)
+            await notify(conn, QUEUE_CHANNEL, job.pool)
+            # Just queued, the job is the last of its priority.
+            position = await queue_repository.pending_through(
+                conn, job.pool, job.priority
+            )
+            if partner_key is not None:
+                await self._partner_keys.keep(
+                    str(job.id), partner_key, self._key_until(job)
+                )
+                kept = True
+            await conn.commit()
         except BaseException:
             if kept:
                 # The commit failed: keep no key for a job that does not exist.
@@ -251,14 +283,23 @@ class SubmissionService:
         self, tenant_id: str, key: str, fingerprint: str
     ) -> SubmitOutcome | None:
         async with self._engine.connect() as conn:
-            record = await repository.find_idempotency(
-                conn,
-                tenant_id,
-                key,
-                not_before=self._idempotency_cutoff(self._clock()),
-            )
+            record = await self._recorded(conn, tenant_id, key)
         if record is None:
             return None
+        return await self._replayed(tenant_id, record, fingerprint)
+
+    async def _recorded(
+        self, conn: AsyncConnection, tenant_id: str, key: str
+    ) -> repository.IdempotencyRecord | None:
+        return await repository.find_idempotency(
+            conn, tenant_id, key, not_before=self._idempotency_cutoff(self._clock())
+        )
+
+    async def _replayed(
+        self, tenant_id: str, record: repository.IdempotencyRecord, fingerprint: str
+    ) -> SubmitOutcome:
+        """The job a live idempotency record names, read on a connection of
+        its own."""
         if record.request_hash != fingerprint:
             raise IdempotencyKeyReuseError()
         job = await self._reader.get(tenant_id, str(record.job_id))
@@ -286,31 +327,25 @@ class SubmissionService:
             graph = normalise_workflow(_parse_json(workflow_json))
         except InvalidWorkflowError as error:
             return error.to_comfy()
-        prepared = await self._prepare(tenant_id, graph)
+        async with self._engine.connect() as conn:
+            prepared = await self._prepare(conn, tenant_id, graph)
         return None if isinstance(prepared, _Prepared) else prepared
 
     async def _prepare(
-        self, tenant_id: str, graph: dict[str, Any]
+        self, conn: AsyncConnection, tenant_id: str, graph: dict[str, Any]
     ) -> _Prepared | ComfyErrors:
-        now = self._clock()
-        seen_after = now - timedelta(seconds=self._settings.worker_timeout_seconds)
-        async with self._engine.connect() as conn:
-            catalogs = await self._catalogs.current(conn)
-            live = await workers.live_pools(conn, seen_after)
-        if not catalogs:
-            raise CatalogUnavailableError()
+        fleet = await self._fleet(conn)
         inputs = await resolve_assets(self._files, tenant_id, graph)
         if not isinstance(inputs, list):
             return inputs
         names = {item.file_id: item.filename for item in inputs}
-        # Validation is CPU-bound and a graph may hold hundreds of nodes.
-        choice = await asyncio.to_thread(
-            choose_pool,
-            replace_asset_refs(graph, names),
-            catalogs,
-            live,
-            self._settings.allowlist,
-        )
+        with_names = replace_asset_refs(graph, names)
+        choice = await self._choose(with_names, fleet)
+        if not choice.result.ok:
+            # The pools were read up to `FRESH_FOR_S` ago: a catalog published
+            # since may run the graph.
+            fleet = await self._fleet(conn, stale=fleet)
+            choice = await self._choose(with_names, fleet)
         if not choice.result.ok:
             return choice.result.to_comfy()
         named = await resolve_named_inputs(
@@ -325,6 +360,21 @@ class SubmissionService:
         ]
         return _Prepared(
             graph=graph, inputs=inputs, pool=choice.pool, file_inputs=file_inputs
+        )
+
+    async def _fleet(self, conn: AsyncConnection, stale: Fleet | None = None) -> Fleet:
+        seen_after = self._clock() - timedelta(
+            seconds=self._settings.worker_timeout_seconds
+        )
+        fleet = await self._catalogs.current(conn, seen_after, stale=stale)
+        if not fleet.catalogs:
+            raise CatalogUnavailableError()
+        return fleet
+
+    async def _choose(self, graph: dict[str, Any], fleet: Fleet) -> PoolChoice:
+        # Validation is CPU-bound and a graph may hold hundreds of nodes.
+        return await asyncio.to_thread(
+            choose_pool, graph, fleet.catalogs, fleet.live, self._settings.allowlist
         )
 
 

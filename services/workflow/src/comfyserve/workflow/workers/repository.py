@@ -18,6 +18,8 @@ from comfyserve.workflow.workers.models import pool_catalogs, workers
 class CatalogVersion:
     pool: str
     catalog_hash: str
+    # Whether a worker of the pool was heard from lately.
+    live: bool
 
 
 async def upsert_heartbeat(
@@ -83,10 +85,21 @@ async def upsert_catalog(
     )
 
 
-async def catalog_versions(conn: AsyncConnection) -> frozenset[CatalogVersion]:
-    query = select(pool_catalogs.c.pool, pool_catalogs.c.catalog_hash)
+async def catalog_versions(
+    conn: AsyncConnection, seen_after: datetime
+) -> frozenset[CatalogVersion]:
+    """Each pool's catalog hash, and whether one of its workers was heard
+    from after `seen_after`."""
+    heard = exists(
+        select(1).where(
+            workers.c.pool == pool_catalogs.c.pool,
+            workers.c.last_heartbeat > seen_after,
+        )
+    )
+    query = select(pool_catalogs.c.pool, pool_catalogs.c.catalog_hash, heard)
     return frozenset(
-        CatalogVersion(row.pool, row.catalog_hash) for row in await conn.execute(query)
+        CatalogVersion(pool, catalog_hash, bool(live))
+        for pool, catalog_hash, live in await conn.execute(query)
     )
 
 
@@ -103,16 +116,6 @@ async def any_catalog(conn: AsyncConnection) -> bool:
     return bool(
         (await conn.execute(select(exists(select(pool_catalogs.c.pool))))).scalar()
     )
-
-
-async def live_pools(conn: AsyncConnection, seen_after: datetime) -> set[str]:
-    """Pools with at least one worker heard from after `seen_after`."""
-    query = (
-        select(workers.c.pool)
-        .where(workers.c.last_heartbeat > seen_after)
-        .group_by(workers.c.pool)
-    )
-    return {row.pool for row in await conn.execute(query)}
 
 
 async def delete_workers_before(conn: AsyncConnection, before: datetime) -> int:
