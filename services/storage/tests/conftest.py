@@ -33,12 +33,15 @@ TEST_MAX_UPLOAD_BYTES = 64 * 1024
 
 
 class FakeObjectStore:
-    """In-memory object store; `fail_deletes` makes every delete fail."""
+    """In-memory object store; `fail_deletes` makes every delete fail,
+    `fail_stats` every stat."""
 
     def __init__(self, bucket: str = "fake-bucket") -> None:
         self._bucket = bucket
         self.objects: dict[str, bytes] = {}
         self.fail_deletes = False
+        self.fail_stats = False
+        self.stats = 0
 
     @property
     def bucket(self) -> str:
@@ -56,6 +59,9 @@ class FakeObjectStore:
         return f"fake://{self._bucket}/{key}?get&type={content_type}"
 
     async def stat(self, key: str) -> ObjectStat | None:
+        if self.fail_stats:
+            raise ObjectStoreError("stat refused by the test")
+        self.stats += 1
         data = self.objects.get(key)
         return None if data is None else ObjectStat(size=len(data), content_type=None)
 

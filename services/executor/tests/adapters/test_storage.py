@@ -1,6 +1,6 @@
-"""GrpcFileStore's previews against an in-process StorageService fake and a
-fake object store: a short-lived file of the tenant's `temp` folder, not a
-job output."""
+"""GrpcFileStore against an in-process StorageService fake and a fake object
+store: an output is one registration and its PUT; a preview is a short-lived
+file of the tenant's `temp` folder, not a job output."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import grpc
 import httpx
 import pytest
 
+from comfyserve.contracts.events import OutputKind
 from comfyserve.contracts.pb.storage.v1 import storage_pb2 as st
 from comfyserve.contracts.pb.storage.v1 import storage_pb2_grpc as st_grpc
 from comfyserve.executor.adapters.storage import PREVIEW_TTL_SECONDS, GrpcFileStore
 from comfyserve.executor.errors import StorageFailed
-from comfyserve.executor.jobs.models import NewPreview
+from comfyserve.executor.jobs.models import NewOutput, NewPreview
 
 PREVIEW = NewPreview(
     job_id="job-1", attempt=2, sequence=3, content_type="image/jpeg", data=b"jpeg"
@@ -98,3 +99,49 @@ async def test_an_object_store_refusal_is_storage_failed(storage):
     async with httpx.AsyncClient(transport=refuse) as http:
         with pytest.raises(StorageFailed, match="PUT preview file-9"):
             await GrpcFileStore(channel, http, 5).store_preview("t-1", PREVIEW)
+
+
+async def test_an_output_is_one_registration_and_its_put_with_nothing_after(storage):
+    servicer, channel = storage
+    puts: list[httpx.Request] = []
+
+    def objects(request: httpx.Request) -> httpx.Response:
+        puts.append(request)
+        return httpx.Response(200)
+
+    output = NewOutput(
+        job_id="job-1",
+        attempt=2,
+        node_id="9",
+        index=0,
+        filename="out.png",
+        kind=OutputKind.IMAGE,
+        content_type="image/png",
+        data=b"png",
+        sha256="ab" * 32,
+        width=64,
+        height=32,
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(objects)) as http:
+        stored = await GrpcFileStore(channel, http, 5).store_output("t-1", output)
+
+    [created] = servicer.created
+    assert created.purpose == st.FILE_PURPOSE_OUTPUT
+    assert (created.job_id, created.attempt, created.node_id, created.index) == (
+        "job-1",
+        2,
+        "9",
+        0,
+    )
+    assert (created.size, created.sha256) == (3, "ab" * 32)
+    assert (created.width, created.height) == (64, 32)
+    [put] = puts
+    assert (put.method, put.content) == ("PUT", b"png")
+    # Storage makes it ready when the job's end or a reader finds the object.
+    assert servicer.completed == []
+    assert (stored.file_id, stored.size, stored.width, stored.height) == (
+        "file-9",
+        3,
+        64,
+        32,
+    )

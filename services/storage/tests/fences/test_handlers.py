@@ -21,6 +21,7 @@ from comfyserve.runtime.kafka import DLQ_REASON_HEADER
 from comfyserve.storage.errors import InvalidArgument
 from comfyserve.storage.fences.handlers import Record, create_broker, subscribe
 from comfyserve.storage.fences.models import FenceReport, FinishedJob
+from comfyserve.storage.objects import ObjectStoreError
 from comfyserve.storage.settings import Settings
 from comfyserve.storage.telemetry import Metrics
 
@@ -167,13 +168,21 @@ async def committed(admin, group: str) -> int | None:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT 1", {}, ConnectionRefusedError()),
+        ObjectStoreError("the store is down"),
+    ],
+    ids=["database", "object-store"],
+)
 async def test_an_outage_retries_the_record_without_committing_it(
-    stack, kafka, test_topics
+    stack, kafka, test_topics, error
 ) -> None:
     producer, admin = kafka
     config = settings(kafka_bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"])
     await test_topics.create(config.finished_topic)
-    jobs = FakeFinishedJobs(OperationalError("SELECT 1", {}, ConnectionRefusedError()))
+    jobs = FakeFinishedJobs(error)
     broker = create_broker(config)
     subscribe(broker, config, jobs, Metrics(), retry_seconds=0.05)
     await broker.start()

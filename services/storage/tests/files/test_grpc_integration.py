@@ -262,6 +262,39 @@ async def test_a_declared_output_keeps_its_sha256(client, http, tenant) -> None:
     assert (done.sha256, done.size) == (digest, len(PNG))
 
 
+async def test_an_output_is_downloadable_after_its_put_without_completing_it(
+    client, http, tenant
+) -> None:
+    # The executor registers an output with its pixel size and PUTs it; the
+    # first reader (the job's end may not have reached storage yet) finds it.
+    created = await create(
+        client,
+        tenant,
+        purpose=pb.FILE_PURPOSE_OUTPUT,
+        job_id=str(uuid.uuid4()),
+        node_id="9",
+        index=0,
+        attempt=1,
+        width=64,
+        height=32,
+    )
+    assert created.file.state == pb.FILE_STATE_PENDING
+    await put(http, created, PNG)
+
+    [link] = (
+        await client.GetDownloadUrls(
+            pb.GetDownloadUrlsRequest(tenant_id=tenant, file_ids=[created.file.id])
+        )
+    ).urls
+    response = await http.get(link.url)
+    assert (response.status_code, response.content) == (200, PNG)
+    info = await client.GetFile(
+        pb.GetFileRequest(tenant_id=tenant, file_id=created.file.id)
+    )
+    assert info.state == pb.FILE_STATE_READY
+    assert (info.size, info.width, info.height) == (len(PNG), 64, 32)
+
+
 async def test_output_re_registration_keeps_one_row_and_key(
     client, http, tenant
 ) -> None:

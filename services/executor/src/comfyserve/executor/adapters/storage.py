@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 import httpx
 import structlog
@@ -68,6 +66,9 @@ class GrpcFileStore:
         return response.content
 
     async def store_output(self, tenant_id: str, output: NewOutput) -> OutputFile:
+        # One call registers the output, the PUT sends its bytes, and nothing
+        # follows: storage makes it ready when the job's end (or a reader)
+        # finds the object there (ADR 0008).
         created = await self._create(
             st.CreateUploadRequest(
                 tenant_id=tenant_id,
@@ -80,21 +81,12 @@ class GrpcFileStore:
                 node_id=output.node_id,
                 index=output.index,
                 sha256=output.sha256,
+                width=output.width,
+                height=output.height,
             )
         )
         await self._put(created, output.data, "output")
-        sizes: dict[str, Any] = {}
-        if output.width is not None and output.height is not None:
-            sizes = {"width": output.width, "height": output.height}
-        try:
-            info = await self._stub.CompleteUpload(
-                st.CompleteUploadRequest(
-                    tenant_id=tenant_id, file_id=created.file.id, **sizes
-                ),
-                timeout=self._timeout_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise StorageFailed(_rpc_failure("CompleteUpload", exc)) from exc
+        info = created.file
         return OutputFile(
             file_id=info.id,
             node_id=output.node_id,

@@ -47,7 +47,8 @@ class FileStore(Protocol):
         """Raises `InputUnavailable` or `StorageFailed`."""
 
     async def store_output(self, tenant_id: str, output: NewOutput) -> OutputFile:
-        """Records and uploads one output; raises `StorageFailed`."""
+        """Records and uploads one output, which storage makes ready once the
+        job ends; raises `StorageFailed` or `OutputRejected`."""
 
     async def store_preview(self, tenant_id: str, preview: NewPreview) -> str:
         """Records and uploads a short-lived preview; its file id. Raises

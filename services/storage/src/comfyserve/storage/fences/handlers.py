@@ -27,12 +27,20 @@ from comfyserve.runtime.consumer import (
 from comfyserve.runtime.consumer import create_broker as runtime_broker
 from comfyserve.storage.errors import InvalidArgument
 from comfyserve.storage.fences.models import FenceReport, FinishedJob
+from comfyserve.storage.objects import ObjectStoreError
 from comfyserve.storage.settings import Settings
 from comfyserve.storage.telemetry import Metrics
 
-# Outages: the record is retried. IntegrityError and DataError are the database
+# Outages, of the object store too (the ending attempt's outputs are checked
+# there): the record is retried. IntegrityError and DataError are the database
 # refusing the record's values, which no retry changes; they become poison first.
-_RETRYABLE = (SQLAlchemyError, asyncpg.PostgresError, OSError, KafkaError)
+_RETRYABLE = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    OSError,
+    KafkaError,
+    ObjectStoreError,
+)
 
 __all__ = ["FinishedHandler", "FinishedJobs", "Record", "create_broker", "subscribe"]
 

@@ -35,11 +35,13 @@ class FinishedJob:
 @dataclass(frozen=True)
 class FenceReport:
     """What recording one job's end did: outputs of other attempts removed
-    (`deleted`) or left `deleting` for retention (`failed`)."""
+    (`deleted`) or left `deleting` for retention (`failed`), and the ending
+    attempt's uploaded outputs made ready (`settled`)."""
 
     attempt: int
     deleted: int
     failed: int
+    settled: int = 0
 
 
 @dataclass(frozen=True)

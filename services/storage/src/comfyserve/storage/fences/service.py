@@ -19,7 +19,9 @@ from comfyserve.storage.fences.models import (
 )
 from comfyserve.storage.files import repository as files
 from comfyserve.storage.files.deletion import DeletionService
+from comfyserve.storage.files.models import FileState
 from comfyserve.storage.files.naming import job_output_prefix, key_segment
+from comfyserve.storage.files.settling import OutputSettler
 from comfyserve.storage.objects import ObjectStore, ObjectStoreError
 from comfyserve.storage.settings import Settings
 
@@ -45,12 +47,16 @@ class FenceService:
         self._deletion = deletion
         self._settings = settings
         self._clock = clock
+        self._settler = OutputSettler(sessions, store, settings.max_upload_bytes)
 
     async def on_job_finished(self, finished: FinishedJob) -> FenceReport:
-        """Records the job's end and deletes the outputs of every other attempt.
+        """Records the job's end, deletes the outputs of every other attempt and
+        makes the ending attempt's uploaded outputs ready.
 
-        Idempotent: a redelivered event finds the fence and nothing left to delete.
-        Objects that could not be deleted stay claimed for retention to retry.
+        Idempotent: a redelivered event finds the fence, nothing left to delete
+        and nothing left to settle. Objects that could not be deleted stay
+        claimed for retention to retry. Raises `ObjectStoreError` when the store
+        cannot be asked about the outputs, so that the event is retried.
         """
         key_segment("job_id", finished.job_id)
         key_segment("tenant_id", finished.tenant_id)
@@ -72,6 +78,14 @@ class FenceService:
                 session, job_id=fence.job_id, attempt=fence.attempt, now=now
             )
         purged = await self._deletion.purge(superseded)
+        # After the fence no registration of the job can begin, so the pending
+        # outputs read here are all its ending attempt will ever have.
+        async with self._sessions() as session:
+            pending = await files.pending_outputs(
+                session, job_id=fence.job_id, attempt=fence.attempt
+            )
+        settled = await self._settler.settle(pending)
+        ready = sum(1 for row in settled if row.state == FileState.READY.value)
         log.info(
             "storage.job.fenced",
             job_id=fence.job_id,
@@ -79,9 +93,13 @@ class FenceService:
             attempt=fence.attempt,
             deleted=purged.deleted,
             failed=purged.failed,
+            settled=ready,
         )
         return FenceReport(
-            attempt=fence.attempt, deleted=purged.deleted, failed=purged.failed
+            attempt=fence.attempt,
+            deleted=purged.deleted,
+            failed=purged.failed,
+            settled=ready,
         )
 
     async def sweep_once(self, now: datetime) -> SweepReport:

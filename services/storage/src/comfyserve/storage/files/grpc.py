@@ -86,6 +86,8 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
                 blake3=request.blake3 if request.HasField("blake3") else None,
                 folder=request.folder if request.HasField("folder") else None,
                 path=request.path if request.HasField("path") else None,
+                width=request.width if request.HasField("width") else None,
+                height=request.height if request.HasField("height") else None,
             )
         )
         return pb.CreateUploadResponse(

@@ -86,6 +86,8 @@ class UploadRequest:
     blake3: str | None = None
     folder: str | None = None
     path: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)

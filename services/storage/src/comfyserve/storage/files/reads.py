@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL
@@ -33,8 +34,11 @@ from comfyserve.storage.files.models import (
     TenantUsage,
 )
 from comfyserve.storage.files.naming import attachment_disposition
-from comfyserve.storage.objects import ObjectStore
+from comfyserve.storage.files.settling import OutputSettler
+from comfyserve.storage.objects import ObjectStore, ObjectStoreError
 from comfyserve.storage.settings import MAX_DOWNLOAD_URL_TTL_SECONDS, Settings
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -72,9 +76,12 @@ class ReadService:
         self._store = store
         self._settings = settings
         self._clock = clock
+        self._settler = OutputSettler(sessions, store, settings.max_upload_bytes)
 
     async def get_file(self, tenant_id: str, file_id: str) -> StoredFile:
-        return await find_file(self._sessions, tenant_id, file_id)
+        row = await find_file(self._sessions, tenant_id, file_id)
+        [row] = await self._settled([row])
+        return row
 
     async def download_url(
         self, tenant_id: str, file_id: str, expires_in: int | None = None
@@ -92,7 +99,11 @@ class ReadService:
         ttl = self._download_ttl(expires_in)
         parsed = [parse_file_id(file_id) for file_id in file_ids]
         async with self._sessions() as session:
-            rows = await repository.get_many(session, tenant_id, parsed)
+            found = await repository.get_many(session, tenant_id, parsed)
+        # A reader may ask right after the job's end, before storage consumed it.
+        async with store_errors():
+            settled = await self._settler.settle(list(found.values()))
+        rows = {row.id: row for row in settled}
         links = []
         for raw_id, file_id in zip(file_ids, parsed, strict=True):
             row = rows.get(file_id)
@@ -128,6 +139,7 @@ class ReadService:
             rows = await repository.page(
                 session, tenant_id, job_id=job_id, after=after, limit=size + 1
             )
+        rows = await self._settled(rows)
         if len(rows) <= size:
             return FilePage(files=rows, next_cursor="")
         last = rows[size - 1]
@@ -142,6 +154,15 @@ class ReadService:
         for tenant_id in tenant_ids:
             found.setdefault(tenant_id, TenantUsage(tenant_id))
         return sorted(found.values(), key=lambda entry: entry.tenant_id)
+
+    async def _settled(self, rows: list[StoredFile]) -> list[StoredFile]:
+        # A record is still worth answering while the store is unreachable: its
+        # pending outputs read as pending, and the next read settles them.
+        try:
+            return await self._settler.settle(rows)
+        except ObjectStoreError as error:
+            log.warning("storage.outputs.settle_failed", error=str(error))
+            return rows
 
     def _download_ttl(self, expires_in: int | None) -> timedelta:
         if expires_in is None:

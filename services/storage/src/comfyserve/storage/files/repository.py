@@ -272,6 +272,21 @@ async def claim_superseded(
     return list(result.scalars())
 
 
+async def pending_outputs(
+    session: AsyncSession, *, job_id: str, attempt: int
+) -> list[StoredFile]:
+    """The job's outputs of `attempt` still pending (index `files_output_slot_key`)."""
+    result = await session.execute(
+        select(StoredFile).where(
+            _IS_OUTPUT,
+            _IS_PENDING,
+            col(StoredFile.job_id) == job_id,
+            col(StoredFile.attempt) == attempt,
+        )
+    )
+    return list(result.scalars())
+
+
 async def output_keys(session: AsyncSession, *, job_id: str, attempt: int) -> set[str]:
     """Object keys of the job's outputs of `attempt`, in any state."""
     result = await session.execute(

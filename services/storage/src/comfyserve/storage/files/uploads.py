@@ -114,9 +114,7 @@ class UploadService:
         width: int | None = None,
         height: int | None = None,
     ) -> StoredFile:
-        for field, value in (("width", width), ("height", height)):
-            if value is not None and value <= 0:
-                raise InvalidArgument(field, "must be positive")
+        _check_sizes(width, height)
         row = await find_file(self._sessions, tenant_id, file_id)
         # The object is checked outside any transaction: a stat and, for client
         # uploads, a read of up to the size limit must hold no connection or
@@ -184,12 +182,13 @@ class UploadService:
         if request.ttl_seconds is not None and request.ttl_seconds <= 0:
             raise InvalidArgument("ttl_seconds", "must be positive")
         blake3 = normalise_blake3(request.blake3) if request.blake3 else None
+        _check_sizes(request.width, request.height)
         file_id = uuid.uuid4()
         attempt: int | None = None
         folder: str | None = None
         path: str | None = None
         if request.purpose == FilePurpose.INPUT:
-            for field in ("job_id", "node_id", "index", "attempt"):
+            for field in ("job_id", "node_id", "index", "attempt", "width", "height"):
                 if getattr(request, field) is not None:
                     raise InvalidArgument(field, "is only accepted for outputs")
             folder = normalise_folder(request.folder)
@@ -227,6 +226,8 @@ class UploadService:
             node_id=request.node_id,
             index=request.index,
             attempt=attempt,
+            width=request.width,
+            height=request.height,
             blake3=blake3,
             folder=folder,
             path=path,
@@ -234,6 +235,12 @@ class UploadService:
             created_at=now,
             expires_at=now + timedelta(seconds=request.ttl_seconds or default_ttl),
         )
+
+
+def _check_sizes(width: int | None, height: int | None) -> None:
+    for field, value in (("width", width), ("height", height)):
+        if value is not None and value <= 0:
+            raise InvalidArgument(field, "must be positive")
 
 
 def _required(field: str, value: T | None) -> T:

@@ -194,6 +194,8 @@ class CreateUploadRequest(_message.Message):
     BLAKE3_FIELD_NUMBER: _builtins.int
     FOLDER_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     purpose: Global___FilePurpose.ValueType
     filename: _builtins.str
@@ -222,6 +224,11 @@ class CreateUploadRequest(_message.Message):
     FindNamedFile. A path has no `..`, empty or absolute segments.
     """
     path: _builtins.str
+    width: _builtins.int
+    """For OUTPUT images: their pixel size, known before the upload, which the
+    file keeps once READY.
+    """
+    height: _builtins.int
     def __init__(
         self,
         *,
@@ -239,10 +246,12 @@ class CreateUploadRequest(_message.Message):
         blake3: _builtins.str | None = ...,
         folder: _builtins.str | None = ...,
         path: _builtins.str | None = ...,
+        width: _builtins.int | None = ...,
+        height: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_blake3", b"_blake3", "_folder", b"_folder", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_path", b"_path", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "blake3", b"blake3", "folder", b"folder", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "path", b"path", "sha256", b"sha256", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_blake3", b"_blake3", "_folder", b"_folder", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_path", b"_path", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "_width", b"_width", "attempt", b"attempt", "blake3", b"blake3", "folder", b"folder", "height", b"height", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "path", b"path", "sha256", b"sha256", "ttl_seconds", b"ttl_seconds", "width", b"width"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_blake3", b"_blake3", "_folder", b"_folder", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_path", b"_path", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "attempt", b"attempt", "blake3", b"blake3", "content_type", b"content_type", "filename", b"filename", "folder", b"folder", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "path", b"path", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_blake3", b"_blake3", "_folder", b"_folder", "_height", b"_height", "_index", b"_index", "_job_id", b"_job_id", "_node_id", b"_node_id", "_path", b"_path", "_sha256", b"_sha256", "_ttl_seconds", b"_ttl_seconds", "_width", b"_width", "attempt", b"attempt", "blake3", b"blake3", "content_type", b"content_type", "filename", b"filename", "folder", b"folder", "height", b"height", "index", b"index", "job_id", b"job_id", "node_id", b"node_id", "path", b"path", "purpose", b"purpose", "sha256", b"sha256", "size", b"size", "tenant_id", b"tenant_id", "ttl_seconds", b"ttl_seconds", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
@@ -250,6 +259,8 @@ class CreateUploadRequest(_message.Message):
     _WhichOneofArgType__blake3: _TypeAlias = _typing.Literal["_blake3", b"_blake3"]  # noqa: Y015
     _WhichOneofReturnType__folder: _TypeAlias = _typing.Literal["folder"]  # noqa: Y015
     _WhichOneofArgType__folder: _TypeAlias = _typing.Literal["_folder", b"_folder"]  # noqa: Y015
+    _WhichOneofReturnType__height: _TypeAlias = _typing.Literal["height"]  # noqa: Y015
+    _WhichOneofArgType__height: _TypeAlias = _typing.Literal["_height", b"_height"]  # noqa: Y015
     _WhichOneofReturnType__index: _TypeAlias = _typing.Literal["index"]  # noqa: Y015
     _WhichOneofArgType__index: _TypeAlias = _typing.Literal["_index", b"_index"]  # noqa: Y015
     _WhichOneofReturnType__job_id: _TypeAlias = _typing.Literal["job_id"]  # noqa: Y015
@@ -262,12 +273,16 @@ class CreateUploadRequest(_message.Message):
     _WhichOneofArgType__sha256: _TypeAlias = _typing.Literal["_sha256", b"_sha256"]  # noqa: Y015
     _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
     _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__width: _TypeAlias = _typing.Literal["width"]  # noqa: Y015
+    _WhichOneofArgType__width: _TypeAlias = _typing.Literal["_width", b"_width"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__blake3) -> _WhichOneofReturnType__blake3 | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__folder) -> _WhichOneofReturnType__folder | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__height) -> _WhichOneofReturnType__height | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__index) -> _WhichOneofReturnType__index | None: ...
     @_typing.overload
@@ -280,6 +295,8 @@ class CreateUploadRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sha256) -> _WhichOneofReturnType__sha256 | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__width) -> _WhichOneofReturnType__width | None: ...
 
 Global___CreateUploadRequest: _TypeAlias = CreateUploadRequest  # noqa: Y015
 

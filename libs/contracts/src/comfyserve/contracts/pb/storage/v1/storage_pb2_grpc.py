@@ -103,6 +103,9 @@ class StorageServiceServicer:
         """Records a PENDING file and returns a presigned PUT URL for its bytes.
         Content types are checked here (INVALID_ARGUMENT) and the declared size
         against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
+        An OUTPUT needs no CompleteUpload: it becomes READY when its job ends with
+        its attempt, or when it is first read, once its object is there with the
+        declared size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

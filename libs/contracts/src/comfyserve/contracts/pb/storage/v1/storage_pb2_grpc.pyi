@@ -43,6 +43,9 @@ class StorageServiceStub:
     """Records a PENDING file and returns a presigned PUT URL for its bytes.
     Content types are checked here (INVALID_ARGUMENT) and the declared size
     against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
+    An OUTPUT needs no CompleteUpload: it becomes READY when its job ends with
+    its attempt, or when it is first read, once its object is there with the
+    declared size.
     """
     CompleteUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CompleteUploadRequest, _storage_pb2.FileInfo]
     """Marks an uploaded file READY after checking the object exists, and records
@@ -92,6 +95,9 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Records a PENDING file and returns a presigned PUT URL for its bytes.
     Content types are checked here (INVALID_ARGUMENT) and the declared size
     against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
+    An OUTPUT needs no CompleteUpload: it becomes READY when its job ends with
+    its attempt, or when it is first read, once its object is there with the
+    declared size.
     """
     CompleteUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CompleteUploadRequest, _storage_pb2.FileInfo]  # type: ignore[assignment]
     """Marks an uploaded file READY after checking the object exists, and records
@@ -144,6 +150,9 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records a PENDING file and returns a presigned PUT URL for its bytes.
         Content types are checked here (INVALID_ARGUMENT) and the declared size
         against the limit (RESOURCE_EXHAUSTED); the real size at CompleteUpload.
+        An OUTPUT needs no CompleteUpload: it becomes READY when its job ends with
+        its attempt, or when it is first read, once its object is there with the
+        declared size.
         """
 
     @_abc_1.abstractmethod
