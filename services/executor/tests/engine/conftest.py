@@ -23,7 +23,10 @@ class FakeComfy:
     """Speaks one generation's /prompt, /ws, /queue, /history and /interrupt.
 
     `script(prompt_id)` returns the messages sent for a run; the string "DROP"
-    in it closes the socket there, and history is written after the script.
+    in it closes the socket there, "RECONNECTED" waits until the client opened
+    a new one, and history is written after the script. Prompts run one at a
+    time in the order queued, as ComfyUI runs them, each message going to the
+    client's socket of the moment.
     """
 
     def __init__(self, generation: str, script, outputs=None, status=None) -> None:
@@ -36,6 +39,11 @@ class FakeComfy:
             "messages": [],
         }
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        # Every WebSocket opened, by client id, in order.
+        self.connections: list[str] = []
+        self.connected = asyncio.Event()
+        self.queued = asyncio.Event()
+        self.serial = asyncio.Lock()
         self.history: dict[str, dict] = {}
         self.running: list[str] = []
         self.pending: list[str] = []
@@ -63,6 +71,8 @@ class FakeComfy:
         await socket.prepare(request)
         client_id = request.query["clientId"]
         self.sockets[client_id] = socket
+        self.connections.append(client_id)
+        self.connected.set()
         hello = {"status": {"exec_info": {"queue_remaining": 0}}, "sid": client_id}
         await socket.send_json({"type": "status", "data": hello})
         async for _ in socket:
@@ -74,11 +84,12 @@ class FakeComfy:
             return web.Response(status=500, text="500 Internal Server Error")
         body = await request.json()
         self.bodies.append(body)
+        self.queued.set()
         if self.generation == "g1":
             prompt_id = str(uuid.uuid4())  # G1 ignores the requested id
         else:
             prompt_id = body["prompt_id"]
-        self.running.append(prompt_id)
+        self.pending.append(prompt_id)
         task = asyncio.create_task(self.execute(prompt_id, body["client_id"]))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -87,25 +98,35 @@ class FakeComfy:
         )
 
     async def execute(self, prompt_id: str, client_id: str) -> None:
-        socket = self.sockets[client_id]
+        async with self.serial:
+            self.pending.remove(prompt_id)
+            self.running.append(prompt_id)
+            await self._run_script(prompt_id, client_id)
+            self.running.remove(prompt_id)
+            self.history[prompt_id] = {"outputs": self.outputs, "status": self.status}
+            # Every generation sends this last, after writing history.
+            await self.send(client_id, msg("executing", node=None, prompt_id=prompt_id))
+
+    async def _run_script(self, prompt_id: str, client_id: str) -> None:
         for message in self.script(prompt_id):
             if message == "DROP":
-                await socket.close()
-                continue
-            if message == "HOLD":
+                self.connected.clear()
+                await self.sockets[client_id].close()
+            elif message == "RECONNECTED":
+                await self.connected.wait()
+            elif message == "HOLD":
                 await self.hold.wait()
-                continue
-            if isinstance(message, bytes):
-                if not socket.closed:
-                    await socket.send_bytes(message)
-                continue
-            if not socket.closed:
-                await socket.send_json(message)
-        self.running.remove(prompt_id)
-        self.history[prompt_id] = {"outputs": self.outputs, "status": self.status}
-        if not socket.closed:
-            # Every generation sends this last, after writing history.
-            await socket.send_json(msg("executing", node=None, prompt_id=prompt_id))
+            else:
+                await self.send(client_id, message)
+
+    async def send(self, client_id: str, message: dict | bytes) -> None:
+        socket = self.sockets[client_id]
+        if socket.closed:
+            return
+        if isinstance(message, bytes):
+            await socket.send_bytes(message)
+        else:
+            await socket.send_json(message)
 
     async def queue(self, request: web.Request) -> web.Response:
         def item(pid):

@@ -1,6 +1,7 @@
 """A prompt's run, followed against a hand-written fake ComfyUI that replays
 B.5.5 sequences."""
 
+import asyncio
 import json
 import struct
 import time
@@ -23,14 +24,20 @@ from comfyserve.executor.engine.events import (
     PromptRejected,
 )
 from comfyserve.executor.engine.prompt_run import run_prompt
+from comfyserve.executor.engine.socket import PromptSocket
 
 from .conftest import IMAGE, FakeComfy, g1_script, msg
 
 
 async def collect(client: ComfyClient, timeout_s: float = 10.0):
     deadline = time.monotonic() + timeout_s
-    async with aclosing(run_prompt(client, {"1": {}}, "job-1", deadline)) as events:
-        return [event async for event in events]
+    socket = PromptSocket(client)
+    try:
+        run = run_prompt(socket, {"1": {}}, "job-1", deadline)
+        async with aclosing(run) as events:
+            return [event async for event in events]
+    finally:
+        await socket.close()
 
 
 async def test_g1_completion_on_executing_null_uses_the_returned_prompt_id(make_client):
@@ -62,12 +69,15 @@ async def test_g2_success_waits_for_history_written_after_execution_success(
     client = await make_client(fake)
     events = []
     deadline = time.monotonic() + 10
-    async with aclosing(run_prompt(client, {"1": {}}, "job-1", deadline)) as run:
-        async for event in run:
+    socket = PromptSocket(client)
+    run = run_prompt(socket, {"1": {}}, "job-1", deadline)
+    async with aclosing(run) as events_of_run:
+        async for event in events_of_run:
             events.append(event)
             if isinstance(event, ExecutionStarted):
                 # History is written only now, after execution_success was sent.
                 fake.hold.set()
+    await socket.close()
     queued, final = events[0], events[-1]
     assert str(uuid.UUID(queued.prompt_id)) == queued.prompt_id
     assert isinstance(final, ExecutionSucceeded)
@@ -155,9 +165,11 @@ async def test_the_partner_key_goes_into_the_prompts_extra_data(make_client):
     fake = FakeComfy("g2", g1_script)
     client = await make_client(fake)
     deadline = time.monotonic() + 10
-    run = run_prompt(client, {"1": {}}, "job-1", deadline, partner_key="pk-secret")
+    socket = PromptSocket(client)
+    run = run_prompt(socket, {"1": {}}, "job-1", deadline, partner_key="pk-secret")
     async with aclosing(run) as events:
         assert isinstance([e async for e in events][-1], ExecutionSucceeded)
+    await socket.close()
 
     [body] = fake.bodies
     assert body["extra_data"] == {"api_key_comfy_org": "pk-secret"}
@@ -201,3 +213,95 @@ async def test_binary_preview_frames_become_previews_of_the_prompt(make_client):
         ("image/png", b"\x89PNG-bytes", "3"),
     ]
     assert isinstance(events[-1], ExecutionSucceeded)
+
+
+async def follow_both(socket: PromptSocket) -> tuple[list, list]:
+    deadline = time.monotonic() + 10
+
+    async def one(job_id: str) -> list:
+        run = run_prompt(socket, {"1": {}}, job_id, deadline)
+        async with aclosing(run) as events:
+            return [event async for event in events]
+
+    first, second = await asyncio.gather(one("job-a"), one("job-b"))
+    await socket.close()
+    return first, second
+
+
+def preview_script(pid):
+    # The preview names no prompt: it is the executing prompt's.
+    return [
+        msg("execution_start", prompt_id=pid),
+        msg("executing", node="3", prompt_id=pid),
+        binary(1, 1, b"\xff\xd8" + pid.encode()),
+        msg("executed", node="3", output={"images": [IMAGE]}, prompt_id=pid),
+    ]
+
+
+@pytest.mark.parametrize("generation", ["g1", "g2"])
+async def test_two_prompts_on_one_socket_each_get_their_own_frames(
+    make_client, generation
+):
+    fake = FakeComfy(generation, preview_script)
+    first, second = await follow_both(PromptSocket(await make_client(fake)))
+
+    assert len(fake.connections) == 1
+    assert len({body["client_id"] for body in fake.bodies}) == 1
+    for events in (first, second):
+        prompt_id = events[0].prompt_id
+        assert {e.prompt_id for e in events if hasattr(e, "prompt_id")} == {prompt_id}
+        assert [e.data for e in events if isinstance(e, PreviewImage)] == [
+            b"\xff\xd8" + prompt_id.encode()
+        ]
+        assert [e.node_id for e in events if isinstance(e, NodeStarted)] == ["3"]
+        assert isinstance(events[-1], ExecutionSucceeded)
+    assert first[0].prompt_id != second[0].prompt_id
+
+
+async def test_a_dropped_socket_reconnects_and_both_prompts_in_flight_end(
+    make_client,
+):
+    def script(pid):
+        if pid != fake.bodies[0]["prompt_id"]:
+            return preview_script(pid)
+        # The first prompt loses the socket mid-run while the second waits in
+        # ComfyUI's queue; it goes on only once its frame over the new socket
+        # was seen.
+        return [
+            msg("execution_start", prompt_id=pid),
+            "DROP",
+            "RECONNECTED",
+            msg("executing", node="3", prompt_id=pid),
+            "HOLD",
+            msg("executed", node="3", output={"images": [IMAGE]}, prompt_id=pid),
+        ]
+
+    fake = FakeComfy("g2", script)
+    fake.hold.clear()
+    socket = PromptSocket(await make_client(fake))
+    deadline = time.monotonic() + 10
+
+    async def one(job_id: str) -> list:
+        events = []
+        async with aclosing(run_prompt(socket, {"1": {}}, job_id, deadline)) as run:
+            async for event in run:
+                events.append(event)
+                if isinstance(event, NodeStarted):
+                    fake.hold.set()
+        return events
+
+    running = asyncio.create_task(one("job-a"))
+    await fake.queued.wait()
+    second = await one("job-b")
+    first = await running
+    await socket.close()
+
+    assert len(fake.connections) == 2
+    assert len(set(fake.connections)) == 1
+    assert first[0].prompt_id == fake.bodies[0]["prompt_id"]
+    assert second[0].prompt_id == fake.bodies[1]["prompt_id"]
+    for events in (first, second):
+        prompt_id = events[0].prompt_id
+        assert {e.prompt_id for e in events if hasattr(e, "prompt_id")} == {prompt_id}
+        assert isinstance(events[-1], ExecutionSucceeded)
+    assert [e.node_id for e in first if isinstance(e, NodeStarted)] == ["3"]

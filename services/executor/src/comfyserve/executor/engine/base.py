@@ -14,6 +14,7 @@ from comfyserve.executor.engine.errors import EngineStartFailed, EngineUnavailab
 from comfyserve.executor.engine.events import CancelOutcome, EngineEvent, OutputRef
 from comfyserve.executor.engine.files import ComfyDirs, JobFiles, delete_job_files
 from comfyserve.executor.engine.prompt_run import run_prompt
+from comfyserve.executor.engine.socket import PromptSocket
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +31,7 @@ class ClientEngine:
         self._timeouts = timeouts
         self._ready_timeout_s = ready_timeout_s
         self._client: ComfyClient | None = None
+        self._socket: PromptSocket | None = None
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -60,12 +62,18 @@ class ClientEngine:
         self._client = ComfyClient(
             base_url, self._session, timeouts=self._timeouts, liveness=liveness
         )
+        # One socket for every prompt of this ComfyUI, opened by the first run:
+        # a socket per prompt cost a connection's round trips on every job.
+        self._socket = PromptSocket(self._client)
         return self._client
 
     async def _close_client(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
         if self._session is not None:
             await self._session.close()
         self._session = None
+        self._socket = None
         self._client = None
 
     async def _wait_ready(
@@ -106,8 +114,10 @@ class ClientEngine:
         *,
         partner_key: str | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
+        if self._socket is None:
+            raise EngineUnavailable("the engine is not started")
         return run_prompt(
-            self._require_client(), prompt, job_id, deadline, partner_key=partner_key
+            self._socket, prompt, job_id, deadline, partner_key=partner_key
         )
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome:

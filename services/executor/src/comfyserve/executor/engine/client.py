@@ -228,12 +228,14 @@ class ComfyClient:
         prompt: Mapping[str, Any],
         client_id: str,
         *,
+        prompt_id: str | None = None,
         partner_key: str | None = None,
     ) -> PromptQueued | PromptRejected:
-        """Queue `prompt` for the WebSocket client `client_id`, with the
-        partner-node key in `extra_data` when the job has one (ComfyUI keeps
-        it out of its history)."""
-        requested_id = str(uuid.uuid4())
+        """Queue `prompt` for the WebSocket client `client_id` under
+        `prompt_id` (a fresh one if None), with the partner-node key in
+        `extra_data` when the job has one (ComfyUI keeps it out of its
+        history)."""
+        requested_id = prompt_id or str(uuid.uuid4())
         body: dict[str, Any] = {
             "prompt": prompt,
             "client_id": client_id,

@@ -73,7 +73,7 @@ def parse_message(message: Any, prompt_id: str) -> MessageResult | None:
     """Translate one decoded text frame; None for other prompts' and unknown messages.
 
     Messages without a `prompt_id` (the `status` broadcast, the reconnect
-    `executing`) are ignored: with one job per ComfyUI they add nothing.
+    `executing`) are ignored: the socket attributes what it can of them.
     `progress_state` (G2+) repeats what `progress` says, so it is ignored too.
     """
     if not isinstance(message, Mapping):
@@ -162,6 +162,31 @@ _IMAGE_FORMATS = {1: "image/jpeg", 2: "image/png"}
 _WORD = struct.Struct(">I")
 
 
+def _metadata(frame: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """A type-4 frame's metadata and image; None for any other frame."""
+    if len(frame) < 2 * _WORD.size:
+        return None
+    (kind,) = _WORD.unpack_from(frame, 0)
+    (word,) = _WORD.unpack_from(frame, _WORD.size)
+    body = frame[2 * _WORD.size :]
+    if kind != _PREVIEW_WITH_METADATA or word > len(body):
+        return None
+    try:
+        metadata = json.loads(body[:word])
+    except ValueError:
+        return None
+    if not isinstance(metadata, dict):
+        return None
+    return metadata, body[word:]
+
+
+def preview_prompt_id(frame: bytes) -> str | None:
+    """The prompt a binary frame names (type 4 only); None when it names none."""
+    decoded = _metadata(frame)
+    prompt_id = None if decoded is None else decoded[0].get("prompt_id")
+    return prompt_id if isinstance(prompt_id, str) else None
+
+
 def parse_binary(frame: bytes, prompt_id: str) -> PreviewImage | None:
     """The preview a binary frame carries for `prompt_id`; None for other
     frames (text, another prompt's preview) and malformed ones."""
@@ -175,14 +200,11 @@ def parse_binary(frame: bytes, prompt_id: str) -> PreviewImage | None:
         if content_type is None or not body:
             return None
         return PreviewImage(content_type=content_type, data=body)
-    if kind != _PREVIEW_WITH_METADATA or word > len(body):
+    decoded = _metadata(frame)
+    if decoded is None:
         return None
-    try:
-        metadata = json.loads(body[:word])
-    except ValueError:
-        return None
-    image = body[word:]
-    if not isinstance(metadata, dict) or not image:
+    metadata, image = decoded
+    if not image:
         return None
     if metadata.get("prompt_id") not in (None, prompt_id):
         return None

@@ -1,17 +1,16 @@
-"""Running one prompt on ComfyUI to its end: submitted once the WebSocket is
-open, followed over it, and learnt from `/queue` and `/history` whenever the
-socket drops or falls silent. A terminal message is passed on only once
-`/history` files the prompt, so that an ending also means ComfyUI is free."""
+"""Running one prompt on ComfyUI to its end: submitted once the engine's
+WebSocket is open, followed over it, and learnt from `/queue` and `/history`
+whenever the socket drops or falls silent. A terminal message is passed on only
+once `/history` files the prompt, so that an ending also means ComfyUI is done
+with it."""
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from enum import StrEnum
 from typing import Any
 
-import aiohttp
 import structlog
 
 from comfyserve.executor.engine.client import ComfyClient
@@ -29,6 +28,7 @@ from comfyserve.executor.engine.messages import (
     parse_binary,
     parse_message,
 )
+from comfyserve.executor.engine.socket import Frame, Gap, PromptSocket
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ async def prompt_state(
 
 
 async def run_prompt(
-    client: ComfyClient,
+    socket: PromptSocket,
     prompt: Mapping[str, Any],
     job_id: str,
     deadline: float,
@@ -73,46 +73,52 @@ async def run_prompt(
     raised (the prompt is left to the caller to interrupt). Close the
     iterator (`contextlib.aclosing`) if you stop early.
     """
-    client_id = uuid.uuid4().hex
-    bound = log.bind(job_id=job_id, client_id=client_id)
-    # Connect before submitting: ComfyUI does not replay missed messages.
-    ws = await client.connect_ws(client_id)
-    follower: _Follower | None = None
+    client = socket.client
+    bound = log.bind(job_id=job_id, client_id=socket.client_id)
+    # Open before submitting: ComfyUI does not replay missed messages.
+    await socket.open()
+    requested_id = str(uuid.uuid4())
+    followed = requested_id
+    frames = socket.follow(requested_id)
     try:
-        submitted = await client.post_prompt(prompt, client_id, partner_key=partner_key)
+        submitted = await client.post_prompt(
+            prompt, socket.client_id, prompt_id=requested_id, partner_key=partner_key
+        )
         yield submitted
         if isinstance(submitted, PromptRejected):
             bound.info("executor.engine.prompt_rejected", status=submitted.status)
             return
         bound.info("executor.engine.prompt_queued", prompt_id=submitted.prompt_id)
-        follower = _Follower(client, client_id, submitted.prompt_id, deadline, ws)
+        if submitted.prompt_id != requested_id:
+            # A 2024 build named its own id; its frames so far were kept.
+            socket.unfollow(requested_id)
+            followed = submitted.prompt_id
+            frames = socket.follow(followed)
+        follower = _Follower(socket, submitted.prompt_id, deadline, frames)
         async for event in follower.events():
             yield event
     finally:
-        # The follower may have replaced the socket after a reconnect.
-        current = ws if follower is None else follower.ws
-        if current is not None:
-            await current.close()
+        socket.unfollow(followed)
 
 
 class _Follower:
-    """Follows one submitted prompt over the WS, with /history + /queue fallback."""
+    """Follows one submitted prompt's frames, with /history + /queue fallback."""
 
     def __init__(
         self,
-        client: ComfyClient,
-        client_id: str,
+        socket: PromptSocket,
         prompt_id: str,
         deadline: float,
-        ws: aiohttp.ClientWebSocketResponse,
+        frames: asyncio.Queue[Frame],
     ) -> None:
-        self._client = client
-        self._client_id = client_id
+        self._socket = socket
+        self._client = socket.client
         self._prompt_id = prompt_id
         self._deadline = deadline
-        self.ws: aiohttp.ClientWebSocketResponse | None = ws
-        self._timeouts = client.timeouts
-        self._log = log.bind(prompt_id=prompt_id, client_id=client_id)
+        self._frames = frames
+        self._timeouts = self._client.timeouts
+        self._probe_due = False
+        self._log = log.bind(prompt_id=prompt_id, client_id=socket.client_id)
 
     def _remaining(self) -> float:
         remaining = self._deadline - time.monotonic()
@@ -120,47 +126,38 @@ class _Follower:
             raise EngineTimeout(f"prompt {self._prompt_id} did not finish in time")
         return remaining
 
+    async def _next(self) -> Frame | None:
+        """The next frame; None when it is time to probe: frames may have been
+        missed (after the frames that came before the gap), or none came for
+        the silence probe's time."""
+        if self._probe_due and self._frames.empty():
+            self._probe_due = False
+            return None
+        wait = min(self._remaining(), self._timeouts.silence_probe_s)
+        try:
+            async with asyncio.timeout(wait):
+                return await self._frames.get()
+        except TimeoutError:
+            return None
+
     async def events(self) -> AsyncIterator[EngineEvent]:
-        backoff = self._timeouts.reconnect_backoff_min_s
         while True:
-            remaining = self._remaining()
-            if self.ws is None or self.ws.closed:
-                outcome = await self._recover()
-                if outcome is not None:
-                    yield outcome
-                    return
-                if self.ws is None:
-                    await asyncio.sleep(min(backoff, remaining))
-                    backoff = min(backoff * 2, self._timeouts.reconnect_backoff_max_s)
-                    continue
-                backoff = self._timeouts.reconnect_backoff_min_s
-            try:
-                message = await self.ws.receive(
-                    timeout=min(remaining, self._timeouts.silence_probe_s)
-                )
-            except TimeoutError:
+            frame = await self._next()
+            if isinstance(frame, Gap):
+                self._probe_due = True
+                continue
+            if frame is None:
                 outcome = await self._probe()
                 if outcome is not None:
                     yield outcome
                     return
                 continue
-            if message.type == aiohttp.WSMsgType.BINARY:
-                preview = parse_binary(message.data, self._prompt_id)
+            if isinstance(frame, bytes):
+                preview = parse_binary(frame, self._prompt_id)
                 if preview is not None:
                     yield preview
                 continue
-            if message.type != aiohttp.WSMsgType.TEXT:
-                self._log.warning(
-                    "executor.engine.ws_dropped", ws_type=message.type.name
-                )
-                await self.ws.close()
-                self.ws = None
-                continue
-            try:
-                decoded = json.loads(message.data)
-            except ValueError:
-                continue
-            result = parse_message(decoded, self._prompt_id)
+            result = parse_message(frame, self._prompt_id)
             if result is None:
                 continue
             if isinstance(result, CompletionSignal):
@@ -174,21 +171,16 @@ class _Follower:
                 return
             yield result
 
-    async def _recover(self) -> Outcome | None:
-        """After a WS drop: reconnect, then learn what was missed from the server."""
-        self._client.check_alive()
-        try:
-            self.ws = await self._client.connect_ws(self._client_id)
-        except EngineUnavailable:
-            self.ws = None
-        return await self._probe()
-
     async def _probe(self) -> Outcome | None:
         self._client.check_alive()
         try:
             state, outcome = await prompt_state(self._client, self._prompt_id)
         except EngineUnavailable:
             return None
+        if state is PromptState.RUNNING:
+            # Previews name no prompt: after a drop the socket learns whose
+            # they are from here until the next `executing`.
+            self._socket.executing(self._prompt_id)
         if state in (PromptState.PENDING, PromptState.RUNNING):
             return None
         self._log.info("executor.engine.finished_by_probe", state=state.value)
