@@ -6,7 +6,18 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, case, func, select, tuple_
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    FromClause,
+    ScalarSelect,
+    case,
+    func,
+    literal,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +35,19 @@ _DEPTH_SHARDS = 8
 _COUNT_AHEAD_LIMIT = 1000
 
 
+def _adding(statement: Insert) -> Insert:
+    """`statement` (an insert into `queue_depth`) adds its `pending` to a
+    shard's row that exists already."""
+    return statement.on_conflict_do_update(
+        index_elements=[
+            queue_depth.c.pool,
+            queue_depth.c.priority_rank,
+            queue_depth.c.shard,
+        ],
+        set_={"pending": queue_depth.c.pending + statement.excluded.pending},
+    )
+
+
 async def adjust_depth(
     conn: AsyncConnection, pool: str, priority: Priority, delta: int
 ) -> None:
@@ -38,26 +62,34 @@ async def adjust_depth(
         shard=random.randrange(_DEPTH_SHARDS),
         pending=delta,
     )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[
-                queue_depth.c.pool,
-                queue_depth.c.priority_rank,
-                queue_depth.c.shard,
-            ],
-            set_={"pending": queue_depth.c.pending + statement.excluded.pending},
+    await conn.execute(_adding(statement))
+
+
+def count_in(pool: str, priority: Priority, rows: FromClause) -> CTE:
+    """`adjust_depth` by one for each row of `rows` (the job just inserted, or
+    none), as a CTE of the statement that inserts it."""
+    counted = select(
+        literal(pool),
+        literal(PRIORITY_RANK[priority]),
+        literal(random.randrange(_DEPTH_SHARDS)),
+        literal(1),
+    ).select_from(rows)
+    columns = ["pool", "priority_rank", "shard", "pending"]
+    statement = pg_insert(queue_depth).from_select(columns, counted)
+    return _adding(statement).cte("counted")
+
+
+def pending_through(pool: str, priority: Priority) -> ScalarSelect[Any]:
+    """Pending jobs of `pool` at `priority` or higher, by the counters as the
+    statement reading them sees them."""
+    return (
+        select(func.coalesce(func.sum(queue_depth.c.pending), 0))
+        .where(
+            queue_depth.c.pool == pool,
+            queue_depth.c.priority_rank <= PRIORITY_RANK[priority],
         )
+        .scalar_subquery()
     )
-
-
-async def pending_through(conn: AsyncConnection, pool: str, priority: Priority) -> int:
-    """Pending jobs of `pool` at `priority` or higher: a job just queued at the
-    back of `priority` has this position."""
-    query = select(func.coalesce(func.sum(queue_depth.c.pending), 0)).where(
-        queue_depth.c.pool == pool,
-        queue_depth.c.priority_rank <= PRIORITY_RANK[priority],
-    )
-    return int((await conn.execute(query)).scalar_one())
 
 
 async def queue_position(conn: AsyncConnection, job: JobRecord) -> int:

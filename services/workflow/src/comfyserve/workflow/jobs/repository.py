@@ -10,7 +10,21 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    DateTime,
+    Text,
+    Uuid,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +42,7 @@ from comfyserve.workflow.jobs.models import (
     job_from_row,
     jobs,
 )
+from comfyserve.workflow.tenants.models import Admission
 
 _MUTABLE = (
     "status",
@@ -54,19 +69,103 @@ def _fields(job: JobRecord) -> dict[str, Any]:
     return {column.name: getattr(job, column.name) for column in JOB_COLUMNS}
 
 
-async def insert_job(conn: AsyncConnection, job: JobRecord) -> int:
-    """Insert the job; answers the `number` its row was given."""
+@dataclass(frozen=True, slots=True)
+class NewIdempotency:
+    """An idempotency record to keep with a job being queued."""
+
+    key: str
+    request_hash: str
+    # A record of the key older than this has expired and is taken over.
+    expired_before: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What `queue_job` did: `number` is None when the tenant's queue was
+    full, `key_recorded` False when a live record holds the idempotency key;
+    in either case the caller rolls the transaction back."""
+
+    number: int | None
+    key_recorded: bool
+    # Pending jobs of the pool at the job's priority or higher, it included.
+    position: int
+    queued_limit: int
+
+
+async def queue_job(
+    conn: AsyncConnection,
+    job: JobRecord,
+    *,
+    admission: Admission,
+    idempotency: NewIdempotency | None,
+    notifications: Sequence[tuple[str, str]],
+) -> Queued:
+    """Insert a pending job while its tenant's queue has room, count it into
+    the queue's depth, record its idempotency key and queue `notifications`
+    (channel, payload) for the commit: one statement, so one round trip.
+
+    Every part reads one snapshot, taken when the statement starts; the
+    position is the pending jobs ahead in it plus the job itself."""
     values = _fields(job)
     values["status"] = job.status.value
     values["priority"] = job.priority.value
     if job.number is None:
         del values["number"]
-    number = (
-        await conn.execute(insert(jobs).values(values).returning(jobs.c.number))
-    ).scalar_one()
-    if job.status is JobStatus.PENDING:
-        await queue_repository.adjust_depth(conn, job.pool, job.priority, 1)
-    return int(number)
+    row = select(
+        *(literal(value, jobs.c[name].type) for name, value in values.items())
+    ).where(admission.has_room)
+    inserted = (
+        insert(jobs).from_select(list(values), row).returning(jobs.c.number)
+    ).cte("inserted")
+    counted = queue_repository.count_in(job.pool, job.priority, inserted)
+    recorded: ColumnElement[Any] = literal(1)
+    ctes = [counted]
+    if idempotency is not None:
+        kept = _keep_idempotency(job, idempotency, inserted)
+        ctes.append(kept)
+        recorded = select(func.count()).select_from(kept).scalar_subquery()
+    query = select(
+        select(inserted.c.number).scalar_subquery().label("number"),
+        recorded.label("recorded"),
+        queue_repository.pending_through(job.pool, job.priority).label("ahead"),
+        admission.limit.label("queued_limit"),
+        *(func.pg_notify(channel, payload) for channel, payload in notifications),
+    ).add_cte(*ctes)
+    result = (await conn.execute(query)).one()
+    return Queued(
+        number=None if result.number is None else int(result.number),
+        key_recorded=bool(result.recorded),
+        position=int(result.ahead) + 1,
+        queued_limit=int(result.queued_limit),
+    )
+
+
+def _keep_idempotency(job: JobRecord, record: NewIdempotency, inserted: CTE) -> CTE:
+    """Record the key for the job `inserted` holds (none: nothing recorded);
+    returns a row unless a live record holds the key already. An expired
+    record that the sweeper has not deleted yet is taken over."""
+    row = select(
+        literal(job.tenant_id, Text),
+        literal(record.key, Text),
+        literal(record.request_hash, Text),
+        literal(job.id, Uuid),
+        literal(job.created_at, DateTime(timezone=True)),
+    ).select_from(inserted)
+    columns = ["tenant_id", "key", "request_hash", "job_id", "created_at"]
+    statement = pg_insert(idempotency_keys).from_select(columns, row)
+    return (
+        statement.on_conflict_do_update(
+            index_elements=[idempotency_keys.c.tenant_id, idempotency_keys.c.key],
+            set_={
+                "request_hash": statement.excluded.request_hash,
+                "job_id": statement.excluded.job_id,
+                "created_at": statement.excluded.created_at,
+            },
+            where=idempotency_keys.c.created_at < record.expired_before,
+        )
+        .returning(idempotency_keys.c.key)
+        .cte("kept")
+    )
 
 
 async def job_exists(conn: AsyncConnection, job_id: UUID) -> bool:
@@ -210,37 +309,6 @@ async def find_idempotency(
     )
     row = (await conn.execute(query)).first()
     return None if row is None else IdempotencyRecord(row.request_hash, row.job_id)
-
-
-async def insert_idempotency(
-    conn: AsyncConnection,
-    *,
-    tenant_id: str,
-    key: str,
-    request_hash: str,
-    job_id: UUID,
-    now: datetime,
-    expired_before: datetime,
-) -> bool:
-    """Record the key; False when a live record holds it already. An expired
-    record that the sweeper has not deleted yet is taken over."""
-    statement = pg_insert(idempotency_keys).values(
-        tenant_id=tenant_id,
-        key=key,
-        request_hash=request_hash,
-        job_id=job_id,
-        created_at=now,
-    )
-    query = statement.on_conflict_do_update(
-        index_elements=[idempotency_keys.c.tenant_id, idempotency_keys.c.key],
-        set_={
-            "request_hash": statement.excluded.request_hash,
-            "job_id": statement.excluded.job_id,
-            "created_at": statement.excluded.created_at,
-        },
-        where=idempotency_keys.c.created_at < expired_before,
-    ).returning(idempotency_keys.c.key)
-    return (await conn.execute(query)).first() is not None
 
 
 async def delete_expired_idempotency(conn: AsyncConnection, before: datetime) -> int:

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.contracts.events import InputFile, Priority
 from comfyserve.contracts.workflow_format import replace_asset_refs
-from comfyserve.runtime.notifications import notify
 from comfyserve.runtime.telemetry import current_trace_id, current_traceparent
 from comfyserve.workflow.adapters.files import FileLookup
 from comfyserve.workflow.adapters.partner_keys import PartnerKeys
@@ -31,7 +30,7 @@ from comfyserve.workflow.errors import (
     InvalidArgumentError,
     PartnerKeysUnavailableError,
 )
-from comfyserve.workflow.jobs import events, queue_repository, repository
+from comfyserve.workflow.jobs import events, repository
 from comfyserve.workflow.jobs.assets import resolve_assets, resolve_named_inputs
 from comfyserve.workflow.jobs.hashing import request_hash
 from comfyserve.workflow.jobs.job_ids import JobIdTakenError, chosen_job_id
@@ -42,7 +41,7 @@ from comfyserve.workflow.jobs.webhooks import check_webhook_url
 from comfyserve.workflow.outbox import repository as outbox
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.telemetry import Metrics
-from comfyserve.workflow.tenants.service import admit, quota_defaults
+from comfyserve.workflow.tenants.service import admission, queue_full, quota_defaults
 from comfyserve.workflow.validation import (
     ComfyErrors,
     ErrorType,
@@ -232,34 +231,35 @@ class SubmissionService:
         commit: an executor woken by the commit finds it, and a job id or
         idempotency key that is taken never replaces another job's."""
         now = job.created_at
+        idempotency = (
+            None
+            if job.idempotency_key is None
+            else repository.NewIdempotency(
+                key=job.idempotency_key,
+                request_hash=fingerprint,
+                expired_before=self._idempotency_cutoff(now),
+            )
+        )
         kept = False
         try:
-            await admit(conn, job.tenant_id, self._quotas)
             try:
-                number = await repository.insert_job(conn, job)
+                queued = await repository.queue_job(
+                    conn,
+                    job,
+                    admission=admission(job.tenant_id, self._quotas),
+                    idempotency=idempotency,
+                    notifications=[(QUEUE_CHANNEL, job.pool)],
+                )
             except IntegrityError:
                 # Only a chosen id can collide, with a job stored since the
                 # check in `submit`.
                 raise JobIdTakenError() from None
-            if job.idempotency_key is not None:
-                recorded = await repository.insert_idempotency(
-                    conn,
-                    tenant_id=job.tenant_id,
-                    key=job.idempotency_key,
-                    request_hash=fingerprint,
-                    job_id=job.id,
-                    now=now,
-                    expired_before=self._idempotency_cutoff(now),
-                )
-                if not recorded:
-                    await conn.rollback()
-                    return None
+            if queued.number is None:
+                raise queue_full(queued.queued_limit, self._quotas)
+            if not queued.key_recorded:
+                await conn.rollback()
+                return None
             await outbox.add_event(conn, events.submitted(job, self._source), now)
-            await notify(conn, QUEUE_CHANNEL, job.pool)
-            # Just queued, the job is the last of its priority.
-            position = await queue_repository.pending_through(
-                conn, job.pool, job.priority
-            )
             if partner_key is not None:
                 await self._partner_keys.keep(
                     str(job.id), partner_key, self._key_until(job)
@@ -272,7 +272,7 @@ class SubmissionService:
                 with contextlib.suppress(PartnerKeysUnavailableError):
                     await self._partner_keys.forget([str(job.id)])
             raise
-        return replace(job, queue_position=position, number=number)
+        return replace(job, queue_position=queued.position, number=queued.number)
 
     def _key_until(self, job: JobRecord) -> datetime:
         # The sweeper ends a job this long after its deadline; until then an

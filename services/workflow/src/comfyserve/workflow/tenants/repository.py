@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,18 +48,28 @@ async def set_limits(
     )
 
 
-async def count_pending(conn: AsyncConnection, tenant_id: str, at_most: int) -> int:
-    """The tenant's pending jobs, counted no further than `at_most`: a tenant
-    at its queue's limit is refused after reading that many index entries,
-    not all of its queue."""
+def queued_limit(tenant_id: str, default: int) -> ColumnElement[int]:
+    """The tenant's queue limit in force, its own or `default`, as SQL to
+    read in the statement that queues a job."""
+    own = (
+        select(tenant_quotas.c.max_queued)
+        .where(tenant_quotas.c.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    return func.coalesce(own, literal(default))
+
+
+def below_limit(tenant_id: str, limit: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether the tenant has fewer than `limit` pending jobs, counted no
+    further than `limit`: a tenant at its queue's limit is refused after
+    reading that many index entries, not all of its queue."""
     some = (
         select(jobs.c.id)
         .where(jobs.c.tenant_id == tenant_id, IS_PENDING)
-        .limit(at_most)
+        .limit(limit)
         .subquery()
     )
-    query = select(func.count()).select_from(some)
-    return int((await conn.execute(query)).scalar_one())
+    return select(func.count()).select_from(some).scalar_subquery() < limit
 
 
 async def count_running(conn: AsyncConnection, tenant_id: str) -> int:

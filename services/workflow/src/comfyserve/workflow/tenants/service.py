@@ -11,13 +11,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.workflow.errors import InvalidArgumentError, QueueFullError
 from comfyserve.workflow.jobs.reads import require_tenant
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.tenants import repository
-from comfyserve.workflow.tenants.models import QuotaLimits, TenantQuota, TenantUsage
+from comfyserve.workflow.tenants.models import (
+    Admission,
+    QuotaLimits,
+    TenantQuota,
+    TenantUsage,
+)
 
 # A tenant's own limit cannot exceed what one row of counters can mean.
 MAX_LIMIT = 1_000_000
@@ -49,17 +54,20 @@ def in_force(tenant_id: str, own: QuotaLimits, defaults: QuotaDefaults) -> Tenan
     )
 
 
-async def admit(conn: AsyncConnection, tenant_id: str, defaults: QuotaDefaults) -> None:
-    """Refuse a new job of a tenant whose queue is full.
+def admission(tenant_id: str, defaults: QuotaDefaults) -> Admission:
+    """The SQL that admits a new job of the tenant only while its queue has
+    room, for the statement that queues it.
 
-    Read in the submit's own transaction without a lock: submits in flight at
+    Read in the submit's own statement without a lock: submits in flight at
     the same moment may each pass, so the queue can go over by at most that
     many; a lock per tenant would make a tenant's submits wait on each other.
     """
-    quota = in_force(tenant_id, await repository.limits(conn, tenant_id), defaults)
-    queued = await repository.count_pending(conn, tenant_id, quota.max_queued)
-    if queued >= quota.max_queued:
-        raise QueueFullError(quota.max_queued, defaults.retry_after_seconds)
+    limit = repository.queued_limit(tenant_id, defaults.max_queued)
+    return Admission(limit, repository.below_limit(tenant_id, limit))
+
+
+def queue_full(limit: int, defaults: QuotaDefaults) -> QueueFullError:
+    return QueueFullError(limit, defaults.retry_after_seconds)
 
 
 class TenantService:
