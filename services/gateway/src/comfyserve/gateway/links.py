@@ -23,7 +23,7 @@ class Links:
         return self.url(f"/files/{file_id}")
 
 
-def _links(request: Request) -> Links:
+async def _links(request: Request) -> Links:
     settings: Settings = request.app.state.settings
     if settings.public_base_url is not None:
         return Links(str(settings.public_base_url))

@@ -44,7 +44,7 @@ class Resources:
 ResourcesFactory = Callable[[Settings], AbstractAsyncContextManager[Resources]]
 
 
-def _resources(request: Request) -> Resources:
+async def _resources(request: Request) -> Resources:
     return cast(Resources, request.state.resources)
 
 

@@ -39,7 +39,9 @@ def service(
     # and the OpenAPI answers see, as any route's.
     guard = Depends(access)
 
-    def dependency(
+    # async, though it awaits nothing: FastAPI runs a plain function
+    # dependency in a worker thread, a hand-off per request.
+    async def dependency(
         request: Request,
         resources: ResourcesDep,
         links: LinksDep,

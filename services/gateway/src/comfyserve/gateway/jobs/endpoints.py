@@ -70,7 +70,9 @@ ReadJobs = Annotated[JobsService, Depends(service(READ, jobs_service))]
 WriteJobs = Annotated[JobsService, Depends(service(WRITE, jobs_service))]
 
 
-def _idempotency_key(
+# async, though it awaits nothing: FastAPI runs a plain function dependency in
+# a worker thread, a hand-off per request.
+async def _idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(description="Makes a retried submission return the first job."),
