@@ -7,7 +7,7 @@ to the feature's own constructor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,7 +33,7 @@ class Served:
 
 def service(
     access: Access, build: Callable[[Served], Service]
-) -> Callable[..., Service]:
+) -> Callable[..., Awaitable[Service]]:
     """A dependency: `build`'s service for a caller `access` admits."""
     # The guard as a default, so it is a sub-dependency the route-table walk
     # and the OpenAPI answers see, as any route's.
