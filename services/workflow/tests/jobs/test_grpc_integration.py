@@ -307,6 +307,31 @@ async def test_queue_position_orders_by_priority_then_age(stub, make_workflow):
     assert high_now.queue_position < low_now.queue_position
 
 
+async def test_a_submit_answers_its_place_behind_its_priority_and_those_above(
+    stub, private_pool
+):
+    _, marker = private_pool
+    tenant_id = tenant()
+
+    async def put(priority: int) -> pb.Job:
+        graph = {"1": {"class_type": marker, "inputs": {"label": uuid.uuid4().hex}}}
+        response = await stub.SubmitJob(
+            pb.SubmitJobRequest(
+                tenant_id=tenant_id, workflow_json=json.dumps(graph), priority=priority
+            )
+        )
+        return response.job
+
+    normal = [await put(pb.PRIORITY_NORMAL) for _ in range(3)]
+    assert [job.queue_position for job in normal] == [1, 2, 3]
+    high = await put(pb.PRIORITY_HIGH)
+    low = await put(pb.PRIORITY_LOW)
+    assert (high.queue_position, low.queue_position) == (1, 5)
+    for job, place in [(high, 1), (normal[0], 2), (normal[2], 4), (low, 5)]:
+        read = await stub.GetJob(pb.GetJobRequest(tenant_id=tenant_id, job_id=job.id))
+        assert read.queue_position == place
+
+
 async def test_cancel_of_a_pending_job_ends_it_and_refuses_its_claim(
     stub, make_workflow
 ):

@@ -59,35 +59,39 @@ async def adjust_depth(
     statement = pg_insert(queue_depth).values(
         pool=pool,
         priority_rank=PRIORITY_RANK[priority],
-        shard=random.randrange(_DEPTH_SHARDS),
+        shard=random_shard(),
         pending=delta,
     )
     await conn.execute(_adding(statement))
 
 
-def count_in(pool: str, priority: Priority, rows: FromClause) -> CTE:
+def random_shard() -> int:
+    """The depth shard a submit or claim counts its change in."""
+    return random.randrange(_DEPTH_SHARDS)
+
+
+def count_in(
+    pool: ColumnElement[str],
+    rank: ColumnElement[int],
+    shard: ColumnElement[int],
+    rows: FromClause,
+) -> CTE:
     """`adjust_depth` by one for each row of `rows` (the job just inserted, or
     none), as a CTE of the statement that inserts it."""
-    counted = select(
-        literal(pool),
-        literal(PRIORITY_RANK[priority]),
-        literal(random.randrange(_DEPTH_SHARDS)),
-        literal(1),
-    ).select_from(rows)
+    counted = select(pool, rank, shard, literal(1)).select_from(rows)
     columns = ["pool", "priority_rank", "shard", "pending"]
     statement = pg_insert(queue_depth).from_select(columns, counted)
     return _adding(statement).cte("counted")
 
 
-def pending_through(pool: str, priority: Priority) -> ScalarSelect[Any]:
-    """Pending jobs of `pool` at `priority` or higher, by the counters as the
-    statement reading them sees them."""
+def pending_through(
+    pool: ColumnElement[str], rank: ColumnElement[int]
+) -> ScalarSelect[Any]:
+    """Pending jobs of `pool` at priority rank `rank` or higher, by the
+    counters as the statement reading them sees them."""
     return (
         select(func.coalesce(func.sum(queue_depth.c.pending), 0))
-        .where(
-            queue_depth.c.pool == pool,
-            queue_depth.c.priority_rank <= PRIORITY_RANK[priority],
-        )
+        .where(queue_depth.c.pool == pool, queue_depth.c.priority_rank <= rank)
         .scalar_subquery()
     )
 

@@ -4,6 +4,7 @@ Never commits."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,8 +15,12 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     DateTime,
+    Integer,
+    Select,
+    SmallInteger,
     Text,
     Uuid,
+    bindparam,
     delete,
     exists,
     func,
@@ -33,6 +38,7 @@ from comfyserve.workflow.jobs import queue_repository
 from comfyserve.workflow.jobs.cursor import Cursor
 from comfyserve.workflow.jobs.models import (
     JOB_COLUMNS,
+    PRIORITY_RANK,
     SUMMARY_COLUMNS,
     JobOrder,
     JobRecord,
@@ -42,7 +48,7 @@ from comfyserve.workflow.jobs.models import (
     job_from_row,
     jobs,
 )
-from comfyserve.workflow.tenants.models import Admission
+from comfyserve.workflow.tenants import repository as tenants
 
 _MUTABLE = (
     "status",
@@ -96,13 +102,14 @@ async def queue_job(
     conn: AsyncConnection,
     job: JobRecord,
     *,
-    admission: Admission,
+    default_max_queued: int,
     idempotency: NewIdempotency | None,
     notifications: Sequence[tuple[str, str]],
 ) -> Queued:
-    """Insert a pending job while its tenant's queue has room, count it into
-    the queue's depth, record its idempotency key and queue `notifications`
-    (channel, payload) for the commit: one statement, so one round trip.
+    """Insert a pending job while its tenant's queue is below its limit (its
+    own, else `default_max_queued`), count it into the queue's depth, record
+    its idempotency key and queue `notifications` (channel, payload) for the
+    commit: one statement, so one round trip.
 
     Every part reads one snapshot, taken when the statement starts; the
     position is the pending jobs ahead in it plus the job itself."""
@@ -111,27 +118,20 @@ async def queue_job(
     values["priority"] = job.priority.value
     if job.number is None:
         del values["number"]
-    row = select(
-        *(literal(value, jobs.c[name].type) for name, value in values.items())
-    ).where(admission.has_room)
-    inserted = (
-        insert(jobs).from_select(list(values), row).returning(jobs.c.number)
-    ).cte("inserted")
-    counted = queue_repository.count_in(job.pool, job.priority, inserted)
-    recorded: ColumnElement[Any] = literal(1)
-    ctes = [counted]
+    query = _queue_statement(tuple(values), idempotency is not None, len(notifications))
+    params: dict[str, Any] = {
+        **values,
+        "default_max_queued": default_max_queued,
+        "priority_rank": PRIORITY_RANK[job.priority],
+        "shard": queue_repository.random_shard(),
+    }
     if idempotency is not None:
-        kept = _keep_idempotency(job, idempotency, inserted)
-        ctes.append(kept)
-        recorded = select(func.count()).select_from(kept).scalar_subquery()
-    query = select(
-        select(inserted.c.number).scalar_subquery().label("number"),
-        recorded.label("recorded"),
-        queue_repository.pending_through(job.pool, job.priority).label("ahead"),
-        admission.limit.label("queued_limit"),
-        *(func.pg_notify(channel, payload) for channel, payload in notifications),
-    ).add_cte(*ctes)
-    result = (await conn.execute(query)).one()
+        params["request_hash"] = idempotency.request_hash
+        params["expired_before"] = idempotency.expired_before
+    for index, (channel, payload) in enumerate(notifications):
+        params[f"channel_{index}"] = channel
+        params[f"payload_{index}"] = payload
+    result = (await conn.execute(query, params)).one()
     return Queued(
         number=None if result.number is None else int(result.number),
         key_recorded=bool(result.recorded),
@@ -140,19 +140,61 @@ async def queue_job(
     )
 
 
-def _keep_idempotency(job: JobRecord, record: NewIdempotency, inserted: CTE) -> CTE:
-    """Record the key for the job `inserted` holds (none: nothing recorded);
-    returns a row unless a live record holds the key already. An expired
-    record that the sweeper has not deleted yet is taken over."""
+@functools.cache
+def _queue_statement(
+    columns: tuple[str, ...], with_key: bool, notifications: int
+) -> Select[Any]:
+    """`queue_job`'s statement over bound parameters, built once per shape:
+    built anew each time, it cost more Python than the round trip it saves."""
+    tenant_id = bindparam("tenant_id", type_=Text)
+    limit = tenants.queued_limit(
+        tenant_id, bindparam("default_max_queued", type_=Integer)
+    )
+    row = select(*(bindparam(name, type_=jobs.c[name].type) for name in columns)).where(
+        tenants.below_limit(tenant_id, limit)
+    )
+    inserted = (
+        insert(jobs).from_select(list(columns), row).returning(jobs.c.number)
+    ).cte("inserted")
+    pool = bindparam("pool", type_=Text)
+    rank = bindparam("priority_rank", type_=SmallInteger)
+    shard = bindparam("shard", type_=SmallInteger)
+    ctes = [queue_repository.count_in(pool, rank, shard, inserted)]
+    recorded: ColumnElement[Any] = literal(1)
+    if with_key:
+        kept = _keep_idempotency(inserted)
+        ctes.append(kept)
+        recorded = select(func.count()).select_from(kept).scalar_subquery()
+    wake = (
+        func.pg_notify(
+            bindparam(f"channel_{index}", type_=Text),
+            bindparam(f"payload_{index}", type_=Text),
+        )
+        for index in range(notifications)
+    )
+    return select(
+        select(inserted.c.number).scalar_subquery().label("number"),
+        recorded.label("recorded"),
+        queue_repository.pending_through(pool, rank).label("ahead"),
+        limit.label("queued_limit"),
+        *wake,
+    ).add_cte(*ctes)
+
+
+def _keep_idempotency(inserted: CTE) -> CTE:
+    """Record the job's idempotency key (`inserted` holds the job, or none:
+    nothing recorded); a row unless a live record holds the key already. An
+    expired record that the sweeper has not deleted yet is taken over."""
     row = select(
-        literal(job.tenant_id, Text),
-        literal(record.key, Text),
-        literal(record.request_hash, Text),
-        literal(job.id, Uuid),
-        literal(job.created_at, DateTime(timezone=True)),
+        bindparam("tenant_id", type_=Text),
+        bindparam("idempotency_key", type_=Text),
+        bindparam("request_hash", type_=Text),
+        bindparam("id", type_=Uuid),
+        bindparam("created_at", type_=DateTime(timezone=True)),
     ).select_from(inserted)
     columns = ["tenant_id", "key", "request_hash", "job_id", "created_at"]
     statement = pg_insert(idempotency_keys).from_select(columns, row)
+    expired_before = bindparam("expired_before", type_=DateTime(timezone=True))
     return (
         statement.on_conflict_do_update(
             index_elements=[idempotency_keys.c.tenant_id, idempotency_keys.c.key],
@@ -161,7 +203,7 @@ def _keep_idempotency(job: JobRecord, record: NewIdempotency, inserted: CTE) -> 
                 "job_id": statement.excluded.job_id,
                 "created_at": statement.excluded.created_at,
             },
-            where=idempotency_keys.c.created_at < record.expired_before,
+            where=idempotency_keys.c.created_at < expired_before,
         )
         .returning(idempotency_keys.c.key)
         .cte("kept")

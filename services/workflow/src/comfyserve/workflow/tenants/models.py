@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Column, ColumnElement, DateTime, Integer, Table, Text
+from sqlalchemy import Column, DateTime, Integer, Table, Text
 
 from comfyserve.workflow.db import metadata
 
@@ -43,13 +43,3 @@ class TenantUsage:
     tenant_id: str
     jobs_by_status: dict[str, int] = field(default_factory=dict)
     gpu_seconds: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """The SQL that admits a new job of a tenant, read in the statement that
-    queues it: the tenant's queue limit in force, and whether its queue is
-    below it."""
-
-    limit: ColumnElement[int]
-    has_room: ColumnElement[bool]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,18 +48,26 @@ async def set_limits(
     )
 
 
-def queued_limit(tenant_id: str, default: int) -> ColumnElement[int]:
+def queued_limit(
+    tenant_id: ColumnElement[str], default: ColumnElement[int]
+) -> ColumnElement[int]:
     """The tenant's queue limit in force, its own or `default`, as SQL to
-    read in the statement that queues a job."""
+    read in the statement that queues a job.
+
+    Read there without a lock: submits in flight at the same moment may each
+    pass, so the queue can go over by at most that many; a lock per tenant
+    would make a tenant's submits wait on each other."""
     own = (
         select(tenant_quotas.c.max_queued)
         .where(tenant_quotas.c.tenant_id == tenant_id)
         .scalar_subquery()
     )
-    return func.coalesce(own, literal(default))
+    return func.coalesce(own, default)
 
 
-def below_limit(tenant_id: str, limit: ColumnElement[int]) -> ColumnElement[bool]:
+def below_limit(
+    tenant_id: ColumnElement[str], limit: ColumnElement[int]
+) -> ColumnElement[bool]:
     """Whether the tenant has fewer than `limit` pending jobs, counted no
     further than `limit`: a tenant at its queue's limit is refused after
     reading that many index entries, not all of its queue."""

@@ -17,12 +17,7 @@ from comfyserve.workflow.errors import InvalidArgumentError, QueueFullError
 from comfyserve.workflow.jobs.reads import require_tenant
 from comfyserve.workflow.settings import Settings
 from comfyserve.workflow.tenants import repository
-from comfyserve.workflow.tenants.models import (
-    Admission,
-    QuotaLimits,
-    TenantQuota,
-    TenantUsage,
-)
+from comfyserve.workflow.tenants.models import QuotaLimits, TenantQuota, TenantUsage
 
 # A tenant's own limit cannot exceed what one row of counters can mean.
 MAX_LIMIT = 1_000_000
@@ -52,18 +47,6 @@ def in_force(tenant_id: str, own: QuotaLimits, defaults: QuotaDefaults) -> Tenan
         running_is_default=own.max_running is None,
         queued_is_default=own.max_queued is None,
     )
-
-
-def admission(tenant_id: str, defaults: QuotaDefaults) -> Admission:
-    """The SQL that admits a new job of the tenant only while its queue has
-    room, for the statement that queues it.
-
-    Read in the submit's own statement without a lock: submits in flight at
-    the same moment may each pass, so the queue can go over by at most that
-    many; a lock per tenant would make a tenant's submits wait on each other.
-    """
-    limit = repository.queued_limit(tenant_id, defaults.max_queued)
-    return Admission(limit, repository.below_limit(tenant_id, limit))
 
 
 def queue_full(limit: int, defaults: QuotaDefaults) -> QueueFullError:
