@@ -204,6 +204,7 @@ class ExecutorApp:
                 worker_id=self.identity.worker_id,
                 pool=settings.pool,
                 wait_s=settings.acquire_wait_seconds,
+                prefetch=settings.prefetch,
             )
             self.http_port = await stack.enter_async_context(
                 _http_server(
@@ -228,7 +229,7 @@ class ExecutorApp:
                 asyncio.create_task(leases.run(), name="leases"),
                 asyncio.create_task(
                     supervisor.watch(
-                        lambda: runner.current_job_id is not None,
+                        lambda: runner.busy,
                         settings.watchdog_interval_seconds,
                         self.clock,
                     ),

@@ -53,6 +53,9 @@ class Settings(AuthClientSettings):
     preview_interval_seconds: float = Field(default=1.0, ge=0)
     # How long one AcquireJob waits for a job before asking again.
     acquire_wait_seconds: float = Field(default=20.0, gt=0)
+    # Jobs taken ahead while ComfyUI runs the current one: their inputs are
+    # staged and their prompts queued behind it. 0 takes one job at a time.
+    prefetch: int = Field(default=0, ge=0, le=1)
     interrupt_grace_seconds: float = Field(default=10.0, gt=0)
     watchdog_interval_seconds: float = Field(default=5.0, gt=0)
     grpc_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -4,6 +4,7 @@ from comfyserve.executor.engine.client import ClientTimeouts, ComfyClient
 from comfyserve.executor.engine.errors import (
     EngineCrashed,
     EngineError,
+    EngineRestarted,
     EngineStartFailed,
     EngineTimeout,
     EngineUnavailable,
@@ -45,6 +46,7 @@ __all__ = [
     "EngineCrashed",
     "EngineError",
     "EngineEvent",
+    "EngineRestarted",
     "EngineStartFailed",
     "EngineTimeout",
     "EngineUnavailable",

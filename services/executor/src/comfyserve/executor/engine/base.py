@@ -121,7 +121,11 @@ class ClientEngine:
         )
 
     async def interrupt(self, prompt_id: str) -> CancelOutcome:
-        return await self._require_client().interrupt(prompt_id)
+        outcome = await self._require_client().interrupt(prompt_id)
+        if outcome is CancelOutcome.DEQUEUED and self._socket is not None:
+            # Its follower learns it from /queue now, not at the next silence.
+            self._socket.dequeued(prompt_id)
+        return outcome
 
     async def fetch_output(self, ref: OutputRef) -> bytes:
         return await self._require_client().fetch_output(ref)

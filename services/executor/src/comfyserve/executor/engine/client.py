@@ -196,8 +196,9 @@ class ComfyClient:
 
         2024 builds interrupt whatever runs and ignore the body, so the queue is
         checked first. Between that check and the POST the prompt may finish and
-        the next one start; the executor submits one job at a time per ComfyUI,
-        so nothing of ours can be behind it and the race is accepted.
+        the next one start: with a job staged behind it (`EXECUTOR_PREFETCH`)
+        that job may be interrupted, and it ends as a retryable failure (no
+        stop was asked for it), never as cancelled. Later builds honour the id.
         """
         snapshot = await self.queue()
         if prompt_id in snapshot.running:

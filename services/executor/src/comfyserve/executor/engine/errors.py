@@ -6,6 +6,11 @@ class EngineUnavailable(EngineError):
     """ComfyUI could not be reached; retrying on a healthy engine may succeed."""
 
 
+class EngineRestarted(EngineUnavailable):
+    """The engine was restarted or stopped while the prompt waited or ran: the
+    prompt is gone, and a restart for it has already happened."""
+
+
 class EngineTimeout(EngineError):
     """The caller's deadline passed before the prompt finished."""
 

@@ -14,7 +14,11 @@ from typing import Any
 import structlog
 
 from comfyserve.executor.engine.client import ComfyClient
-from comfyserve.executor.engine.errors import EngineTimeout, EngineUnavailable
+from comfyserve.executor.engine.errors import (
+    EngineRestarted,
+    EngineTimeout,
+    EngineUnavailable,
+)
 from comfyserve.executor.engine.events import (
     EngineEvent,
     ExecutionFailed,
@@ -144,6 +148,10 @@ class _Follower:
         while True:
             frame = await self._next()
             if isinstance(frame, Gap):
+                if self._socket.closing:
+                    raise EngineRestarted(
+                        f"ComfyUI went away under prompt {self._prompt_id}"
+                    )
                 self._probe_due = True
                 continue
             if frame is None:

@@ -43,10 +43,12 @@ _ENDS_EXECUTION = frozenset(
 
 
 class Gap(StrEnum):
-    """Told to every follower: frames may have been missed."""
+    """Told to a follower: frames may have been missed, or will not come."""
 
     DROPPED = "dropped"
     RECONNECTED = "reconnected"
+    # Its prompt was deleted from ComfyUI's queue, which sends nothing then.
+    DEQUEUED = "dequeued"
 
 
 # A decoded text frame, a binary frame, or a gap.
@@ -117,6 +119,11 @@ class PromptSocket:
         self._followers.pop(prompt_id, None)
         if self._executing == prompt_id:
             self._executing = None
+
+    def dequeued(self, prompt_id: str) -> None:
+        queue = self._followers.get(prompt_id)
+        if queue is not None:
+            queue.put_nowait(Gap.DEQUEUED)
 
     def executing(self, prompt_id: str) -> None:
         """A follower learnt from `/queue` that ComfyUI runs `prompt_id`."""

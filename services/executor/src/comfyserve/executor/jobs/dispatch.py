@@ -1,12 +1,21 @@
 """How this worker takes jobs: it asks the workflow service for the next one
 (AcquireJob), runs it, and keeps the attempt's lease until the job's final
-state is recorded; and every cancel broadcast reaches it."""
+state is recorded; and every cancel broadcast reaches it.
+
+With prefetch the next job is taken while the current one runs: its inputs are
+staged and its prompt queued behind the current one, so ComfyUI's own queue
+never runs empty between jobs. It is taken only once ComfyUI runs the current
+job, and at most `prefetch` ahead: a job held ahead is a job an idle worker of
+the pool cannot take, so a worker holds one ahead only when it is about to be
+free for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -23,6 +32,14 @@ from comfyserve.executor.telemetry import Metrics
 log = structlog.get_logger(__name__)
 
 Lease = tuple[str, int]
+
+
+@dataclass(slots=True)
+class _Running:
+    # Set once ComfyUI runs the job's prompt, and once the job ended.
+    executing: asyncio.Event
+    ended: asyncio.Event
+    task: asyncio.Task[None] = field(init=False)
 
 
 @dataclass
@@ -115,7 +132,8 @@ class LeaseKeeper:
 
 
 class DispatchLoop:
-    """Acquires one job at a time and runs it under its lease."""
+    """Acquires jobs and runs each under its lease: one at a time, or with
+    `prefetch` more staged behind the one ComfyUI runs."""
 
     def __init__(
         self,
@@ -128,6 +146,7 @@ class DispatchLoop:
         worker_id: str,
         pool: str,
         wait_s: float,
+        prefetch: int = 0,
     ) -> None:
         self._dispatch = dispatch
         self._runner = runner
@@ -137,27 +156,101 @@ class DispatchLoop:
         self._worker_id = worker_id
         self._pool = pool
         self._wait_s = wait_s
+        self._prefetch = prefetch
         self._stopping = asyncio.Event()
+        self._active: dict[str, _Running] = {}
 
     def stop_taking(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            await self._engine_ready()
-            assignment = await self._dispatch.acquire(
-                self._worker_id, self._pool, self._wait_s
-            )
-            if assignment is None:
-                continue
-            if self._stopping.is_set():
-                # Granted while shutting down: the lease lapses and the job is
-                # re-queued for another worker.
-                log.info("executor.job.left_on_shutdown", job_id=assignment.job_id)
-                return
-            await self.process(assignment)
+        """Takes jobs until `stop_taking`, then lets the held ones finish; a
+        cancel of this task cancels them too (their leases lapse)."""
+        try:
+            while not self._stopping.is_set():
+                await self._room_for_next()
+                if self._stopping.is_set():
+                    break
+                await self._engine_ready()
+                assignment = await self._dispatch.acquire(
+                    self._worker_id, self._pool, self._wait_s
+                )
+                if assignment is None:
+                    continue
+                if self._stopping.is_set():
+                    # Granted while shutting down: the lease lapses and the job
+                    # is re-queued for another worker.
+                    log.info("executor.job.left_on_shutdown", job_id=assignment.job_id)
+                    break
+                self._start(assignment)
+            tasks = [job.task for job in self._active.values()]
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            tasks = [job.task for job in self._active.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def process(self, assignment: Assignment) -> None:
+    def _start(self, assignment: Assignment) -> None:
+        if self._active:
+            log.info("executor.job.staged", job_id=assignment.job_id)
+        ahead = [job.ended for job in self._active.values()]
+        running = _Running(asyncio.Event(), asyncio.Event())
+        running.task = asyncio.create_task(
+            self._process_held(assignment, running, ahead[-1] if ahead else None),
+            name=f"job-{assignment.job_id}",
+        )
+        self._active[assignment.job_id] = running
+
+    async def _process_held(
+        self, assignment: Assignment, running: _Running, behind: asyncio.Event | None
+    ) -> None:
+        try:
+            await self.process(assignment, running.executing, behind)
+        finally:
+            running.ended.set()
+
+    def _reap(self) -> None:
+        for job_id, held in list(self._active.items()):
+            if held.task.done():
+                del self._active[job_id]
+                # A crashed job task must stop the worker, as the loop's would.
+                held.task.result()
+
+    async def _room_for_next(self) -> None:
+        """Returns once the next job may be taken: none held, or fewer than
+        `prefetch` ahead of the one ComfyUI runs and every held one running
+        (a staged job runs once the one before it ends)."""
+        while True:
+            self._reap()
+            held = list(self._active.values())
+            if not held or (
+                len(held) <= self._prefetch
+                and all(job.executing.is_set() for job in held)
+            ):
+                return
+            waits: set[asyncio.Future[Any]] = {job.task for job in held}
+            waits.add(asyncio.ensure_future(self._stopping.wait()))
+            waits.update(
+                asyncio.ensure_future(job.executing.wait())
+                for job in held
+                if not job.executing.is_set()
+            )
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits - {job.task for job in held}:
+                    wait.cancel()
+            if self._stopping.is_set():
+                return
+
+    async def process(
+        self,
+        assignment: Assignment,
+        executing: asyncio.Event | None = None,
+        behind: asyncio.Event | None = None,
+    ) -> None:
         job_id, attempt = assignment.job_id, assignment.attempt
         self._leases.hold(assignment)
 
@@ -166,9 +259,11 @@ class DispatchLoop:
 
         self._metrics.busy.set(1)
         try:
-            result = await self._runner.handle(assignment, reported)
+            result = await self._runner.handle(
+                assignment, reported, executing=executing, behind=behind
+            )
         finally:
-            self._metrics.busy.set(0)
+            self._metrics.busy.set(1 if self._runner.busy else 0)
         self._metrics.record(result)
         if result.outcome is Outcome.ABANDONED:
             self._leases.release(job_id, attempt)

@@ -137,6 +137,8 @@ class Follower:
         self, state: JobState, reporter: Reporter, event: EngineEvent
     ) -> Ending | None:
         """The attempt's ending once the engine's events tell it; else None."""
+        if not isinstance(event, PromptQueued):
+            state.executing.set()
         match event:
             case PromptQueued(prompt_id=prompt_id):
                 state.prompt_id = prompt_id

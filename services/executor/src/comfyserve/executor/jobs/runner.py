@@ -23,6 +23,7 @@ from comfyserve.executor.engine import (
     Engine,
     EngineCrashed,
     EngineError,
+    EngineRestarted,
     EngineTimeout,
     EngineUnavailable,
     JobFiles,
@@ -46,7 +47,9 @@ _SHUTDOWN_INTERRUPT_S = 5.0
 
 
 class JobRunner:
-    """Runs one attempt at a time; `request_stop` may be called from any task."""
+    """Runs the attempts it is handed, each in its own task: the one ComfyUI
+    runs and, with prefetch, one staged behind it in ComfyUI's queue;
+    `request_stop` may be called from any task."""
 
     def __init__(
         self,
@@ -84,19 +87,27 @@ class JobRunner:
             preview_interval_s=preview_interval_s,
             metrics=metrics,
         )
-        self._state: JobState | None = None
+        self._states: dict[str, JobState] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._states)
 
     @property
     def current_job_id(self) -> str | None:
-        return None if self._state is None else self._state.job_id
+        """The job ComfyUI runs; else the one being staged or queued."""
+        states = sorted(
+            self._states.values(), key=lambda state: not state.executing.is_set()
+        )
+        return states[0].job_id if states else None
 
     def request_stop(
         self, job_id: str, attempt: int | None, reason: StopReason, why: str = ""
     ) -> bool:
-        """Stops the current attempt if it is `job_id` (and `attempt`, when
+        """Stops the attempt of `job_id` this worker holds (that `attempt`, when
         given); any other job is not ours to stop."""
-        state = self._state
-        if state is None or state.job_id != job_id:
+        state = self._states.get(job_id)
+        if state is None:
             return False
         if attempt is not None and attempt != state.attempt:
             return False
@@ -109,8 +120,8 @@ class JobRunner:
     ) -> bool:
         """A client's cancel, broadcast to every worker: only the worker running
         that job of that tenant acts."""
-        state = self._state
-        if state is None or state.job_id != job_id:
+        state = self._states.get(job_id)
+        if state is None:
             return False
         if tenant_id is not None and tenant_id != state.tenant_id:
             log.warning("executor.job.cancel_tenant_mismatch", job_id=job_id)
@@ -118,16 +129,25 @@ class JobRunner:
         return self.request_stop(job_id, None, StopReason.CANCEL, reason)
 
     async def handle(
-        self, assignment: Assignment, reported: Callable[[], Awaitable[None]]
+        self,
+        assignment: Assignment,
+        reported: Callable[[], Awaitable[None]],
+        *,
+        executing: asyncio.Event | None = None,
+        behind: asyncio.Event | None = None,
     ) -> JobResult:
         """Run the attempt; `reported` is called once its final event is in
-        Kafka (not at all when the attempt was superseded)."""
-        state = JobState(assignment)
+        Kafka (not at all when the attempt was superseded); `executing` is set
+        once ComfyUI runs its prompt. `behind` is set once the job this one
+        was staged behind has ended (None: none is ahead of it)."""
+        state = JobState(
+            assignment, executing=executing or asyncio.Event(), behind=behind
+        )
         scrub = PathScrubber(self._local_roots(), assignment.job_id, assignment.attempt)
         reporter = Reporter(
             state, worker_id=self._worker_id, source=self._source, scrub=scrub
         )
-        self._state = state
+        self._states[assignment.job_id] = state
         try:
             with (
                 structlog.contextvars.bound_contextvars(
@@ -147,7 +167,7 @@ class JobRunner:
             ):
                 return await self._handle(state, reporter, reported)
         finally:
-            self._state = None
+            self._states.pop(assignment.job_id, None)
 
     async def _handle(
         self,
@@ -200,11 +220,9 @@ class JobRunner:
         return ending
 
     def _deadline(self, state: JobState) -> float:
-        assignment = state.assignment
-        until_deadline = (assignment.deadline - self._clock.now()).total_seconds()
-        return self._clock.monotonic() + min(
-            float(assignment.timeout_seconds), until_deadline
-        )
+        """The job's own deadline, a monotonic instant."""
+        until_deadline = (state.assignment.deadline - self._clock.now()).total_seconds()
+        return self._clock.monotonic() + until_deadline
 
     async def _attempt(self, state: JobState, reporter: Reporter) -> Ending:
         deadline = self._deadline(state)
@@ -216,7 +234,13 @@ class JobRunner:
                     retryable=False,
                 )
             )
-        work = asyncio.create_task(self._work(state, reporter, deadline))
+        if state.behind is None:
+            timeout_at = self._clock.monotonic() + state.assignment.timeout_seconds
+            engine_deadline = min(deadline, timeout_at)
+        else:
+            # How long it waits in ComfyUI's queue is not known yet.
+            engine_deadline = deadline
+        work = asyncio.create_task(self._work(state, reporter, engine_deadline))
         guard = asyncio.create_task(self._guard(state, deadline, work))
         try:
             return await work
@@ -235,16 +259,17 @@ class JobRunner:
     async def _guard(
         self, state: JobState, deadline: float, work: asyncio.Task[Ending]
     ) -> None:
-        """At the deadline or on a stop: interrupt, then give up after a grace."""
-        timer = asyncio.ensure_future(
-            self._clock.sleep(deadline - self._clock.monotonic())
+        """At the timeout, the deadline or on a stop: interrupt, then give up
+        after a grace. A staged job's timeout counts from when ComfyUI starts
+        running its prompt, or the job ahead of it ended, whichever is first:
+        not from its wait in ComfyUI's queue, and not forever behind a wedged
+        engine."""
+        turn = state.behind is None or await self._until(
+            state, deadline, (state.executing, state.behind)
         )
-        stopped = asyncio.ensure_future(state.stop_requested.wait())
-        try:
-            await asyncio.wait({timer, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-            stopped.cancel()
+        if turn:
+            timeout = float(state.assignment.timeout_seconds)
+            await self._until(state, min(deadline, self._clock.monotonic() + timeout))
         state.request_stop(StopReason.TIMEOUT)
         await self._follower.interrupt(state)
         await self._clock.sleep(self._interrupt_grace_s)
@@ -253,6 +278,30 @@ class JobRunner:
         )
         state.hung = True
         work.cancel()
+
+    async def _until(
+        self,
+        state: JobState,
+        instant: float,
+        events: tuple[asyncio.Event | None, ...] = (),
+    ) -> bool:
+        """Waits until `instant`, a stop or one of `events`; whether one of
+        `events` came first."""
+        timer = asyncio.ensure_future(
+            self._clock.sleep(instant - self._clock.monotonic())
+        )
+        waits = {timer, asyncio.ensure_future(state.stop_requested.wait())}
+        waits.update(asyncio.ensure_future(event.wait()) for event in events if event)
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return (
+            any(event is not None and event.is_set() for event in events)
+            and not state.stop_requested.is_set()
+            and self._clock.monotonic() < instant
+        )
 
     async def _interrupt_on_shutdown(self, state: JobState) -> None:
         # The worker is going away: leave no prompt of ours running on ComfyUI.
@@ -292,6 +341,11 @@ class JobRunner:
         except ExecutorError as exc:
             return Ending(
                 reporter.failed(exc.code, exc.message, retryable=exc.retryable)
+            )
+        except EngineRestarted as exc:
+            # Restarted for another job's sake: that restart already happened.
+            return Ending(
+                reporter.failed(FailureCode.ENGINE_CRASHED, str(exc), retryable=True)
             )
         except EngineTimeout:
             # Only a backstop: the guard normally gives up on the run first.

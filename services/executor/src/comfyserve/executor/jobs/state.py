@@ -30,6 +30,11 @@ class JobState:
     cancel_reason: str = ""
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     prompt_id: str | None = None
+    # Set once ComfyUI runs the prompt (or the run ended): a staged job's
+    # prompt waits in ComfyUI's queue first, and its timeout counts from here.
+    executing: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the job this one was staged behind ended; None: none is ahead.
+    behind: asyncio.Event | None = None
     run_ended: bool = False
     hung: bool = False
     inputs: list[str] = field(default_factory=list)
