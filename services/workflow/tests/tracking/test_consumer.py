@@ -64,12 +64,19 @@ class FlakyTracker:
         self.failures = failures
         self.applied: list[str] = []
 
+        self.batches: list[int] = []
+
     async def on_event(self, event) -> Outcome:
+        [outcome] = await self.on_events([event])
+        return outcome
+
+    async def on_events(self, events) -> list[Outcome]:
         if self.failures:
             self.failures -= 1
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
-        self.applied.append(str(event.id))
-        return Outcome.APPLIED
+        self.batches.append(len(events))
+        self.applied.extend(str(event.id) for event in events)
+        return [Outcome.APPLIED for _ in events]
 
 
 def started_record(offset: int) -> Record:
@@ -77,6 +84,16 @@ def started_record(offset: int) -> Record:
         source="test", subject="job", data=JobStartedData(attempt=1, worker_id="w")
     )
     return Record(dump_event(event), offset)
+
+
+class SlowCommitKafkaConsumer(FakeKafkaConsumer):
+    def __init__(self, records: list[Record]) -> None:
+        super().__init__(records)
+        self.release = asyncio.Event()
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.release.wait()
+        await super().commit(offsets)
 
 
 async def drive(consumer: EventConsumer, kafka: FakeKafkaConsumer, rounds: int) -> None:
@@ -102,6 +119,39 @@ async def test_a_database_outage_retries_without_committing():
     assert kafka.commits[-1] == 2
 
 
+async def test_a_batch_applies_together_and_commits_once_after_it():
+    kafka = SlowCommitKafkaConsumer([started_record(i) for i in range(3)])
+    tracker = FlakyTracker(failures=0)
+    consumer = EventConsumer(
+        consumer=kafka, producer=FakeProducer(), tracker=tracker, metrics=Metrics()
+    )
+
+    assert await consumer.consume(await kafka.getmany(timeout_ms=0, max_records=10))
+    assert tracker.batches == [3]
+    assert kafka.commits == []
+
+    kafka.release.set()
+    await asyncio.wait_for(consumer.flush(), 5)
+    assert kafka.commits == [3]
+
+
+async def test_a_failed_batch_goes_record_by_record_and_retries_from_the_failure():
+    kafka = FakeKafkaConsumer([started_record(i) for i in range(3)])
+    # The batch fails, then its first record alone; the second round applies
+    # the batch whole.
+    tracker = FlakyTracker(failures=2)
+    consumer = EventConsumer(
+        consumer=kafka, producer=FakeProducer(), tracker=tracker, metrics=Metrics()
+    )
+
+    await drive(consumer, kafka, rounds=1)
+    assert (kafka.commits, kafka.position) == ([], 0)
+
+    await drive(consumer, kafka, rounds=1)
+    assert tracker.batches == [3]
+    assert kafka.commits == [3]
+
+
 async def test_unparseable_records_are_dead_lettered_and_committed():
     kafka = FakeKafkaConsumer([Record(b"not json", 0), started_record(1)])
     producer = FakeProducer()
@@ -115,18 +165,8 @@ async def test_unparseable_records_are_dead_lettered_and_committed():
     [(topic, value, headers)] = producer.sent
     assert (topic, value) == (dlq(STARTED), b"not json")
     assert dict(headers)[DLQ_REASON_HEADER].startswith(b"unparseable")
-    assert len(tracker.applied) == 1
+    assert tracker.batches == [1]
     assert kafka.commits == [2]
-
-
-class SlowCommitKafkaConsumer(FakeKafkaConsumer):
-    def __init__(self, records: list[Record]) -> None:
-        super().__init__(records)
-        self.release = asyncio.Event()
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        await self.release.wait()
-        await super().commit(offsets)
 
 
 async def test_a_batch_is_applied_before_its_commit_is_acknowledged():
@@ -154,11 +194,15 @@ class BuggyTracker:
         self.calls = 0
 
     async def on_event(self, event) -> Outcome:
+        [outcome] = await self.on_events([event])
+        return outcome
+
+    async def on_events(self, events) -> list[Outcome]:
         self.calls += 1
-        if str(event.id) == self.poisoned:
+        if any(str(event.id) == self.poisoned for event in events):
             raise KeyError("a handler bug")
-        self.applied.append(str(event.id))
-        return Outcome.APPLIED
+        self.applied.extend(str(event.id) for event in events)
+        return [Outcome.APPLIED for _ in events]
 
 
 async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_not_skipped():

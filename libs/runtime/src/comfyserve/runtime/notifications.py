@@ -7,7 +7,7 @@ Needs the `database` extra (see `comfyserve.runtime.migrations`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.runtime.logging import describe_error
 
-__all__ = ["listen_forever", "notify"]
+__all__ = ["listen_forever", "notify", "notify_all"]
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +29,27 @@ async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None
     await conn.execute(
         text("SELECT pg_notify(:channel, :payload)"),
         {"channel": channel, "payload": payload},
+    )
+
+
+async def notify_all(
+    conn: AsyncConnection, notifications: Iterable[tuple[str, str]]
+) -> None:
+    """Queue several `(channel, payload)` notifications in one statement, in
+    order; Postgres delivers them when the transaction commits."""
+    pairs = list(dict.fromkeys(notifications))
+    if not pairs:
+        return
+    await conn.execute(
+        text(
+            "SELECT pg_notify(n.channel, n.payload) FROM unnest("
+            "CAST(:channels AS text[]), CAST(:payloads AS text[])"
+            ") WITH ORDINALITY AS n(channel, payload, at) ORDER BY n.at"
+        ),
+        {
+            "channels": [channel for channel, _ in pairs],
+            "payloads": [payload for _, payload in pairs],
+        },
     )
 
 

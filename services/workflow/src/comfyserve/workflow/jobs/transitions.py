@@ -3,17 +3,85 @@ and the notifications, all in the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from comfyserve.runtime.notifications import notify
+from comfyserve.contracts.events import Event, Priority
+from comfyserve.runtime.notifications import notify_all
 from comfyserve.workflow.db import JOBS_CHANNEL, QUEUE_CHANNEL
 from comfyserve.workflow.jobs import events, queue_repository, repository
-from comfyserve.workflow.jobs.models import JobStatus
+from comfyserve.workflow.jobs.models import JobRecord, JobStatus
 from comfyserve.workflow.jobs.state import Transition
 from comfyserve.workflow.outbox import repository as outbox
 from comfyserve.workflow.telemetry import Metrics
+
+
+class TransitionWrites:
+    """The writes of several jobs' state changes, gathered so one transaction
+    sends them in a few statements: a row update per job, then one outbox
+    insert and one statement of notifications for them all."""
+
+    def __init__(self, *, now: datetime, source: str, cancel_reason: str) -> None:
+        self._now = now
+        self._source = source
+        self._cancel_reason = cancel_reason
+        self._jobs: list[JobRecord] = []
+        self._depth: dict[tuple[str, Priority], int] = {}
+        self._events: list[tuple[Event, str | None]] = []
+        self._notifications: list[tuple[str, str]] = []
+
+    def add(self, before: JobStatus, transitions: Sequence[Transition]) -> None:
+        """One job's successive transitions, from `before`, the status it had
+        when the caller locked it: leaving or entering the queue moves its
+        counters, and reaching a final status emits `finished`, exactly once
+        per job."""
+        changed = [transition for transition in transitions if transition.changed]
+        if not changed:
+            return
+        job = changed[-1].job
+        self._jobs.append(job)
+        status = before
+        for transition in changed:
+            self._add_step(status, transition)
+            status = transition.job.status
+        pending = int(status is JobStatus.PENDING) - int(before is JobStatus.PENDING)
+        if pending:
+            key = (job.pool, job.priority)
+            self._depth[key] = self._depth.get(key, 0) + pending
+        self._notifications.append((JOBS_CHANNEL, str(job.id)))
+
+    def _add_step(self, before: JobStatus, transition: Transition) -> None:
+        job = transition.job
+        after = job.status
+        if after is JobStatus.PENDING and before is not JobStatus.PENDING:
+            self._notifications.append((QUEUE_CHANNEL, job.pool))
+        # A sweep or a consumed event has no request behind it: the job's own
+        # trace goes on, so a re-queued attempt shows up beside the first.
+        trace = job.traceparent
+        if transition.requeue:
+            self._events.append((events.submitted(job, self._source), trace))
+        if transition.broadcast_cancel:
+            event = events.cancel_requested(job, self._source, self._cancel_reason)
+            self._events.append((event, trace))
+        if after.is_final and not before.is_final:
+            self._events.append((events.finished(job, self._source), trace))
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        for job in self._jobs:
+            await repository.save_job(conn, job, self._now)
+        for (pool, priority), delta in self._depth.items():
+            if delta:
+                await queue_repository.adjust_depth(conn, pool, priority, delta)
+        if self._events:
+            await outbox.insert_events(conn, self._events, self._now)
+            self._notifications.append(outbox.WAKE_RELAY)
+        await notify_all(conn, self._notifications)
+        self._jobs.clear()
+        self._depth.clear()
+        self._events.clear()
+        self._notifications.clear()
 
 
 async def persist_transition(
@@ -25,33 +93,11 @@ async def persist_transition(
     source: str,
     cancel_reason: str,
 ) -> None:
-    """Write a state change with the events it implies, and tell watchers.
-
-    `before` is the status the job had when the caller locked it: leaving or
-    entering the queue moves its counters, and reaching a final status emits
-    `finished`, exactly once per job.
-    """
-    if not transition.changed:
-        return
-    job = transition.job
-    await repository.save_job(conn, job, now)
-    after = job.status
-    if before is JobStatus.PENDING and after is not JobStatus.PENDING:
-        await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
-    if after is JobStatus.PENDING and before is not JobStatus.PENDING:
-        await queue_repository.adjust_depth(conn, job.pool, job.priority, 1)
-        await notify(conn, QUEUE_CHANNEL, job.pool)
-    # A sweep or a consumed event has no request behind it: the job's own
-    # trace goes on, so a re-queued attempt shows up beside the first.
-    trace = job.traceparent
-    if transition.requeue:
-        await outbox.add_event(conn, events.submitted(job, source), now, trace)
-    if transition.broadcast_cancel:
-        event = events.cancel_requested(job, source, cancel_reason)
-        await outbox.add_event(conn, event, now, trace)
-    if after.is_final and not before.is_final:
-        await outbox.add_event(conn, events.finished(job, source), now, trace)
-    await notify(conn, JOBS_CHANNEL, str(job.id))
+    """Write one job's state change with the events it implies, and tell
+    watchers (see `TransitionWrites.add`)."""
+    writes = TransitionWrites(now=now, source=source, cancel_reason=cancel_reason)
+    writes.add(before, [transition])
+    await writes.flush(conn)
 
 
 def count_transition(

@@ -28,6 +28,11 @@ class OutboxMessage:
     created_at: datetime
 
 
+WAKE_RELAY = (OUTBOX_CHANNEL, "")
+"""The notification that wakes the relay, for callers of `insert_events` that
+send their transaction's notifications together."""
+
+
 async def add_event(
     conn: AsyncConnection,
     event: Event,
@@ -39,20 +44,37 @@ async def add_event(
     transaction commits. An event too large for its topic is refused here
     (`EventTooLargeError`), in the transaction that caused it, rather than by
     the broker later."""
-    topic, payload = encode_event(event)
+    await insert_events(conn, [(event, traceparent)], now)
+    await notify(conn, *WAKE_RELAY)
+
+
+async def insert_events(
+    conn: AsyncConnection,
+    events: Sequence[tuple[Event, str | None]],
+    now: datetime,
+) -> None:
+    """`add_event` for several `(event, traceparent)` in one statement, in
+    order, without the wake-up: the caller sends `WAKE_RELAY` in the same
+    transaction."""
+    if not events:
+        return
     carrier = inject_headers()
-    if TRACEPARENT not in carrier and traceparent is not None:
-        carrier = {TRACEPARENT: traceparent}
-    await conn.execute(
-        insert(outbox).values(
-            topic=topic,
-            key=event.subject,
-            payload=payload,
-            headers=carrier,
-            created_at=now,
+    rows = []
+    for event, traceparent in events:
+        topic, payload = encode_event(event)
+        headers = carrier
+        if TRACEPARENT not in carrier and traceparent is not None:
+            headers = {TRACEPARENT: traceparent}
+        rows.append(
+            {
+                "topic": topic,
+                "key": event.subject,
+                "payload": payload,
+                "headers": headers,
+                "created_at": now,
+            }
         )
-    )
-    await notify(conn, OUTBOX_CHANNEL)
+    await conn.execute(insert(outbox).values(rows))
 
 
 async def lock_batch(conn: AsyncConnection, limit: int) -> list[OutboxMessage]:

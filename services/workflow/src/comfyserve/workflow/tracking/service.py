@@ -1,14 +1,20 @@
-"""Applies what the executors report: job events, heartbeats and node catalogs."""
+"""Applies what the executors report: job events, heartbeats and node catalogs.
+
+A fetched batch's job events apply in one transaction, grouped by job: each job
+is locked once, its new events are applied in order to the state the one before
+left, and its row, outbox events and notifications are written once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.contracts.events import (
     AnyEvent,
@@ -20,10 +26,11 @@ from comfyserve.contracts.events import (
     NodeCatalogPublished,
     WorkerHeartbeat,
 )
-from comfyserve.workflow.jobs import repository as jobs
-from comfyserve.workflow.jobs.state import apply_event
-from comfyserve.workflow.jobs.transitions import count_transition, persist_transition
+from comfyserve.workflow.jobs.models import JobRecord, JobStatus
+from comfyserve.workflow.jobs.state import Transition, apply_event
+from comfyserve.workflow.jobs.transitions import TransitionWrites, count_transition
 from comfyserve.workflow.telemetry import Metrics
+from comfyserve.workflow.tracking import repository
 from comfyserve.workflow.workers import repository as workers
 
 log = structlog.get_logger(__name__)
@@ -60,50 +67,107 @@ class EventTracker:
         self._clock = clock
 
     async def on_event(self, event: AnyEvent) -> Outcome:
-        """Apply one event in one transaction. Database errors propagate: the
-        caller retries the record without committing its offset."""
-        if isinstance(event, _JOB_EVENTS):
-            outcome = await self.on_job_event(event)
-            self._metrics.events_applied.labels(outcome.value).inc()
-            return outcome
-        if isinstance(event, WorkerHeartbeat):
-            return await self.on_heartbeat(event)
-        if isinstance(event, NodeCatalogPublished):
-            return await self.on_catalog(event)
-        log.info(
-            "workflow.events.skipped", event_type=event.type, event_id=str(event.id)
-        )
-        return Outcome.SKIPPED
+        """Apply one event (see `on_events`)."""
+        [outcome] = await self.on_events([event])
+        return outcome
 
-    async def on_job_event(self, event: JobEvent) -> Outcome:
-        job_id = _job_id(event.subject)
-        now = self._clock()
-        async with self._engine.connect() as conn, conn.begin():
-            job = (
-                None
-                if job_id is None
-                else await jobs.get_job(conn, job_id, for_update=True, with_graph=False)
-            )
-            if job is None or (event.tenant_id and event.tenant_id != job.tenant_id):
-                log.warning(
-                    "workflow.events.unknown_job",
-                    job_id=event.subject,
+    async def on_events(self, events: Sequence[AnyEvent]) -> list[Outcome]:
+        """Apply events in order, the job events in one transaction and the
+        rest in another, each in a few statements whatever their number.
+        Database errors propagate and nothing is applied: the caller retries
+        the records without committing their offsets."""
+        outcomes: dict[int, Outcome] = {}
+        job_events: list[tuple[int, JobEvent]] = []
+        others: list[tuple[int, WorkerHeartbeat | NodeCatalogPublished]] = []
+        for index, event in enumerate(events):
+            if isinstance(event, _JOB_EVENTS):
+                job_events.append((index, event))
+            elif isinstance(event, WorkerHeartbeat | NodeCatalogPublished):
+                others.append((index, event))
+            else:
+                log.info(
+                    "workflow.events.skipped",
                     event_type=event.type,
                     event_id=str(event.id),
                 )
-                return Outcome.UNKNOWN_JOB
-            if not await jobs.record_event(conn, job.id, event):
-                return Outcome.DUPLICATE
+                outcomes[index] = Outcome.SKIPPED
+        if job_events:
+            outcomes.update(await self._apply_job_events(job_events))
+        if others:
+            # Worker rows apart from job rows, as claims and renewals take
+            # them: no transaction holds both, so none can deadlock on them.
+            outcomes.update(await self._record_workers(others))
+        return [outcomes[index] for index in range(len(events))]
+
+    async def _apply_job_events(
+        self, indexed: list[tuple[int, JobEvent]]
+    ) -> dict[int, Outcome]:
+        by_job: dict[UUID, list[tuple[int, JobEvent]]] = {}
+        outcomes: dict[int, Outcome] = {}
+        for index, event in indexed:
+            job_id = _job_id(event.subject)
+            if job_id is None:
+                outcomes[index] = _unknown(event)
+            else:
+                by_job.setdefault(job_id, []).append((index, event))
+        now = self._clock()
+        applied: list[_Applied] = []
+        writes = TransitionWrites(
+            now=now, source=self._source, cancel_reason="cancel requested"
+        )
+        async with self._engine.connect() as conn, conn.begin():
+            locked = await repository.lock_jobs(conn, by_job.keys())
+            known: dict[UUID, tuple[UUID, JobEvent]] = {}
+            for job_id, items in by_job.items():
+                job = locked.get(job_id)
+                for index, event in items:
+                    if job is None or (
+                        event.tenant_id and event.tenant_id != job.tenant_id
+                    ):
+                        outcomes[index] = _unknown(event)
+                    else:
+                        known.setdefault(event.id, (job_id, event))
+            new = await repository.record_events(conn, list(known.values()))
+            for job_id, items in by_job.items():
+                if job_id not in locked:
+                    continue
+                steps = self._apply_in_order(locked[job_id], items, new, outcomes)
+                writes.add(locked[job_id].status, [step.transition for step in steps])
+                applied.extend(steps)
+            await writes.flush(conn)
+        for step in applied:
+            outcomes[step.index] = self._report(step)
+        for outcome in outcomes.values():
+            self._metrics.events_applied.labels(outcome.value).inc()
+        return outcomes
+
+    def _apply_in_order(
+        self,
+        job: JobRecord,
+        items: list[tuple[int, JobEvent]],
+        new: set[UUID],
+        outcomes: dict[int, Outcome],
+    ) -> list[_Applied]:
+        """One job's new events applied in turn, each to the state the one
+        before left; events seen before (in an earlier batch, or earlier in
+        this one) are duplicates."""
+        steps: list[_Applied] = []
+        for index, event in items:
+            if index in outcomes:
+                continue
+            if event.id not in new:
+                outcomes[index] = Outcome.DUPLICATE
+                continue
+            new.discard(event.id)
             transition = apply_event(job, event, max_attempts=self._max_attempts)
-            await persist_transition(
-                conn,
-                job.status,
-                transition,
-                now=now,
-                source=self._source,
-                cancel_reason="cancel requested",
-            )
-        count_transition(self._metrics, job.status, transition)
+            steps.append(_Applied(index, event, job.status, transition))
+            job = transition.job
+        return steps
+
+    def _report(self, step: _Applied) -> Outcome:
+        """Metrics and logs of an applied event, once its transaction committed."""
+        event, transition = step.event, step.transition
+        count_transition(self._metrics, step.before, transition)
         if transition.ignored is not None:
             log.info(
                 "workflow.events.ignored",
@@ -122,25 +186,52 @@ class EventTracker:
         )
         return Outcome.APPLIED
 
-    async def on_heartbeat(self, event: WorkerHeartbeat) -> Outcome:
+    async def _record_workers(
+        self, indexed: list[tuple[int, WorkerHeartbeat | NodeCatalogPublished]]
+    ) -> dict[int, Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        recorded: list[NodeCatalogPublished] = []
+        async with self._engine.connect() as conn, conn.begin():
+            for index, event in indexed:
+                if isinstance(event, WorkerHeartbeat):
+                    await self._record_heartbeat(conn, event)
+                    outcomes[index] = Outcome.RECORDED
+                elif await self._record_catalog(conn, event):
+                    recorded.append(event)
+                    outcomes[index] = Outcome.RECORDED
+                else:
+                    outcomes[index] = Outcome.SKIPPED
+        for catalog in recorded:
+            log.info(
+                "workflow.catalog.recorded",
+                pool=catalog.data.pool,
+                worker_id=catalog.data.worker_id,
+                catalog_hash=catalog.data.catalog_hash,
+                node_count=len(catalog.data.object_info),
+            )
+        return outcomes
+
+    async def _record_heartbeat(
+        self, conn: AsyncConnection, event: WorkerHeartbeat
+    ) -> None:
         data = event.data
         # The executor's clock may run ahead; a heartbeat never counts as
         # newer than its arrival.
         at = min(event.time, self._clock())
-        async with self._engine.connect() as conn, conn.begin():
-            await workers.upsert_heartbeat(
-                conn,
-                worker_id=data.worker_id,
-                pool=data.pool,
-                at=at,
-                current_job_id=data.current_job_id,
-                info=data.model_dump(
-                    mode="json", exclude={"worker_id", "pool", "current_job_id"}
-                ),
-            )
-        return Outcome.RECORDED
+        await workers.upsert_heartbeat(
+            conn,
+            worker_id=data.worker_id,
+            pool=data.pool,
+            at=at,
+            current_job_id=data.current_job_id,
+            info=data.model_dump(
+                mode="json", exclude={"worker_id", "pool", "current_job_id"}
+            ),
+        )
 
-    async def on_catalog(self, event: NodeCatalogPublished) -> Outcome:
+    async def _record_catalog(
+        self, conn: AsyncConnection, event: NodeCatalogPublished
+    ) -> bool:
         data = event.data
         if self._pools is not None and data.pool not in self._pools:
             # Another deployment's executors on the same brokers, or a rogue
@@ -150,24 +241,34 @@ class EventTracker:
                 pool=data.pool,
                 worker_id=data.worker_id,
             )
-            return Outcome.SKIPPED
-        async with self._engine.connect() as conn, conn.begin():
-            await workers.upsert_catalog(
-                conn,
-                pool=data.pool,
-                worker_id=data.worker_id,
-                catalog_hash=data.catalog_hash,
-                object_info=data.object_info,
-                at=event.time,
-            )
-        log.info(
-            "workflow.catalog.recorded",
+            return False
+        await workers.upsert_catalog(
+            conn,
             pool=data.pool,
             worker_id=data.worker_id,
             catalog_hash=data.catalog_hash,
-            node_count=len(data.object_info),
+            object_info=data.object_info,
+            at=event.time,
         )
-        return Outcome.RECORDED
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    index: int
+    event: JobEvent
+    before: JobStatus
+    transition: Transition
+
+
+def _unknown(event: JobEvent) -> Outcome:
+    log.warning(
+        "workflow.events.unknown_job",
+        job_id=event.subject,
+        event_type=event.type,
+        event_id=str(event.id),
+    )
+    return Outcome.UNKNOWN_JOB
 
 
 def _job_id(subject: str) -> UUID | None:
