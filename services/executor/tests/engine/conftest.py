@@ -99,6 +99,8 @@ class FakeComfy:
 
     async def execute(self, prompt_id: str, client_id: str) -> None:
         async with self.serial:
+            if prompt_id in self.deleted:
+                return
             self.pending.remove(prompt_id)
             self.running.append(prompt_id)
             await self._run_script(prompt_id, client_id)
@@ -141,7 +143,10 @@ class FakeComfy:
 
     async def queue_post(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.deleted.extend(body.get("delete", []))
+        for prompt_id in body.get("delete", []):
+            self.deleted.append(prompt_id)
+            if prompt_id in self.pending:
+                self.pending.remove(prompt_id)
         return web.Response()
 
     async def interrupt(self, request: web.Request) -> web.Response:
@@ -183,11 +188,11 @@ async def serve(fake: FakeComfy):
 async def make_client():
     cleanups = []
 
-    async def make(fake: FakeComfy) -> ComfyClient:
+    async def make(fake: FakeComfy, timeouts: ClientTimeouts = FAST) -> ComfyClient:
         runner, url = await serve(fake)
         session = aiohttp.ClientSession()
         cleanups.append((runner, session, fake))
-        return ComfyClient(url, session, timeouts=FAST)
+        return ComfyClient(url, session, timeouts=timeouts)
 
     yield make
     for runner, session, fake in cleanups:

@@ -7,11 +7,12 @@ import struct
 import time
 import uuid
 from contextlib import aclosing
+from dataclasses import replace
 
 import pytest
 
 from comfyserve.executor.engine.client import ComfyClient
-from comfyserve.executor.engine.errors import EngineTimeout
+from comfyserve.executor.engine.errors import EngineRestarted, EngineTimeout
 from comfyserve.executor.engine.events import (
     ExecutionFailed,
     ExecutionInterrupted,
@@ -26,7 +27,7 @@ from comfyserve.executor.engine.events import (
 from comfyserve.executor.engine.prompt_run import run_prompt
 from comfyserve.executor.engine.socket import PromptSocket
 
-from .conftest import IMAGE, FakeComfy, g1_script, msg
+from .conftest import FAST, IMAGE, FakeComfy, g1_script, msg
 
 
 async def collect(client: ComfyClient, timeout_s: float = 10.0):
@@ -305,3 +306,50 @@ async def test_a_dropped_socket_reconnects_and_both_prompts_in_flight_end(
         assert {e.prompt_id for e in events if hasattr(e, "prompt_id")} == {prompt_id}
         assert isinstance(events[-1], ExecutionSucceeded)
     assert [e.node_id for e in first if isinstance(e, NodeStarted)] == ["3"]
+
+
+async def test_a_prompt_dequeued_behind_another_ends_at_once_as_interrupted(
+    make_client,
+):
+    def script(pid):
+        return [msg("execution_start", prompt_id=pid), "HOLD"]
+
+    fake = FakeComfy("g2", script)
+    fake.hold.clear()
+    # No silence probe within the deadline: only being told ends the run.
+    client = await make_client(fake, replace(FAST, silence_probe_s=60.0))
+    socket = PromptSocket(client)
+    deadline = time.monotonic() + 10
+
+    async def one(job_id: str) -> list:
+        async with aclosing(run_prompt(socket, {"1": {}}, job_id, deadline)) as run:
+            return [event async for event in run]
+
+    ahead = asyncio.create_task(one("job-a"))
+    await fake.queued.wait()
+    behind = aclosing(run_prompt(socket, {"1": {}}, "job-b", deadline))
+    async with behind as run:
+        queued = await anext(run)
+        assert queued.prompt_id in fake.pending
+        await client.delete_pending(queued.prompt_id)
+        socket.dequeued(queued.prompt_id)
+        rest = [event async for event in run]
+    assert rest == [ExecutionInterrupted(queued.prompt_id, None)]
+
+    fake.hold.set()
+    assert isinstance((await ahead)[-1], ExecutionSucceeded)
+    await socket.close()
+
+
+async def test_a_socket_closed_under_a_prompt_ends_it_as_restarted(make_client):
+    fake = FakeComfy("g2", lambda pid: [msg("execution_start", prompt_id=pid), "HOLD"])
+    fake.hold.clear()
+    socket = PromptSocket(await make_client(fake))
+    deadline = time.monotonic() + 10
+    async with aclosing(run_prompt(socket, {"1": {}}, "job-1", deadline)) as run:
+        assert isinstance(await anext(run), PromptQueued)
+        assert isinstance(await anext(run), ExecutionStarted)
+        # What a restart of the engine does to its socket.
+        await socket.close()
+        with pytest.raises(EngineRestarted):
+            await anext(run)
