@@ -106,6 +106,22 @@ class Fleet:
         ]
         return sorted(found, key=lambda start: start.at)
 
+    def longest_idle_s(self, job_ids: set[str]) -> float:
+        """The longest an executor waited between finishing one of `job_ids`
+        and starting the next: with the queue full, a claim's own time, unless
+        a claim came back empty while jobs were pending."""
+        last_end: dict[int, datetime] = {}
+        longest = 0.0
+        for index, entry in self.log_entries():
+            if entry.get("job_id") not in job_ids:
+                continue
+            at = datetime.fromisoformat(str(entry["timestamp"]))
+            if entry.get("event") == "executor.job.finished":
+                last_end[index] = at
+            elif entry.get("event") == "executor.job.started" and index in last_end:
+                longest = max(longest, (at - last_end.pop(index)).total_seconds())
+        return longest
+
     def comfyui_urls(self) -> list[str]:
         """Where each executor's ComfyUI listens now: the port its latest
         start reported ready."""
