@@ -370,8 +370,16 @@ class FakeKeeper:
     def __init__(self, journal: list[str]) -> None:
         self.journal = journal
         self.restarts: list[str] = []
+        self.skipped: list[str] = []
 
-    async def restart(self, reason: str) -> None:
+    @property
+    def restart_count(self) -> int:
+        return len(self.restarts)
+
+    async def restart(self, reason: str, *, since: int | None = None) -> None:
+        if since is not None and since != len(self.restarts):
+            self.skipped.append(reason)
+            return
         self.journal.append("restart")
         self.restarts.append(reason)
 

@@ -242,3 +242,21 @@ async def test_the_heartbeat_loop_outlives_a_missed_beat():
 
     assert len(publisher.enqueued) == 2
     assert clock.sleeps == [2.0, 2.0]
+
+
+async def test_a_restart_for_an_engine_already_replaced_is_not_done_again():
+    engine = Engine()
+    sup, _ = supervisor(engine)
+    await sup.start()
+    seen = sup.restart_count
+
+    # Both jobs of a prefetching worker failed on the same engine.
+    await asyncio.gather(
+        sup.restart("ComfyUI exited", since=seen),
+        sup.restart("ComfyUI exited", since=seen),
+    )
+    assert engine.restarts == 1
+
+    await sup.restart("ComfyUI exited", since=sup.restart_count)
+    await sup.restart("ComfyUI stopped answering")
+    assert engine.restarts == 3

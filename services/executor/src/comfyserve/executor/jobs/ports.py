@@ -56,8 +56,13 @@ class FileStore(Protocol):
 
 
 class EngineKeeper(Protocol):
-    async def restart(self, reason: str) -> None:
-        """Restarts a managed engine and republishes its catalog; never raises
+    @property
+    def restart_count(self) -> int:
+        """Restarts done so far: which engine a job ran on."""
+
+    async def restart(self, reason: str, *, since: int | None = None) -> None:
+        """Restarts a managed engine and republishes its catalog, unless it
+        was restarted after `since` (the count the caller saw); never raises
         for an engine that cannot be restarted."""
 
 

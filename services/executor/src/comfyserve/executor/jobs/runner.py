@@ -177,11 +177,12 @@ class JobRunner:
     ) -> JobResult:
         bound = log.bind(job_id=state.job_id, tenant_id=state.tenant_id)
         state.started_at = self._clock.monotonic()
+        state.engine = self._keeper.restart_count
         bound.info("executor.job.started", attempt=state.attempt)
         await send(self._publisher, state, reporter.started())
         ending = await self._attempt(state, reporter)
         if ending.restart is not None:
-            await self._keeper.restart(ending.restart)
+            await self._keeper.restart(ending.restart, since=state.engine)
         # Intermediate events go first; one that failed is not waited for: the
         # final event carries everything the job needs.
         await asyncio.gather(*state.deliveries, return_exceptions=True)

@@ -26,6 +26,8 @@ class StopReason(StrEnum):
 class JobState:
     assignment: Assignment
     started_at: float = 0.0
+    # The engine's restart count when the attempt started: which one it ran on.
+    engine: int = 0
     stop: StopReason | None = None
     cancel_reason: str = ""
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)

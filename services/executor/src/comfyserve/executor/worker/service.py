@@ -71,6 +71,7 @@ class EngineSupervisor:
         self._metrics = metrics
         self._crashed = crashed
         self._lock = asyncio.Lock()
+        self._restarts = 0
         self._healthy = False
         self.engine_version: str | None = None
 
@@ -107,8 +108,17 @@ class EngineSupervisor:
         )
         log.info("executor.catalog.published", nodes=len(object_info), hash=digest)
 
-    async def restart(self, reason: str) -> None:
+    @property
+    def restart_count(self) -> int:
+        return self._restarts
+
+    async def restart(self, reason: str, *, since: int | None = None) -> None:
         async with self._lock:
+            if since is not None and since != self._restarts:
+                # Both jobs of a prefetching worker see one crash: the engine
+                # that failed them was replaced already.
+                log.info("executor.engine.restarted_already", reason=reason)
+                return
             log.warning("executor.engine.restarting", reason=reason)
             try:
                 await self._engine.restart()
@@ -121,6 +131,7 @@ class EngineSupervisor:
                 log.error("executor.engine.restart_failed", error=str(exc))
                 return
             self._metrics.engine_restarts.labels(_reason_label(reason)).inc()
+            self._restarts += 1
             self._healthy = True
             try:
                 await self.publish_catalog()
