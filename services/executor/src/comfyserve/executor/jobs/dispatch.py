@@ -158,7 +158,7 @@ class DispatchLoop:
         self._wait_s = wait_s
         self._prefetch = prefetch
         self._stopping = asyncio.Event()
-        self._active: dict[str, _Running] = {}
+        self._active: dict[Lease, _Running] = {}
 
     def stop_taking(self) -> None:
         self._stopping.set()
@@ -201,7 +201,7 @@ class DispatchLoop:
             self._process_held(assignment, running, ahead[-1] if ahead else None),
             name=f"job-{assignment.job_id}",
         )
-        self._active[assignment.job_id] = running
+        self._active[assignment.job_id, assignment.attempt] = running
 
     async def _process_held(
         self, assignment: Assignment, running: _Running, behind: asyncio.Event | None
@@ -212,9 +212,9 @@ class DispatchLoop:
             running.ended.set()
 
     def _reap(self) -> None:
-        for job_id, held in list(self._active.items()):
+        for lease, held in list(self._active.items()):
             if held.task.done():
-                del self._active[job_id]
+                del self._active[lease]
                 # A crashed job task must stop the worker, as the loop's would.
                 held.task.result()
 

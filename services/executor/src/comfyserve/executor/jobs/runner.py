@@ -87,7 +87,9 @@ class JobRunner:
             preview_interval_s=preview_interval_s,
             metrics=metrics,
         )
-        self._states: dict[str, JobState] = {}
+        # By job and attempt: a superseded attempt may still wind down while
+        # the job's next attempt is staged here.
+        self._states: dict[tuple[str, int], JobState] = {}
 
     @property
     def busy(self) -> bool:
@@ -104,23 +106,27 @@ class JobRunner:
     def request_stop(
         self, job_id: str, attempt: int | None, reason: StopReason, why: str = ""
     ) -> bool:
-        """Stops the attempt of `job_id` this worker holds (that `attempt`, when
-        given); any other job is not ours to stop."""
-        state = self._states.get(job_id)
-        if state is None:
-            return False
-        if attempt is not None and attempt != state.attempt:
-            return False
-        log.info("executor.job.stop_requested", job_id=job_id, reason=reason.value)
-        state.request_stop(reason, why)
-        return True
+        """Stops the attempts of `job_id` this worker holds (that `attempt`,
+        when given); any other job is not ours to stop."""
+        states = [
+            state
+            for (held, held_attempt), state in self._states.items()
+            if held == job_id and attempt in (None, held_attempt)
+        ]
+        for state in states:
+            log.info("executor.job.stop_requested", job_id=job_id, reason=reason.value)
+            state.request_stop(reason, why)
+        return bool(states)
 
     def request_cancel(
         self, job_id: str, reason: str, tenant_id: str | None = None
     ) -> bool:
         """A client's cancel, broadcast to every worker: only the worker running
         that job of that tenant acts."""
-        state = self._states.get(job_id)
+        state = next(
+            (state for state in self._states.values() if state.job_id == job_id),
+            None,
+        )
         if state is None:
             return False
         if tenant_id is not None and tenant_id != state.tenant_id:
@@ -147,7 +153,7 @@ class JobRunner:
         reporter = Reporter(
             state, worker_id=self._worker_id, source=self._source, scrub=scrub
         )
-        self._states[assignment.job_id] = state
+        self._states[assignment.job_id, assignment.attempt] = state
         try:
             with (
                 structlog.contextvars.bound_contextvars(
@@ -167,7 +173,7 @@ class JobRunner:
             ):
                 return await self._handle(state, reporter, reported)
         finally:
-            self._states.pop(assignment.job_id, None)
+            self._states.pop((assignment.job_id, assignment.attempt), None)
 
     async def _handle(
         self,
