@@ -1,6 +1,7 @@
 """A batch of executor events applied together, against the real database."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import DBAPIError
@@ -16,6 +17,8 @@ from comfyserve.contracts.events import (
     JobStartedData,
     JobSubmitted,
     OutputFile,
+    WorkerHeartbeat,
+    WorkerHeartbeatData,
 )
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
 from comfyserve.contracts.topics import FINISHED, SUBMITTED
@@ -161,3 +164,52 @@ async def test_a_batch_the_database_rejects_applies_nothing(
         "SELECT count(*) FROM job_events WHERE job_id = $1", uuid.UUID(job_id)
     )
     assert logged == 0
+
+
+def heartbeat(worker_id: str, at: datetime, job: str | None) -> WorkerHeartbeat:
+    return WorkerHeartbeat(
+        source="test",
+        subject=worker_id,
+        time=at,
+        data=WorkerHeartbeatData(
+            worker_id=worker_id, current_job_id=job, interval_s=5.0
+        ),
+    )
+
+
+async def test_a_batchs_heartbeats_keep_each_workers_latest(runtime, db):
+    one, two = (f"w-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    now = datetime.now(UTC)
+    earlier = now - timedelta(seconds=10)
+    batch = [
+        heartbeat(one, now, "job-new"),
+        heartbeat(one, earlier, "job-old"),  # arrived late
+        heartbeat(two, earlier, None),
+    ]
+
+    outcomes = await runtime.tracker.on_events(batch)
+
+    assert outcomes == [Outcome.RECORDED] * 3
+    rows = {
+        row["worker_id"]: row
+        for row in await db.fetch(
+            "SELECT worker_id, last_heartbeat, current_job_id FROM workers"
+            " WHERE worker_id = ANY($1)",
+            [one, two],
+        )
+    }
+    assert (rows[one]["last_heartbeat"], rows[one]["current_job_id"]) == (
+        now,
+        "job-new",
+    )
+    assert rows[two]["last_heartbeat"] == earlier
+
+    # A later batch with an older heartbeat never moves time back.
+    await runtime.tracker.on_events([heartbeat(one, earlier, "job-old")])
+    assert (
+        await db.fetchval(
+            "SELECT current_job_id FROM workers WHERE worker_id = $1", one
+        )
+        == "job-new"
+    )
+    await db.execute("DELETE FROM workers WHERE worker_id = ANY($1)", [one, two])

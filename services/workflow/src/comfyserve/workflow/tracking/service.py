@@ -191,16 +191,18 @@ class EventTracker:
     ) -> dict[int, Outcome]:
         outcomes: dict[int, Outcome] = {}
         recorded: list[NodeCatalogPublished] = []
+        beats: list[workers.Heartbeat] = []
         async with self._engine.connect() as conn, conn.begin():
             for index, event in indexed:
                 if isinstance(event, WorkerHeartbeat):
-                    await self._record_heartbeat(conn, event)
+                    beats.append(self._heartbeat(event))
                     outcomes[index] = Outcome.RECORDED
                 elif await self._record_catalog(conn, event):
                     recorded.append(event)
                     outcomes[index] = Outcome.RECORDED
                 else:
                     outcomes[index] = Outcome.SKIPPED
+            await workers.upsert_heartbeats(conn, beats)
         for catalog in recorded:
             log.info(
                 "workflow.catalog.recorded",
@@ -211,18 +213,14 @@ class EventTracker:
             )
         return outcomes
 
-    async def _record_heartbeat(
-        self, conn: AsyncConnection, event: WorkerHeartbeat
-    ) -> None:
+    def _heartbeat(self, event: WorkerHeartbeat) -> workers.Heartbeat:
         data = event.data
         # The executor's clock may run ahead; a heartbeat never counts as
         # newer than its arrival.
-        at = min(event.time, self._clock())
-        await workers.upsert_heartbeat(
-            conn,
+        return workers.Heartbeat(
             worker_id=data.worker_id,
             pool=data.pool,
-            at=at,
+            at=min(event.time, self._clock()),
             current_job_id=data.current_job_id,
             info=data.model_dump(
                 mode="json", exclude={"worker_id", "pool", "current_job_id"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,22 +22,36 @@ class CatalogVersion:
     live: bool
 
 
-async def upsert_heartbeat(
-    conn: AsyncConnection,
-    *,
-    worker_id: str,
-    pool: str,
-    at: datetime,
-    current_job_id: str | None,
-    info: dict[str, Any],
-) -> None:
-    """Record a heartbeat; an older one arriving late never moves time back."""
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    worker_id: str
+    pool: str
+    at: datetime
+    current_job_id: str | None
+    info: dict[str, Any]
+
+
+async def upsert_heartbeats(conn: AsyncConnection, beats: Sequence[Heartbeat]) -> None:
+    """Record heartbeats in one statement, each worker's latest only (a row can
+    be written once per statement); an older one never moves time back."""
+    latest: dict[str, Heartbeat] = {}
+    for beat in beats:
+        known = latest.get(beat.worker_id)
+        if known is None or known.at <= beat.at:
+            latest[beat.worker_id] = beat
+    if not latest:
+        return
     statement = pg_insert(workers).values(
-        worker_id=worker_id,
-        pool=pool,
-        last_heartbeat=at,
-        current_job_id=current_job_id,
-        info=info,
+        [
+            {
+                "worker_id": beat.worker_id,
+                "pool": beat.pool,
+                "last_heartbeat": beat.at,
+                "current_job_id": beat.current_job_id,
+                "info": beat.info,
+            }
+            for beat in latest.values()
+        ]
     )
     await conn.execute(
         statement.on_conflict_do_update(
