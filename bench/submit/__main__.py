@@ -5,7 +5,8 @@ Every durability guarantee is on: each accepted submit is a job row, an
 idempotency record (a fresh `Idempotency-Key` each) and an outbox event in one
 transaction, relayed to Kafka. The executor is stopped once the product is
 ready, so jobs just queue. The same client (aiohttp), at the same concurrency, then
-drives the trivial route for the same time.
+drives the trivial route for the same time, the two taking turns of a few
+seconds so that both see the same load on a shared machine.
 
 `BENCH_SECONDS` (default 20) is each phase's length, `BENCH_CLIENTS`
 (default 32) the concurrent clients. Last line:
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -32,6 +33,8 @@ from bench.product import UNLIMITED, percentile, running_product
 from infra.runner import free_port
 
 WARMUP_S = 1.0
+# Each turn of one server before the other's.
+SLICE_S = 4.0
 # Rate goal: this many accepted per second, or half the ceiling if that is lower.
 GOAL_PER_S = 1000.0
 GOAL_OF_CEILING = 0.5
@@ -61,7 +64,7 @@ def trivial_route() -> Iterator[str]:
         server.wait(10)
 
 
-async def drive(base_url: str, key: str, clients: int, seconds: float) -> Load:
+def submitter(key: str) -> Callable[[aiohttp.ClientSession, int], Awaitable[int]]:
     async def submit(session: aiohttp.ClientSession, index: int) -> int:
         async with session.post(
             "/workflows/execute", json=submit_body(index), headers=submit_headers(key)
@@ -69,13 +72,42 @@ async def drive(base_url: str, key: str, clients: int, seconds: float) -> Load:
             await answer.read()
             return answer.status
 
+    return submit
+
+
+async def turn(base_url: str, key: str, clients: int, seconds: float) -> Load:
+    # A session per turn: connections idle through the other server's turn
+    # would outlive uvicorn's keep-alive and be closed under the client.
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(
         base_url, connector=connector, timeout=timeout
     ) as session:
-        await run_load(session, submit, concurrency=clients, seconds=WARMUP_S)
-        return await run_load(session, submit, concurrency=clients, seconds=seconds)
+        return await run_load(
+            session, submitter(key), concurrency=clients, seconds=seconds
+        )
+
+
+async def drive(
+    base_url: str, key: str, ceiling: str, clients: int, seconds: float
+) -> tuple[Load, Load]:
+    """Both servers in turns of `SLICE_S`, so both see the machine's load as
+    it comes and goes (one phase after the other measured the load's swings:
+    on the shared machine the ceiling alone moved 5x between runs)."""
+    targets = ((base_url, key), (ceiling, "unused"))
+    for url, secret in targets:
+        await turn(url, secret, clients, WARMUP_S)
+    totals = (Load(), Load())
+    left = seconds
+    while left > 0:
+        length = min(SLICE_S, left)
+        for (url, secret), total in zip(targets, totals, strict=True):
+            load = await turn(url, secret, clients, length)
+            total.seconds += load.seconds
+            total.latencies_ms.extend(load.latencies_ms)
+            total.refused += load.refused
+        left -= length
+    return totals
 
 
 def report(name: str, load: Load, out: TextIO) -> None:
@@ -87,10 +119,10 @@ def report(name: str, load: Load, out: TextIO) -> None:
 
 
 def measure(seconds: float, clients: int, out: TextIO) -> tuple[Load, Load]:
-    with running_product(UNLIMITED, executor=False) as product:
-        ours = asyncio.run(drive(product.base_url, product.key, clients, seconds))
-    with trivial_route() as url:
-        ceiling = asyncio.run(drive(url, "unused", clients, seconds))
+    with running_product(UNLIMITED, executor=False) as product, trivial_route() as url:
+        ours, ceiling = asyncio.run(
+            drive(product.base_url, product.key, url, clients, seconds)
+        )
     out.write(f"{clients} clients, {seconds:.0f} s each\n")
     report("through the API", ours, out)
     report("trivial route", ceiling, out)
