@@ -253,7 +253,8 @@ class SubmissionService:
                     job,
                     default_max_queued=self._quotas.max_queued,
                     idempotency=idempotency,
-                    notifications=[(QUEUE_CHANNEL, job.pool)],
+                    # Delivered on commit, when the event below is in too.
+                    notifications=[(QUEUE_CHANNEL, job.pool), outbox.WAKE_RELAY],
                 )
             except IntegrityError:
                 # Only a chosen id can collide, with a job stored since the
@@ -264,7 +265,8 @@ class SubmissionService:
             if not queued.key_recorded:
                 await conn.rollback()
                 return None
-            await outbox.add_event(conn, events.submitted(job, self._source), now)
+            submitted = events.submitted(job, self._source)
+            await outbox.insert_events(conn, [(submitted, None)], now)
             if partner_key is not None:
                 await self._partner_keys.keep(
                     str(job.id), partner_key, self._key_until(job)
