@@ -41,12 +41,6 @@ TOPICS: tuple[str, ...] = (*JOB_EVENT_TOPICS, HEARTBEAT, NODE_CATALOG)
 
 _RETRY_SECONDS = 1.0
 _HANDLER_ATTEMPTS = 3
-# While a partition's records wait in aiokafka's buffer, the next fetch leaves
-# that partition out, and the broker holds that fetch until data comes for the
-# partitions it names or this wait ends: a job's next event waits on it. At
-# aiokafka's default (500 ms) that wait was most of a job's latency; a short
-# wait costs an empty fetch every few tens of ms while idle.
-_FETCH_MAX_WAIT_MS = 20
 
 
 def create_consumer(bootstrap_servers: str, group_id: str, offset_reset: str) -> Any:
@@ -57,7 +51,6 @@ def create_consumer(bootstrap_servers: str, group_id: str, offset_reset: str) ->
         enable_auto_commit=False,
         auto_offset_reset=offset_reset,
         max_partition_fetch_bytes=FETCH_MAX_BYTES,
-        fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
     )
 
 
