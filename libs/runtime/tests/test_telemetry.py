@@ -45,6 +45,30 @@ def test_a_trace_never_starts_at_a_poll_or_a_message() -> None:
     ]
 
 
+def test_what_a_dropped_poll_causes_is_dropped_too_even_with_always_on() -> None:
+    tracer, exporter = _tracer()
+    # A heartbeat's record, and the consumer that handles it in another service.
+    with tracer.start_as_current_span("heartbeat send", kind=SpanKind.PRODUCER):
+        headers = carrier_to_headers(inject_headers())
+    token = context.attach(context_from_headers(headers))
+    try:
+        with tracer.start_as_current_span("heartbeat receive", kind=SpanKind.CONSUMER):
+            with tracer.start_as_current_span("UPDATE", kind=SpanKind.CLIENT):
+                pass
+    finally:
+        context.detach(token)
+    # A caller's unsampled request is still the sampler's to decide.
+    unsampled = carrier_to_headers({"traceparent": STALE[:-2] + "00"})
+    token = context.attach(context_from_headers(unsampled))
+    try:
+        with tracer.start_as_current_span("request", kind=SpanKind.SERVER):
+            pass
+    finally:
+        context.detach(token)
+
+    assert [s.name for s in exporter.get_finished_spans()] == ["request"]
+
+
 def test_headers_carry_the_current_span_not_a_stale_one() -> None:
     tracer, _ = _tracer()
     with tracer.start_as_current_span("publish") as span:

@@ -51,11 +51,18 @@ _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 _OUTWARD = (SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER)
 
 
+# The `tracestate` entry a dropped housekeeping span hands on, so what it
+# calls (a gRPC server, a record's consumer, a query) is dropped with it
+# whatever the sampler: always_on would otherwise start a trace at each one.
+_HOUSEKEEPING = TraceState([("comfyserve", "housekeeping")])
+
+
 class HousekeepingFilter(Sampler):
     """Drops traces that would start at a client call, a message or a query:
-    polls, heartbeats and sweeps, which would bury the jobs' traces. A trace
-    starts where work enters (an HTTP or gRPC request, a span opened by hand);
-    everything else is left to `sampler`."""
+    polls, heartbeats and sweeps, which would bury the jobs' traces, and
+    everything they cause in any service. A trace starts where work enters
+    (an HTTP or gRPC request, a span opened by hand); everything else is left
+    to `sampler`."""
 
     def __init__(self, sampler: Sampler) -> None:
         self._sampler = sampler
@@ -72,7 +79,13 @@ class HousekeepingFilter(Sampler):
     ) -> SamplingResult:
         parent = trace.get_current_span(parent_context).get_span_context()
         if not parent.is_valid and kind in _OUTWARD:
-            return SamplingResult(Decision.DROP)
+            return SamplingResult(Decision.DROP, trace_state=_HOUSEKEEPING)
+        if (
+            parent.is_valid
+            and not parent.trace_flags.sampled
+            and parent.trace_state.get("comfyserve") == "housekeeping"
+        ):
+            return SamplingResult(Decision.DROP, trace_state=parent.trace_state)
         return self._sampler.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
