@@ -21,7 +21,7 @@ from tests.e2e.support import Product, invert_graph, wait_final, wait_http_ok
 
 # Four ComfyUIs starting at once take over a minute on a loaded 2-core
 # machine, and the product's own start counts when this test runs first.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 JOBS = 60
 EXECUTORS = 4
