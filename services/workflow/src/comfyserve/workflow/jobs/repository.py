@@ -33,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from comfyserve.contracts.events import Event
 from comfyserve.workflow.jobs import queue_repository
 from comfyserve.workflow.jobs.cursor import Cursor
 from comfyserve.workflow.jobs.models import (
@@ -44,7 +43,6 @@ from comfyserve.workflow.jobs.models import (
     JobRecord,
     JobStatus,
     idempotency_keys,
-    job_events,
     job_from_row,
     jobs,
 )
@@ -322,23 +320,6 @@ async def past_deadline(
         .with_for_update(skip_locked=True)
     )
     return [job_from_row(row) for row in await conn.execute(query)]
-
-
-async def record_event(conn: AsyncConnection, job_id: UUID, event: Event) -> bool:
-    """Add the event to the job's log; False if its id was seen before."""
-    query = (
-        pg_insert(job_events)
-        .values(
-            id=event.id,
-            job_id=job_id,
-            type=event.type,
-            time=event.time,
-            payload=event.model_dump(mode="json"),
-        )
-        .on_conflict_do_nothing(index_elements=[job_events.c.id])
-        .returning(job_events.c.id)
-    )
-    return (await conn.execute(query)).first() is not None
 
 
 async def find_idempotency(
