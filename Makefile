@@ -8,7 +8,7 @@ STACK := $(PY) infra/stack.py
 PYTEST := $(CURDIR)/.venv/bin/pytest
 
 .PHONY: help install up down status run test test-unit test-integration test-e2e test-gpu \
-        fmt lint typecheck gen check-gen chart migrate bench bench-submit bench-backlog bench-fleet clean
+        fmt lint typecheck gen check-gen chart migrate bench bench-submit bench-backlog bench-fleet bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-backlog: up ## submit, get, list and cancel with 10^5 jobs queued (bench/b
 
 bench-fleet: up ## 1, 2 and 4 executors, each with its own ComfyUI, on a burst: each job once, priorities first, jobs/s (bench/fleet)
 	$(PY) -m bench.fleet
+
+bench-gpu: up ## images/s through us against raw ComfyUI on a GPU; a CPU dry run without one (bench/gpu)
+	$(PY) -m bench.gpu
 
 clean: down ## remove the local stack's data (keeps the download cache)
 	rm -rf "$$(readlink -f .local/postgres)" .local/postgres .local/kafka/data .local/s3 .local/logs .local/run
