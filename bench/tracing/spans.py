@@ -22,11 +22,12 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import Attributes
 
 # Below the processor's default queue (2048), so no span is dropped.
 SPANS = 2000
 ROUNDS = 5
-ATTRIBUTES = {
+ATTRIBUTES: Attributes = {
     "db.statement": "SELECT jobs.id, jobs.state FROM jobs WHERE jobs.id = $1::UUID",
     "db.system": "postgresql",
     "net.peer.name": "127.0.0.1",
