@@ -131,6 +131,40 @@ async def test_a_tenant_at_its_running_limit_waits_while_others_run(
     assert (await acquire(stub, pool, "w4")).job.id == third.id
 
 
+async def test_a_waiter_is_woken_when_a_running_slot_of_the_tenant_frees(
+    stub, private_pool, executor
+) -> None:
+    pool, marker = private_pool
+    tenant_id = new_tenant()
+    await set_quota(stub, tenant_id, max_running=1)
+    first = await submit(stub, tenant_id, marker)
+    second = await submit(stub, tenant_id, marker)
+    assert (await acquire(stub, pool, "w0")).job.id == first.id
+    # Waits far longer than the bound below: only a wake-up answers in time.
+    async def wait_for_job() -> pb.AcquireJobResponse:
+        return await stub.AcquireJob(
+            pb.AcquireJobRequest(worker_id="w1", pool=pool, wait_seconds=300)
+        )
+
+    waiting = asyncio.create_task(wait_for_job())
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+
+    await executor(
+        JobCompleted(
+            source="test",
+            subject=first.id,
+            tenant_id=tenant_id,
+            data=JobCompletedData(
+                attempt=1, worker_id="w0", outputs=[], duration_ms=10
+            ),
+        )
+    )
+
+    granted = await asyncio.wait_for(waiting, timeout=20)
+    assert granted.assignment.job.id == second.id
+
+
 async def test_racing_claimers_never_pass_the_running_limit(stub, private_pool):
     pool, marker = private_pool
     tenant_id = new_tenant()

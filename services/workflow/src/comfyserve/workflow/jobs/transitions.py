@@ -57,6 +57,11 @@ class TransitionWrites:
         after = job.status
         if after is JobStatus.PENDING and before is not JobStatus.PENDING:
             self._notifications.append((QUEUE_CHANNEL, job.pool))
+        elif after.is_final and not before.is_final and before is not JobStatus.PENDING:
+            # A running slot of the tenant is free: a waiter that found only
+            # this tenant's jobs (at its running limit) may claim one now
+            # rather than at the end of its wait.
+            self._notifications.append((QUEUE_CHANNEL, job.pool))
         # A sweep or a consumed event has no request behind it: the job's own
         # trace goes on, so a re-queued attempt shows up beside the first.
         trace = job.traceparent
