@@ -140,6 +140,7 @@ async def test_a_waiter_is_woken_when_a_running_slot_of_the_tenant_frees(
     first = await submit(stub, tenant_id, marker)
     second = await submit(stub, tenant_id, marker)
     assert (await acquire(stub, pool, "w0")).job.id == first.id
+
     # Waits far longer than the bound below: only a wake-up answers in time.
     async def wait_for_job() -> pb.AcquireJobResponse:
         return await stub.AcquireJob(
