@@ -171,7 +171,6 @@ class ClaimService:
                 return None
             # Inside the grant: a key Redis cannot answer undoes the grant.
             assignment = await self._assignment(job)
-            await notify(conn, JOBS_CHANNEL, str(job.id))
         self._granted(job, worker_id)
         return assignment
 

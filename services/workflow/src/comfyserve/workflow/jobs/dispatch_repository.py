@@ -4,15 +4,30 @@ lapsed ones the sweeper re-queues. Never commits."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, literal_column, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    SmallInteger,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from comfyserve.workflow.db import JOBS_CHANNEL
 from comfyserve.workflow.jobs import queue_repository
 from comfyserve.workflow.jobs.models import (
     IS_PENDING,
@@ -39,7 +54,11 @@ class LeaseRow:
     cancel_requested: bool
 
 
-def _grant(worker_id: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+def _grant(
+    worker_id: str | ColumnElement[str],
+    now: datetime | ColumnElement[datetime],
+    lease_until: datetime | ColumnElement[datetime],
+) -> dict[str, Any]:
     # A new attempt owns no outputs yet: only the attempt that ends the job
     # has outputs, the ones of earlier attempts are not the job's.
     return {
@@ -67,11 +86,14 @@ async def claim_next(
     """Grant the first pending job of `pool` (priority, then age) to
     `worker_id`, skipping tenants running as many jobs as their quota allows;
     rows other claimers hold are skipped, so each job goes to one claimer.
+    The grant's `NOTIFY` on the jobs channel goes out at commit.
 
     The quota is read twice: in the search, which skips tenants at their limit
-    cheaply, and again under the tenant's lock, where it is exact: claims of
-    one tenant's jobs queue on that lock, so two claimers never both take the
-    tenant's last free slot.
+    cheaply and takes the found tenant's lock, and again in the grant, where
+    it is exact: the grant's statement starts after the lock was taken, so it
+    counts every grant to the tenant that committed before, and claims of one
+    tenant's jobs queue on that lock, so two claimers never both take the
+    tenant's last free slot. Two statements a claim, whatever the tenant.
     """
     at_limit: set[str] = set()
     while True:
@@ -81,18 +103,19 @@ async def claim_next(
         if candidate is None:
             return None
         job_id, tenant_id = candidate
-        if await tenant_at_limit(conn, tenant_id, default_max_running):
-            at_limit.add(tenant_id)
-            continue
-        query = (
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(_grant(worker_id, now, lease_until))
-            .returning(*JOB_COLUMNS)
-        )
-        job = job_from_row((await conn.execute(query)).one())
-        await queue_repository.adjust_depth(conn, job.pool, job.priority, -1)
-        return job
+        params = {
+            "grant_job_id": job_id,
+            "grant_tenant_id": tenant_id,
+            "grant_default_max_running": default_max_running,
+            "grant_worker_id": worker_id,
+            "grant_now": now,
+            "grant_lease_until": lease_until,
+            "grant_shard": queue_repository.random_shard(),
+        }
+        row = (await conn.execute(_grant_within_limit(), params)).first()
+        if row is not None:
+            return job_from_row(row)
+        at_limit.add(tenant_id)
 
 
 async def _first_claimable(
@@ -104,7 +127,7 @@ async def _first_claimable(
     at_limit: set[str],
 ) -> tuple[UUID, str] | None:
     """The first pending job of `pool` whose tenant has a free running slot,
-    locked; its id and tenant."""
+    locked, and its tenant's running lock taken; its id and tenant."""
     running = jobs.alias("running")
     tenant_running = (
         select(func.count())
@@ -136,8 +159,74 @@ async def _first_claimable(
     )
     if at_limit:
         query = query.where(jobs.c.tenant_id.not_in(at_limit))
-    row = (await conn.execute(query)).first()
+    # The lock is taken on the row found, after the row's own lock: the order
+    # every grant takes them in, so claimers never wait on each other in a
+    # cycle.
+    found = query.subquery("found")
+    locked = select(
+        found.c.id, found.c.tenant_id, tenants.running_lock(found.c.tenant_id)
+    )
+    row = (await conn.execute(locked)).first()
     return None if row is None else (row.id, row.tenant_id)
+
+
+@functools.cache
+def _grant_within_limit() -> Select[Any]:
+    """The grant of a job `claim_next` found, when its tenant is below its
+    running limit by an exact count, with the queue's depth counted down and
+    the grant's notification: one statement over bound parameters, built once.
+    No row when the tenant is at its limit."""
+    tenant_id = bindparam("grant_tenant_id", type_=Text)
+    running = jobs.alias("running")
+    running_now = (
+        select(func.count())
+        .where(
+            running.c.tenant_id == tenant_id,
+            running.c.status == literal_column("'running'"),
+        )
+        .scalar_subquery()
+    )
+    own = (
+        select(tenant_quotas.c.max_running)
+        .where(tenant_quotas.c.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    # As `tenant_at_limit`: a limit of 0 is no limit of its own.
+    limit = func.coalesce(
+        func.nullif(own, 0), bindparam("grant_default_max_running", type_=Integer)
+    )
+    now = bindparam("grant_now", type_=jobs.c.started_at.type)
+    granted = (
+        update(jobs)
+        .where(
+            jobs.c.id == bindparam("grant_job_id", type_=jobs.c.id.type),
+            running_now < limit,
+        )
+        .values(
+            _grant(
+                bindparam("grant_worker_id", type_=Text),
+                now,
+                bindparam("grant_lease_until", type_=jobs.c.lease_expires_at.type),
+            )
+        )
+        .returning(*JOB_COLUMNS, jobs.c.priority_rank)
+        .cte("granted")
+    )
+    counted = queue_repository.count_in(
+        granted.c.pool,
+        granted.c.priority_rank,
+        bindparam("grant_shard", type_=SmallInteger),
+        granted,
+        delta=-1,
+    )
+    notify = func.pg_notify(JOBS_CHANNEL, cast(granted.c.id, Text))
+    # `pg_notify` returns void, which is never null: the condition only makes
+    # the statement send the notification for the granted row.
+    return (
+        select(*(granted.c[column.name] for column in JOB_COLUMNS))
+        .where(notify.is_not(None))
+        .add_cte(counted)
+    )
 
 
 async def tenant_at_limit(

@@ -75,10 +75,11 @@ def count_in(
     rank: ColumnElement[int],
     shard: ColumnElement[int],
     rows: FromClause,
+    delta: int = 1,
 ) -> CTE:
-    """`adjust_depth` by one for each row of `rows` (the job just inserted, or
-    none), as a CTE of the statement that inserts it."""
-    counted = select(pool, rank, shard, literal(1)).select_from(rows)
+    """`adjust_depth` by `delta` for each row of `rows` (the job just inserted
+    or granted, or none), as a CTE of the statement that writes it."""
+    counted = select(pool, rank, shard, literal(delta)).select_from(rows)
     columns = ["pool", "priority_rank", "shard", "pending"]
     statement = pg_insert(queue_depth).from_select(columns, counted)
     return _adding(statement).cte("counted")

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, Text, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.workflow.jobs.models import IS_PENDING, IS_RUNNING, jobs
 from comfyserve.workflow.tenants.models import QuotaLimits, TenantUsage, tenant_quotas
+
+# Every grant to a tenant takes this advisory lock first (one key per tenant).
+_RUNNING_LOCK_PREFIX = "workflow.running:"
 
 
 async def limits(conn: AsyncConnection, tenant_id: str) -> QuotaLimits:
@@ -95,10 +99,14 @@ async def lock_running(conn: AsyncConnection, tenant_id: str) -> None:
     """Serialise grants to one tenant until the transaction ends, so that a
     count of its running jobs taken after this stays true until the grant
     commits."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"workflow.running:{tenant_id}"},
-    )
+    await conn.execute(select(running_lock(literal(tenant_id, Text))))
+
+
+def running_lock(tenant_id: ColumnElement[str]) -> ColumnElement[Any]:
+    """`lock_running` as SQL, for a statement that finds the tenant itself;
+    a count in a later statement of the transaction is then exact."""
+    key = literal(_RUNNING_LOCK_PREFIX, Text).concat(tenant_id)
+    return func.pg_advisory_xact_lock(func.hashtextextended(key, 0))
 
 
 async def usage(
