@@ -128,6 +128,21 @@ async def _first_claimable(
 ) -> tuple[UUID, str] | None:
     """The first pending job of `pool` whose tenant has a free running slot,
     locked, and its tenant's running lock taken; its id and tenant."""
+    params = {
+        "claim_pool": pool,
+        "claim_now": now,
+        "claim_max_attempts": max_attempts,
+        "claim_default_max_running": default_max_running,
+        "claim_at_limit": sorted(at_limit),
+    }
+    row = (await conn.execute(_claimable_search(), params)).first()
+    return None if row is None else (row.id, row.tenant_id)
+
+
+@functools.cache
+def _claimable_search() -> Select[Any]:
+    """`_first_claimable`'s statement over bound parameters, built once: a
+    claim runs it on every wake of every waiting executor."""
     running = jobs.alias("running")
     tenant_running = (
         select(func.count())
@@ -141,33 +156,31 @@ async def _first_claimable(
         select(tenant_quotas.c.max_running)
         .where(tenant_quotas.c.tenant_id == jobs.c.tenant_id)
         .scalar_subquery(),
-        default_max_running,
+        bindparam("claim_default_max_running", type_=Integer),
     )
-    query = (
+    at_limit = bindparam("claim_at_limit", type_=Text, expanding=True)
+    found = (
         select(jobs.c.id, jobs.c.tenant_id)
         .where(
             IS_PENDING,
-            jobs.c.pool == pool,
+            jobs.c.pool == bindparam("claim_pool", type_=Text),
             jobs.c.cancel_requested.is_(False),
-            jobs.c.attempt < max_attempts,
-            jobs.c.deadline > now,
+            jobs.c.attempt < bindparam("claim_max_attempts", type_=Integer),
+            jobs.c.deadline > bindparam("claim_now", type_=jobs.c.deadline.type),
             tenant_running < tenant_limit,
+            jobs.c.tenant_id.not_in(at_limit),
         )
         .order_by(jobs.c.priority_rank, jobs.c.created_at, jobs.c.id)
         .limit(1)
         .with_for_update(of=jobs, skip_locked=True)
+        .subquery("found")
     )
-    if at_limit:
-        query = query.where(jobs.c.tenant_id.not_in(at_limit))
     # The lock is taken on the row found, after the row's own lock: the order
     # every grant takes them in, so claimers never wait on each other in a
     # cycle.
-    found = query.subquery("found")
-    locked = select(
+    return select(
         found.c.id, found.c.tenant_id, tenants.running_lock(found.c.tenant_id)
     )
-    row = (await conn.execute(locked)).first()
-    return None if row is None else (row.id, row.tenant_id)
 
 
 @functools.cache
@@ -191,10 +204,7 @@ def _grant_within_limit() -> Select[Any]:
         .where(tenant_quotas.c.tenant_id == tenant_id)
         .scalar_subquery()
     )
-    # As `tenant_at_limit`: a limit of 0 is no limit of its own.
-    limit = func.coalesce(
-        func.nullif(own, 0), bindparam("grant_default_max_running", type_=Integer)
-    )
+    limit = func.coalesce(own, bindparam("grant_default_max_running", type_=Integer))
     now = bindparam("grant_now", type_=jobs.c.started_at.type)
     granted = (
         update(jobs)
