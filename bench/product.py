@@ -65,6 +65,10 @@ def running_product(
             "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
             "EXECUTOR_POOL": f"bench-{run_id}",
         },
+        # A new group would first fence every job end still in the shared
+        # topic (other runs' jobs, thousands on a used machine), competing
+        # with the jobs measured for the two cores.
+        "storage": {"STORAGE_FIRST_START_OFFSET": "latest"},
     }
     for name, values in (extra or {}).items():
         settings[name] = {**settings.get(name, {}), **values}

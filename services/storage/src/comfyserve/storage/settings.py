@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -64,6 +64,12 @@ class Settings(CheckedServerSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     consumer_group: str = Field(default="storage", min_length=1)
+    # Where a group with no committed offset starts: `earliest`, so that a
+    # missed end does not leave a losing attempt's outputs in place. Restarts
+    # resume from the committed offset either way; `latest` is for throw-away
+    # groups on a shared broker (the benchmarks), which would otherwise fence
+    # every job still in the topic first.
+    first_start_offset: Literal["earliest", "latest"] = "earliest"
     # The topic of job ends; only tests point it elsewhere.
     finished_topic: str = Field(default=FINISHED, min_length=1)
 

@@ -76,9 +76,7 @@ def subscribe(
     handler.subscribe(
         settings.finished_topic,
         group_id=settings.consumer_group,
-        # A new group starts from the oldest record: a missed end leaves a
-        # losing attempt's outputs in place.
-        auto_offset_reset="earliest",
+        auto_offset_reset=settings.first_start_offset,
         title="storage.job_finished",
     )
 
