@@ -31,7 +31,6 @@ def test_defaults(env: pytest.MonkeyPatch) -> None:
     assert settings.kafka_bootstrap_servers == "127.0.0.1:19092"
     assert settings.consumer_group == "storage"
     assert settings.finished_topic == FINISHED
-    assert settings.async_database_url == "postgresql+asyncpg://u:p@db:5432/comfyserve"
     assert "s3cr3t-value" not in repr(settings)
     # Callers' credentials are checked unless a test turns it off.
     assert settings.require_credentials is True

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED, PROGRESS, STARTED
-from comfyserve.runtime.database import PostgresUrl, SchemaName, sqlalchemy_url
+from comfyserve.runtime.database import PostgresUrl, SchemaName
 from comfyserve.runtime.identity import CheckedServerSettings
 
 # About 24 h in all: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -74,10 +74,6 @@ class Settings(CheckedServerSettings):
         if any(delay <= 0 for delay in value):
             raise ValueError("every delay must be positive")
         return value
-
-    @property
-    def async_database_url(self) -> str:
-        return sqlalchemy_url(self.database_url)
 
     @property
     def lease_seconds(self) -> float:

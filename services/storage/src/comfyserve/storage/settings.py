@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from comfyserve.contracts.topics import FINISHED
-from comfyserve.runtime.database import PostgresUrl, SchemaName, sqlalchemy_url
+from comfyserve.runtime.database import PostgresUrl, SchemaName
 from comfyserve.runtime.identity import CheckedServerSettings
 
 MIB = 1024 * 1024
@@ -81,10 +81,6 @@ class Settings(CheckedServerSettings):
                 item.strip().lower() for item in value.split(",") if item.strip()
             )
         return value
-
-    @property
-    def async_database_url(self) -> str:
-        return sqlalchemy_url(self.database_url)
 
     @property
     def presign_endpoint(self) -> str:

@@ -33,7 +33,7 @@ class FileState(StrEnum):
 
 class StorageModel(SQLModel):
     # Own metadata: tables of other services never mix with ours, and the schema
-    # is applied per connection through `schema_translate_map`.
+    # is each connection's `search_path` (`comfyserve.runtime.database`).
     metadata = MetaData()
 
 
