@@ -143,7 +143,9 @@ async def run_app(
         )
         verifier = await stack.enter_async_context(caller_verifier(settings))
         jobs_listener = ChannelListener(settings.asyncpg_dsn, JOBS_CHANNEL)
-        queue_listener = ChannelListener(settings.asyncpg_dsn, QUEUE_CHANNEL)
+        queue_listener = ChannelListener(
+            settings.asyncpg_dsn, QUEUE_CHANNEL, wake_one=True
+        )
         reader = JobReader(engine=engine, listener=jobs_listener)
         tenants = TenantService(engine, quota_defaults(settings), clock)
         apis = JobApis(

@@ -16,10 +16,22 @@ from comfyserve.runtime.notifications import listen_forever
 
 
 class ChannelListener:
-    def __init__(self, dsn: str, channel: str) -> None:
+    """Wakes the waiters of a key when a notification names it.
+
+    With `wake_one`, a notification wakes one waiter of its key (the one
+    subscribed longest among those not woken yet) rather than all, and every
+    waiter leaving wakes the next: for waiters competing for work only one of
+    them gets, a pool's executors, which all re-read on every wake otherwise.
+    The hand-on covers what one wake cannot: a waiter that was woken and left
+    without re-reading, and notifications Postgres merged into one (those of
+    one transaction with the same key, several jobs queued at once)."""
+
+    def __init__(self, dsn: str, channel: str, *, wake_one: bool = False) -> None:
         self._dsn = dsn
         self._channel = channel
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._wake_one = wake_one
+        # Ordered by subscription: a dict keeps insertion order.
+        self._waiters: dict[str, dict[asyncio.Event, None]] = {}
         self.ready = asyncio.Event()
 
     @contextmanager
@@ -27,19 +39,32 @@ class ChannelListener:
         """An event set whenever `key` may have changed; the caller clears it
         before re-reading."""
         event = asyncio.Event()
-        self._waiters.setdefault(key, set()).add(event)
+        self._waiters.setdefault(key, {})[event] = None
         try:
             yield event
         finally:
             waiters = self._waiters.get(key)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.pop(event, None)
                 if not waiters:
                     del self._waiters[key]
+                elif self._wake_one:
+                    self._wake_next(waiters)
 
     def _on_notify(self, key: str) -> None:
-        for event in self._waiters.get(key, ()):
+        waiters = self._waiters.get(key, {})
+        if self._wake_one:
+            self._wake_next(waiters)
+            return
+        for event in waiters:
             event.set()
+
+    @staticmethod
+    def _wake_next(waiters: dict[asyncio.Event, None]) -> None:
+        for event in waiters:
+            if not event.is_set():
+                event.set()
+                return
 
     def _on_connect(self) -> None:
         for waiters in self._waiters.values():
