@@ -15,7 +15,12 @@ from typing import Annotated, Any
 import sqlalchemy.ext.asyncio as sa_asyncio
 from pydantic import AfterValidator
 from sqlalchemy import event, exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = [
@@ -25,6 +30,8 @@ __all__ = [
     "create_engine",
     "database_engine",
     "plain_identifier",
+    "reading",
+    "reading_session",
     "sqlalchemy_url",
 ]
 
@@ -133,3 +140,29 @@ async def database_engine(url: str, schema: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+# No transaction: each statement on a snapshot of its own.
+_OUTSIDE_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of `engine` whose statements run outside any transaction,
+    for reads of one statement, or of several that need no common snapshot.
+    A transaction costs such a read two more round trips (BEGIN before,
+    ROLLBACK after): about 250 µs of the 570 a one-row read takes on an idle
+    machine, and CPU on both sides."""
+    async with engine.connect() as conn:
+        await conn.execution_options(**_OUTSIDE_TRANSACTION)
+        yield conn
+
+
+@asynccontextmanager
+async def reading_session(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """`reading` for an ORM session of `sessions`."""
+    async with sessions() as session:
+        await session.connection(execution_options=_OUTSIDE_TRANSACTION)
+        yield session
