@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
-from comfyserve.runtime.database import create_engine, reading, reading_session
+from comfyserve.runtime.database import autocommit, autocommit_session, create_engine
 
 pytestmark = pytest.mark.integration
 
@@ -79,9 +79,9 @@ async def test_reads_run_each_statement_on_its_own_and_the_connection_returns_as
 ) -> None:
     engine = create_engine(stack["DATABASE_URL"], "public")
     try:
-        async with reading(engine) as conn:
+        async with autocommit(engine) as conn:
             outside = await _twice(conn)
-        async with reading_session(async_sessionmaker(engine)) as session:
+        async with autocommit_session(async_sessionmaker(engine)) as session:
             outside_orm = await _twice(session)
         async with engine.connect() as conn:
             inside = await _twice(conn)

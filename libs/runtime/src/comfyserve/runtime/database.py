@@ -30,8 +30,8 @@ __all__ = [
     "create_engine",
     "database_engine",
     "plain_identifier",
-    "reading",
-    "reading_session",
+    "autocommit",
+    "autocommit_session",
     "sqlalchemy_url",
 ]
 
@@ -142,27 +142,28 @@ async def database_engine(url: str, schema: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-# No transaction: each statement on a snapshot of its own.
-_OUTSIDE_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
+# Each statement a transaction of its own.
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 @asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection of `engine` whose statements run outside any transaction,
-    for reads of one statement, or of several that need no common snapshot.
-    A transaction costs such a read two more round trips (BEGIN before,
-    ROLLBACK after): about 250 µs of the 570 a one-row read takes on an idle
-    machine, and CPU on both sides."""
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of `engine` whose statements run each in a transaction of
+    its own: for reads of one statement (or of several that need no common
+    snapshot) and writes of one statement. An explicit transaction costs such
+    a call two more round trips (BEGIN before, COMMIT or ROLLBACK after):
+    about 250 µs of the 570 a one-row read takes on an idle machine, and CPU
+    on both sides. The connection goes back to the pool as it came."""
     async with engine.connect() as conn:
-        await conn.execution_options(**_OUTSIDE_TRANSACTION)
+        await conn.execution_options(**_AUTOCOMMIT)
         yield conn
 
 
 @asynccontextmanager
-async def reading_session(
+async def autocommit_session(
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """`reading` for an ORM session of `sessions`."""
+    """`autocommit` for an ORM session of `sessions`."""
     async with sessions() as session:
-        await session.connection(execution_options=_OUTSIDE_TRANSACTION)
+        await session.connection(execution_options=_AUTOCOMMIT)
         yield session

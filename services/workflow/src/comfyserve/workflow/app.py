@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2, workflow_pb2_grpc
-from comfyserve.runtime.database import database_engine, reading
+from comfyserve.runtime.database import autocommit, database_engine
 from comfyserve.runtime.grpc import GrpcServer, insecure_channel, serve_grpc
 from comfyserve.runtime.identity import caller_verifier
 from comfyserve.runtime.kafka import started
@@ -93,7 +93,7 @@ async def _report_readiness(engine: AsyncEngine, server: GrpcServer) -> None:
     serving = None
     while True:
         try:
-            async with reading(engine) as conn:
+            async with autocommit(engine) as conn:
                 ready = await workers.any_catalog(conn)
         except (SQLAlchemyError, OSError) as error:
             log.warning("workflow.readiness.check_failed", error=describe_error(error))

@@ -14,7 +14,7 @@ from comfyserve.auth.telemetry import Metrics
 from comfyserve.auth.tenants import repository as tenants
 from comfyserve.auth.tokens.access import AccessTokens
 from comfyserve.runtime.auth import Principal, looks_like_token
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 
 # Far longer than any token or key this service issues; refused unread.
 _MAX_CREDENTIAL_CHARS = 8192
@@ -50,7 +50,7 @@ class CredentialService:
         except (InvalidCredentialError, ValueError):
             refused.inc()
             raise InvalidCredentialError() from None
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             suspended = await tenants.suspended(conn, tenant_id)
         if suspended is None:
             refused.inc()

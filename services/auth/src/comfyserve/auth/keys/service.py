@@ -42,7 +42,7 @@ from comfyserve.auth.telemetry import Metrics
 from comfyserve.auth.tenants import repository as tenants
 from comfyserve.contracts.scopes import Scope
 from comfyserve.runtime.auth import Principal, PrincipalKind
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +172,7 @@ class ApiKeyService:
         self, caller: Principal, include_inactive: bool
     ) -> Sequence[ApiKey]:
         permissions.require(caller, Scope.KEYS_MANAGE)
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             return await repository.of_tenant(
                 conn,
                 _caller_tenant(caller),

@@ -33,7 +33,7 @@ from comfyserve.auth.signing import repository
 from comfyserve.auth.signing.cipher import KeyCipher
 from comfyserve.auth.signing.models import SigningKey
 from comfyserve.runtime.auth import ACCESS_TOKEN_ALGORITHM
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 
 log = structlog.get_logger(__name__)
 
@@ -75,12 +75,12 @@ class SigningKeys:
 
     async def verifying_key(self, kid: str) -> Ed25519PublicKey | None:
         """The public key of `kid` while it is not retired."""
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             raw = await repository.active_public_key(conn, kid)
         return None if raw is None else Ed25519PublicKey.from_public_bytes(raw)
 
     async def jwks(self) -> dict[str, Any]:
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             keys = await repository.active(conn)
         return {"keys": [jwk(key) for key in keys]}
 

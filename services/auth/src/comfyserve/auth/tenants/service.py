@@ -14,7 +14,7 @@ from comfyserve.auth.tenants import cursor, repository
 from comfyserve.auth.tenants.models import Tenant, TenantPage
 from comfyserve.contracts.scopes import Scope
 from comfyserve.runtime.auth import Principal
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ class TenantAdmin:
             raise InvalidArgumentError("page_size", "must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         position = cursor.decode(after) if after else None
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             found = await repository.page(
                 conn, after=position, limit=size + 1, now=self._clock()
             )

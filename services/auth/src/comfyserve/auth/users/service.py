@@ -33,7 +33,7 @@ from comfyserve.auth.users.rules import (
     tenant_name,
 )
 from comfyserve.auth.users.throttle import LoginThrottle
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +129,7 @@ class LoginService:
         if wait is not None:
             self._metrics.logins.labels("throttled").inc()
             raise TooManyAttemptsError(wait)
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             stored = await repository.by_email(conn, email)
         verified = await self._passwords.verify(
             None if stored is None else stored.password_hash, request.password

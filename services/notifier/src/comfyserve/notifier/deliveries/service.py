@@ -30,7 +30,7 @@ from comfyserve.notifier.endpoints import repository as endpoints
 from comfyserve.notifier.endpoints.models import Endpoint
 from comfyserve.notifier.endpoints.service import parse_endpoint_id
 from comfyserve.notifier.errors import DeliveryNotFound, EndpointNotFound
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 from comfyserve.runtime.notifications import notify
 from comfyserve.runtime.telemetry import current_traceparent
 
@@ -168,7 +168,7 @@ class DeliveryService:
         return found
 
     async def get(self, tenant_id: str, delivery_id: str) -> Delivery:
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             found = await repository.get(conn, tenant_id, delivery_id)
             if found is None:
                 raise DeliveryNotFound(delivery_id)
@@ -179,7 +179,7 @@ class DeliveryService:
         self, tenant_id: str, where: DeliveryFilter, size: int, cursor: str
     ) -> DeliveryPage:
         limit = paging.page_size(size)
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             rows = await repository.list_page(
                 conn, tenant_id, where, limit + 1, paging.decode(cursor)
             )

@@ -39,7 +39,7 @@ from comfyserve.notifier.endpoints import repository as endpoints
 from comfyserve.notifier.settings import Settings
 from comfyserve.notifier.signing import new_secret, signed_headers
 from comfyserve.notifier.telemetry import Metrics
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 from comfyserve.runtime.telemetry import context_from_headers
 
 log = structlog.get_logger(__name__)
@@ -133,7 +133,7 @@ class DeliveryWorker:
 
     async def _sleep(self) -> None:
         timeout = self._settings.idle_poll_seconds
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             due = await repository.next_due(conn)
         # Work due already but not claimed waits for its target's attempts in
         # flight (a wake-up when one of ours ends, the poll for others').
@@ -175,7 +175,7 @@ class DeliveryWorker:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _update_gauge(self) -> None:
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             self._metrics.due.set(await repository.due_count(conn))
 
     async def _guarded(self, claimed: Claimed) -> None:

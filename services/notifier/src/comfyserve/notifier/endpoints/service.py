@@ -18,7 +18,7 @@ from comfyserve.notifier.endpoints.models import Endpoint, EndpointChanges, Secr
 from comfyserve.notifier.errors import EndpointNotFound, InvalidArgument
 from comfyserve.notifier.settings import Settings
 from comfyserve.notifier.signing import new_secret
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 from comfyserve.runtime.netguard import UnsafeTargetError, check_target
 
 MAX_URL_CHARS = 2048
@@ -98,7 +98,7 @@ class EndpointService:
         return EndpointWithSecret(endpoint, secret)
 
     async def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             found = await repository.get_endpoint(
                 conn, tenant_id, parse_endpoint_id(endpoint_id)
             )
@@ -108,7 +108,7 @@ class EndpointService:
 
     async def list(self, tenant_id: str, size: int, cursor: str) -> EndpointPage:
         limit = paging.page_size(size)
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             rows = await repository.list_endpoints(
                 conn, tenant_id, limit + 1, paging.decode(cursor)
             )

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfyserve.runtime.database import reading_session
+from comfyserve.runtime.database import autocommit_session
 from comfyserve.storage.clock import utcnow
 from comfyserve.storage.fences import repository
 from comfyserve.storage.fences.models import (
@@ -81,7 +81,7 @@ class FenceService:
         purged = await self._deletion.purge(superseded)
         # After the fence no registration of the job can begin, so the pending
         # outputs read here are all its ending attempt will ever have.
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             pending = await files.pending_outputs(
                 session, job_id=fence.job_id, attempt=fence.attempt
             )
@@ -112,7 +112,7 @@ class FenceService:
         ) - LATE_PUT_GRACE
         swept = orphans = failed = 0
         while True:
-            async with reading_session(self._sessions) as session:
+            async with autocommit_session(self._sessions) as session:
                 due = await repository.unswept(
                     session, ended_before=ended_before, limit=SWEEP_BATCH
                 )
@@ -137,7 +137,7 @@ class FenceService:
     async def _sweep(self, fence: JobFence, now: datetime) -> int:
         # No output row of the job can appear any more, so reading the owned keys
         # before listing the store misses nothing.
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             owned = await files.output_keys(
                 session, job_id=fence.job_id, attempt=fence.attempt
             )

@@ -16,7 +16,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfyserve.runtime.database import reading_session
+from comfyserve.runtime.database import autocommit_session
 from comfyserve.storage.clock import utcnow
 from comfyserve.storage.errors import FileNotFound
 from comfyserve.storage.files import repository
@@ -61,7 +61,7 @@ class DeletionService:
         # while another live row names it. The claim committed first, so a
         # mint racing it either locked the source before (and is seen here)
         # or found it claimed and minted over nothing of it.
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             shared = await repository.keys_still_used(
                 session, sorted({row.key for row in rows})
             )

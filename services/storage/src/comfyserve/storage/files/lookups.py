@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfyserve.runtime.database import reading_session
+from comfyserve.runtime.database import autocommit_session
 from comfyserve.storage.clock import utcnow
 from comfyserve.storage.errors import InvalidArgument, NoSuchFile
 from comfyserve.storage.files import lookup_repository, repository
@@ -48,7 +48,7 @@ class LookupService:
 
     async def by_hash(self, tenant_id: str, blake3: str) -> StoredFile:
         digest = normalise_blake3(blake3)
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             row = await lookup_repository.newest_by_hash(session, tenant_id, digest)
         if row is None:
             raise NoSuchFile(f"no file with hash {digest}")
@@ -56,7 +56,7 @@ class LookupService:
 
     async def named(self, tenant_id: str, folder: str, path: str) -> StoredFile:
         where, name = normalise_folder(folder), safe_path(path)
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             row = await lookup_repository.newest_named(session, tenant_id, where, name)
         if row is None:
             raise NoSuchFile(f"no file {where}/{name}")

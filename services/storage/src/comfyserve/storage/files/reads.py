@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfyserve.contracts.limits import DOWNLOAD_URLS_PER_CALL
-from comfyserve.runtime.database import reading_session
+from comfyserve.runtime.database import autocommit_session
 from comfyserve.storage.clock import utcnow
 from comfyserve.storage.errors import (
     FileNotFound,
@@ -58,7 +58,7 @@ async def find_file(
 ) -> StoredFile:
     """The tenant's file of that id, in any state but `deleting`."""
     parsed = parse_file_id(file_id)
-    async with reading_session(sessions) as session:
+    async with autocommit_session(sessions) as session:
         row = await repository.get(session, tenant_id, parsed)
     if row is None:
         raise FileNotFound(file_id)
@@ -99,7 +99,7 @@ class ReadService:
             )
         ttl = self._download_ttl(expires_in)
         parsed = [parse_file_id(file_id) for file_id in file_ids]
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             found = await repository.get_many(session, tenant_id, parsed)
         # A reader may ask right after the job's end, before storage consumed it.
         async with store_errors():
@@ -136,7 +136,7 @@ class ReadService:
             raise InvalidArgument("page_size", "must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _decode_cursor(cursor) if cursor else None
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             rows = await repository.page(
                 session, tenant_id, job_id=job_id, after=after, limit=size + 1
             )
@@ -149,7 +149,7 @@ class ReadService:
         )
 
     async def usage(self, tenant_ids: Sequence[str]) -> list[TenantUsage]:
-        async with reading_session(self._sessions) as session:
+        async with autocommit_session(self._sessions) as session:
             found = await repository.usage(session, tenant_ids)
         # Every tenant asked about is answered, with or without files.
         for tenant_id in tenant_ids:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from comfyserve.runtime.database import autocommit_session
 from comfyserve.storage.files import repository
 from comfyserve.storage.files.models import FilePurpose, FileState, StoredFile
 from comfyserve.storage.objects import ObjectStat, ObjectStore
@@ -59,7 +60,9 @@ class OutputSettler:
         if not arrived:
             return list(rows)
         settled: dict[object, StoredFile] = {}
-        async with self._sessions.begin() as session:
+        # Each row's update stands alone, so none waits on a transaction: this
+        # runs on a reader's request, often as a job's output event is sent.
+        async with autocommit_session(self._sessions) as session:
             for row in arrived:
                 done = await repository.mark_ready(
                     session, row, size=row.size, width=None, height=None

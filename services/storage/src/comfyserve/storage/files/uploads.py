@@ -11,6 +11,7 @@ from typing import NoReturn, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from comfyserve.runtime.database import autocommit_session
 from comfyserve.storage.clock import utcnow
 from comfyserve.storage.errors import (
     AttemptSuperseded,
@@ -120,7 +121,7 @@ class UploadService:
         # uploads, a read of up to the size limit must hold no connection or
         # lock. The update then applies only to the registration that was read.
         found = await self._checked_upload(row)
-        async with self._sessions.begin() as session:
+        async with autocommit_session(self._sessions) as session:
             done = await repository.mark_ready(
                 session, row, size=found.size, width=width, height=height
             )

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 from comfyserve.workflow.errors import InvalidArgumentError, JobNotFoundError
 from comfyserve.workflow.jobs import queue_repository, repository
 from comfyserve.workflow.jobs.cursor import Cursor
@@ -65,7 +65,7 @@ class JobReader:
         self, tenant_id: str, job_id: str, *, with_graph: bool = True
     ) -> JobRecord:
         require_tenant(tenant_id)
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             return await self._read(conn, tenant_id, parse_job_id(job_id), with_graph)
 
     async def _read(
@@ -105,7 +105,7 @@ class JobReader:
             raise InvalidArgumentError("cursor", "pages only the newest-first order")
         if offset < 0:
             raise InvalidArgumentError("offset", "must not be negative")
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             if order is JobOrder.NEWEST:
                 rows = await repository.list_jobs(
                     conn,
@@ -139,7 +139,7 @@ class JobReader:
 
     async def object_info(self, class_type: str | None) -> dict[str, Any]:
         """The fleet's node catalog, the same for every tenant."""
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             return await fleet_object_info(conn, class_type)
 
     async def watch(self, tenant_id: str, job_id: str) -> AsyncIterator[JobUpdate]:

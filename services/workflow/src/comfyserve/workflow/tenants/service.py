@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from comfyserve.runtime.database import reading
+from comfyserve.runtime.database import autocommit
 from comfyserve.workflow.errors import InvalidArgumentError, QueueFullError
 from comfyserve.workflow.jobs.reads import require_tenant
 from comfyserve.workflow.settings import Settings
@@ -67,7 +67,7 @@ class TenantService:
 
     async def quota(self, tenant_id: str) -> TenantQuota:
         require_tenant(tenant_id)
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             own = await repository.limits(conn, tenant_id)
         return in_force(tenant_id, own, self._defaults)
 
@@ -80,7 +80,7 @@ class TenantService:
         return in_force(tenant_id, limits, self._defaults)
 
     async def usage(self, tenant_ids: Sequence[str]) -> list[TenantUsage]:
-        async with reading(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             found = await repository.usage(conn, tenant_ids)
         # Every tenant asked about is answered, with or without jobs.
         for tenant_id in tenant_ids:
