@@ -104,42 +104,46 @@ class DeliveryService:
         the event is handled; returns how many are new. Their attempts
         continue the trace `traceparent` names."""
         event_type = webhook_event_type(event)
-        async with self._engine.begin() as conn:
-            targets = [
-                _to_endpoint(
-                    endpoint,
+        # The read alone, outside a transaction: most events of most tenants
+        # have no target, and a transaction would cost them two round trips.
+        async with autocommit(self._engine) as conn:
+            enabled = await endpoints.enabled_endpoints(conn, tenant_id)
+        targets = [
+            _to_endpoint(
+                endpoint,
+                tenant_id=tenant_id,
+                job_id=event.subject,
+                event_id=event.id,
+                event_type=event_type,
+                event_time=event.time,
+                traceparent=traceparent,
+            )
+            for endpoint in enabled
+            if endpoint.receives(event_type)
+        ]
+        if isinstance(event, JobFinished) and event.data.webhook_url:
+            url = event.data.webhook_url
+            targets.append(
+                NewDelivery(
+                    id=_new_id(),
                     tenant_id=tenant_id,
                     job_id=event.subject,
                     event_id=event.id,
-                    event_type=event_type,
+                    event_type=event_type.value,
                     event_time=event.time,
+                    endpoint_id=None,
+                    target_key=f"{JOB_URL_KEY}{url}",
+                    url=url,
+                    payload={"type": event_type.value, "job_id": event.subject},
                     traceparent=traceparent,
                 )
-                for endpoint in await endpoints.enabled_endpoints(conn, tenant_id)
-                if endpoint.receives(event_type)
-            ]
-            if isinstance(event, JobFinished) and event.data.webhook_url:
-                url = event.data.webhook_url
-                targets.append(
-                    NewDelivery(
-                        id=_new_id(),
-                        tenant_id=tenant_id,
-                        job_id=event.subject,
-                        event_id=event.id,
-                        event_type=event_type.value,
-                        event_time=event.time,
-                        endpoint_id=None,
-                        target_key=f"{JOB_URL_KEY}{url}",
-                        url=url,
-                        payload={"type": event_type.value, "job_id": event.subject},
-                        traceparent=traceparent,
-                    )
-                )
+            )
+        if not targets:
+            return 0
+        async with self._engine.begin() as conn:
             return await self._insert(conn, targets)
 
     async def _insert(self, conn: AsyncConnection, targets: list[NewDelivery]) -> int:
-        if not targets:
-            return 0
         new = await repository.insert(conn, targets)
         if new:
             await notify(conn, self._channel)
