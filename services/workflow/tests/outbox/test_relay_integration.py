@@ -2,7 +2,7 @@
 aside, and every other row flows."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from comfyserve.contracts.limits import EVENT_MAX_BYTES
 from comfyserve.contracts.topics import CANCEL_REQUESTED
 from comfyserve.runtime.kafka import EventTooLargeError
 from comfyserve.workflow.outbox import repository
+from comfyserve.workflow.outbox.models import outbox
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +72,26 @@ async def test_an_event_too_large_is_refused_in_the_transaction_that_makes_it(
     with pytest.raises(EventTooLargeError):
         async with runtime.engine.begin() as conn:
             await repository.add_event(conn, event, datetime.now(UTC))
+
+
+async def test_waiting_names_the_oldest_row_and_counts_them_in_one_read(runtime):
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    async with runtime.engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            # Seen only by this transaction, which is rolled back: the rows of
+            # other tests go, three of this test's come.
+            await conn.execute(outbox.delete())
+            assert await repository.waiting(conn) == (None, 0)
+            for minutes in range(3):
+                event = JobCancelRequested(
+                    source="test",
+                    subject=str(uuid.uuid4()),
+                    data=JobCancelRequestedData(reason="counted"),
+                )
+                await repository.add_event(
+                    conn, event, first + timedelta(minutes=minutes)
+                )
+            assert await repository.waiting(conn) == (first, 3)
+        finally:
+            await transaction.rollback()

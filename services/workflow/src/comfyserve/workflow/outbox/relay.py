@@ -140,11 +140,11 @@ class OutboxRelay:
         """Publish one batch: sent rows are deleted, rows that can never be
         sent are buried, the rest stay for the next round."""
         async with self._engine.connect() as conn, conn.begin():
-            oldest = await repository.oldest_created_at(conn)
+            oldest, backlog = await repository.waiting(conn)
             self._metrics.outbox_lag.set(
                 0.0 if oldest is None else (self._clock() - oldest).total_seconds()
             )
-            self._metrics.outbox_backlog.set(await repository.backlog(conn))
+            self._metrics.outbox_backlog.set(backlog)
             messages = await repository.lock_batch(conn, self._batch_size)
             if not messages:
                 return RelayRound()

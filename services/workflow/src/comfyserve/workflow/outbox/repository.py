@@ -124,18 +124,15 @@ async def bury(
 _BACKLOG_CAP = 10_000
 
 
-async def backlog(conn: AsyncConnection) -> int:
-    """Rows waiting, counted up to `_BACKLOG_CAP`: a relay far behind must not
-    also scan the whole table on every pass."""
-    waiting = select(outbox.c.id).limit(_BACKLOG_CAP).subquery()
-    count: int = (
-        await conn.execute(select(func.count()).select_from(waiting))
-    ).scalar_one()
-    return count
-
-
-async def oldest_created_at(conn: AsyncConnection) -> datetime | None:
+async def waiting(conn: AsyncConnection) -> tuple[datetime | None, int]:
+    """The oldest waiting row's time and how many rows wait, counted up to
+    `_BACKLOG_CAP` (a relay far behind must not also scan the whole table on
+    every pass), in one statement."""
     # The lowest id is the oldest row: the primary key answers, no scan.
-    query = select(outbox.c.created_at).order_by(outbox.c.id).limit(1)
-    value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
-    return value
+    oldest = select(outbox.c.created_at).order_by(outbox.c.id).limit(1)
+    capped = select(outbox.c.id).limit(_BACKLOG_CAP).subquery()
+    count = select(func.count()).select_from(capped)
+    row = (
+        await conn.execute(select(oldest.scalar_subquery(), count.scalar_subquery()))
+    ).one()
+    return row[0], int(row[1])
