@@ -95,6 +95,11 @@ BASIC = "dXNlcjpjc2tfZGV2XzJmOVF4LWFh"  # user:csk_dev_2f9Qx-aa
         ),
         ("next=%3FX-Amz-Signature%3Dabc123", "next=%3FX-Amz-Signature%3D***"),
         ("x-amz-credential=AKIA%2F2026", "x-amz-credential=***"),
+        (
+            "GET /o?AWSAccessKeyId=AKIA1&Signature=a%2Bb&Expires=1",
+            "GET /o?AWSAccessKeyId=***&Signature=***&Expires=1",
+        ),
+        ("token type bearer abc.def", "token type bearer ***"),
     ],
 )
 def test_secrets_are_masked_wherever_they_appear(secret: str, masked: str) -> None:
