@@ -27,11 +27,11 @@ __all__ = [
     "PostgresUrl",
     "SchemaName",
     "asyncpg_dsn",
+    "autocommit",
+    "autocommit_session",
     "create_engine",
     "database_engine",
     "plain_identifier",
-    "autocommit",
-    "autocommit_session",
     "sqlalchemy_url",
 ]
 

@@ -139,24 +139,38 @@ async def _first_claimable(
     return None if row is None else (row.id, row.tenant_id)
 
 
-@functools.cache
-def _claimable_search() -> Select[Any]:
-    """`_first_claimable`'s statement over bound parameters, built once: a
-    claim runs it on every wake of every waiting executor."""
+def _running_of(tenant_id: ColumnElement[str]) -> ColumnElement[int]:
+    """How many jobs of the tenant run, as SQL."""
     running = jobs.alias("running")
-    tenant_running = (
+    return (
         select(func.count())
         .where(
-            running.c.tenant_id == jobs.c.tenant_id,
+            running.c.tenant_id == tenant_id,
             running.c.status == literal_column("'running'"),
         )
         .scalar_subquery()
     )
-    tenant_limit = func.coalesce(
+
+
+def _running_limit(
+    tenant_id: ColumnElement[str], default: ColumnElement[int]
+) -> ColumnElement[int]:
+    """The tenant's own running limit, or `default` when it has none, as SQL."""
+    own = (
         select(tenant_quotas.c.max_running)
-        .where(tenant_quotas.c.tenant_id == jobs.c.tenant_id)
-        .scalar_subquery(),
-        bindparam("claim_default_max_running", type_=Integer),
+        .where(tenant_quotas.c.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    return func.coalesce(own, default)
+
+
+@functools.cache
+def _claimable_search() -> Select[Any]:
+    """`_first_claimable`'s statement over bound parameters, built once: a
+    claim runs it on every wake of every waiting executor."""
+    tenant_running = _running_of(jobs.c.tenant_id)
+    tenant_limit = _running_limit(
+        jobs.c.tenant_id, bindparam("claim_default_max_running", type_=Integer)
     )
     at_limit = bindparam("claim_at_limit", type_=Text, expanding=True)
     found = (
@@ -190,21 +204,10 @@ def _grant_within_limit() -> Select[Any]:
     the grant's notification: one statement over bound parameters, built once.
     No row when the tenant is at its limit."""
     tenant_id = bindparam("grant_tenant_id", type_=Text)
-    running = jobs.alias("running")
-    running_now = (
-        select(func.count())
-        .where(
-            running.c.tenant_id == tenant_id,
-            running.c.status == literal_column("'running'"),
-        )
-        .scalar_subquery()
+    running_now = _running_of(tenant_id)
+    limit = _running_limit(
+        tenant_id, bindparam("grant_default_max_running", type_=Integer)
     )
-    own = (
-        select(tenant_quotas.c.max_running)
-        .where(tenant_quotas.c.tenant_id == tenant_id)
-        .scalar_subquery()
-    )
-    limit = func.coalesce(own, bindparam("grant_default_max_running", type_=Integer))
     now = bindparam("grant_now", type_=jobs.c.started_at.type)
     granted = (
         update(jobs)
