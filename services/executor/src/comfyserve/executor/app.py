@@ -32,6 +32,7 @@ from comfyserve.executor.worker.service import (
     Heartbeats,
     WorkerIdentity,
 )
+from comfyserve.runtime.entrypoint import freeze_startup_heap
 from comfyserve.runtime.grpc import insecure_channel
 from comfyserve.runtime.kafka import started
 
@@ -215,6 +216,7 @@ class ExecutorApp:
                 )
             )
             log.info("executor.http.listening", port=self.http_port)
+            freeze_startup_heap()
             heartbeats = Heartbeats(
                 publisher,
                 self.identity,

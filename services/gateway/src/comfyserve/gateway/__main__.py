@@ -10,6 +10,7 @@ import uvicorn
 from comfyserve.gateway.app import create_app
 from comfyserve.gateway.server import server_config
 from comfyserve.gateway.settings import Settings
+from comfyserve.runtime.entrypoint import freeze_startup_heap
 from comfyserve.runtime.logging import configure_logging
 from comfyserve.runtime.metrics import serve_metrics
 from comfyserve.runtime.telemetry import configure_tracing
@@ -18,6 +19,7 @@ from comfyserve.runtime.telemetry import configure_tracing
 async def serve(settings: Settings) -> bool:
     app = create_app(settings)
     server = uvicorn.Server(server_config(app, settings))
+    freeze_startup_heap()
     async with serve_metrics(app.state.metrics.registry, settings.metrics_port):
         await server.serve()
     return server.started
