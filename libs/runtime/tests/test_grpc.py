@@ -18,6 +18,7 @@ from comfyserve.runtime.grpc import (
     STATUS_DETAILS_KEY,
     RpcDetails,
     RpcStatus,
+    _traced,
     count_client_calls,
     insecure_channel,
     rpc_details,
@@ -254,3 +255,15 @@ async def test_health_serves_the_process_and_the_service_as_told(served) -> None
     assert await status(SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
     await server.set_serving(SERVICE, True)
     assert await status(SERVICE) == serving
+
+
+@pytest.mark.parametrize("encode", [str.encode, str], ids=["made", "served"])
+def test_health_checks_get_no_span_and_every_other_call_does(encode) -> None:
+    # A call made names its method in bytes, a call served in text.
+    def call(method: str) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(encode(method), None, None, None, None)
+
+    assert not _traced(call("/grpc.health.v1.Health/Check"))
+    assert not _traced(call("/grpc.health.v1.Health/Watch"))
+    assert _traced(call(f"/{SERVICE}/GetJob"))
+    assert _traced(call("/grpc.health.v1.Healthy/Check"))
