@@ -58,10 +58,12 @@ async def listen_forever(
     channel: str,
     on_notify: Callable[[str], None],
     on_connect: Callable[[], None] | None = None,
+    on_lost: Callable[[], None] | None = None,
 ) -> None:
     """LISTEN on `channel` (asyncpg `dsn`) until cancelled, reconnecting
     whenever the connection drops; `on_connect` runs after each (re)connect,
-    since notifications sent while disconnected are gone."""
+    since notifications sent while disconnected are gone, and `on_lost` each
+    time a connection ends."""
     while True:
         try:
             connection = await asyncpg.connect(dsn)
@@ -77,6 +79,8 @@ async def listen_forever(
             await _listen(connection, channel, on_notify, on_connect)
         finally:
             connection.terminate()
+            if on_lost is not None:
+                on_lost()
 
 
 async def _listen(
