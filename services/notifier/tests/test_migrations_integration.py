@@ -54,19 +54,34 @@ async def delivery_columns(settings: Settings, engine: AsyncEngine) -> set[str]:
         return {row[0] for row in found}
 
 
+async def triggers(settings: Settings, engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            text(
+                "SELECT trigger_name FROM information_schema.triggers"
+                " WHERE trigger_schema = :schema"
+            ),
+            {"schema": settings.schema_name},
+        )
+        return {row[0] for row in found}
+
+
 async def test_migrations_go_up_down_to_the_first_and_up_again(
     schema: tuple[Settings, AsyncEngine],
 ) -> None:
     settings, engine = schema
     await migrate(engine, settings)
     assert "traceparent" in await delivery_columns(settings, engine)
+    assert await triggers(settings, engine) == {"endpoint_changed"}
 
     await alembic(settings, engine, "downgrade", "0001")
     columns = await delivery_columns(settings, engine)
     assert "traceparent" not in columns
     assert "next_attempt_at" in columns
+    assert await triggers(settings, engine) == set()
 
     await migrate(engine, settings)
     assert "traceparent" in await delivery_columns(settings, engine)
+    assert await triggers(settings, engine) == {"endpoint_changed"}
     # Applied twice over: nothing left to do.
     await migrate(engine, settings)

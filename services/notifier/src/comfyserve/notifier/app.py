@@ -26,6 +26,7 @@ from comfyserve.notifier.deliveries.jobs import GrpcJobSource, JobSource
 from comfyserve.notifier.deliveries.sender import HttpSender, WebhookSender
 from comfyserve.notifier.deliveries.service import DeliveryService, channel
 from comfyserve.notifier.deliveries.worker import DeliveryWorker
+from comfyserve.notifier.endpoints.cache import changes_channel
 from comfyserve.notifier.endpoints.service import EndpointService
 from comfyserve.notifier.grpc import NotifierServicer
 from comfyserve.notifier.settings import Settings
@@ -125,6 +126,13 @@ async def running(
                         channel(settings.schema_name),
                         worker.wake,
                         on_connect=worker.wake,
+                    ),
+                    "endpoint_changes": lambda: listen_forever(
+                        asyncpg_dsn(settings.database_url),
+                        changes_channel(settings.schema_name),
+                        deliveries.endpoints.changed,
+                        on_connect=deliveries.endpoints.listening,
+                        on_lost=deliveries.endpoints.stopped_listening,
                     ),
                     "deliveries": worker.run,
                 }

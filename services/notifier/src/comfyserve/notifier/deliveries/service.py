@@ -27,6 +27,7 @@ from comfyserve.notifier.deliveries.models import (
 )
 from comfyserve.notifier.deliveries.worker import ENDPOINT_KEY, JOB_URL_KEY
 from comfyserve.notifier.endpoints import repository as endpoints
+from comfyserve.notifier.endpoints.cache import EndpointCache
 from comfyserve.notifier.endpoints.models import Endpoint
 from comfyserve.notifier.endpoints.service import parse_endpoint_id
 from comfyserve.notifier.errors import DeliveryNotFound, EndpointNotFound
@@ -96,6 +97,9 @@ class DeliveryService:
     def __init__(self, engine: AsyncEngine, schema: str) -> None:
         self._engine = engine
         self._channel = channel(schema)
+        # Told of endpoint changes by the app's listener; until then, and
+        # whenever it is not listening, it reads on every event.
+        self.endpoints = EndpointCache(engine)
 
     async def record_event(
         self, tenant_id: str, event: JobEventIn, traceparent: str | None = None
@@ -104,10 +108,7 @@ class DeliveryService:
         the event is handled; returns how many are new. Their attempts
         continue the trace `traceparent` names."""
         event_type = webhook_event_type(event)
-        # The read alone, outside a transaction: most events of most tenants
-        # have no target, and a transaction would cost them two round trips.
-        async with autocommit(self._engine) as conn:
-            enabled = await endpoints.enabled_endpoints(conn, tenant_id)
+        enabled = await self.endpoints.enabled(tenant_id)
         targets = [
             _to_endpoint(
                 endpoint,
