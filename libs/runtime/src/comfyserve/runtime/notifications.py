@@ -7,12 +7,14 @@ Needs the `database` extra (see `comfyserve.runtime.migrations`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import text
+from sqlalchemy import ARRAY, Select, Text, bindparam, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import UpdateBase
 
 from comfyserve.runtime.logging import describe_error
 
@@ -33,24 +35,38 @@ async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None
 
 
 async def notify_all(
-    conn: AsyncConnection, notifications: Iterable[tuple[str, str]]
+    conn: AsyncConnection,
+    notifications: Iterable[tuple[str, str]],
+    *,
+    along: Sequence[UpdateBase] = (),
 ) -> None:
     """Queue several `(channel, payload)` notifications in one statement, in
-    order; Postgres delivers them when the transaction commits."""
+    order; Postgres delivers them when the transaction commits.
+
+    `along` are writes (inserts, updates, deletes) sent in the same statement
+    as its common table expressions, one round trip for the lot. Postgres
+    runs each of them once, to completion, on one snapshot: none sees
+    another's rows, so they must touch different rows.
+    """
     pairs = list(dict.fromkeys(notifications))
-    if not pairs:
+    if not pairs and not along:
         return
-    await conn.execute(
-        text(
-            "SELECT pg_notify(n.channel, n.payload) FROM unnest("
-            "CAST(:channels AS text[]), CAST(:payloads AS text[])"
-            ") WITH ORDINALITY AS n(channel, payload, at) ORDER BY n.at"
-        ),
-        {
-            "channels": [channel for channel, _ in pairs],
-            "payloads": [payload for _, payload in pairs],
-        },
-    )
+    statement: Select[Any]
+    if pairs:
+        queued = (
+            func.unnest(
+                bindparam("channels", [channel for channel, _ in pairs], ARRAY(Text)),
+                bindparam("payloads", [payload for _, payload in pairs], ARRAY(Text)),
+            )
+            .table_valued("channel", "payload", with_ordinality="at")
+            .render_derived()
+        )
+        statement = select(func.pg_notify(queued.c.channel, queued.c.payload))
+        statement = statement.order_by(queued.c.at)
+    else:
+        statement = select(literal(1))
+    writes = [write.cte(f"write_{index}") for index, write in enumerate(along)]
+    await conn.execute(statement.add_cte(*writes))
 
 
 async def listen_forever(

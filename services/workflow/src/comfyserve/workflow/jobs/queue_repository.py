@@ -56,13 +56,18 @@ async def adjust_depth(
     Submits and claims add to one of a few shards at random, so they do not
     all wait on one row's lock; readers sum the shards.
     """
+    await conn.execute(depth_change(pool, priority, delta))
+
+
+def depth_change(pool: str, priority: Priority, delta: int) -> Insert:
+    """The statement of `adjust_depth`."""
     statement = pg_insert(queue_depth).values(
         pool=pool,
         priority_rank=PRIORITY_RANK[priority],
         shard=random_shard(),
         pending=delta,
     )
-    await conn.execute(_adding(statement))
+    return _adding(statement)
 
 
 def random_shard() -> int:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Select,
     SmallInteger,
     Text,
+    Update,
     Uuid,
     bindparam,
     delete,
@@ -233,12 +234,13 @@ async def get_job(
     return None if row is None else job_from_row(row)
 
 
-async def save_job(conn: AsyncConnection, job: JobRecord, now: datetime) -> None:
-    """Write the state-machine fields of `job` back to its row."""
+def job_update(job: JobRecord, now: datetime) -> Update:
+    """The statement that writes the state-machine fields of `job` back to
+    its row."""
     values = {name: getattr(job, name) for name in _MUTABLE}
     values["status"] = job.status.value
     values["updated_at"] = now
-    await conn.execute(update(jobs).where(jobs.c.id == job.id).values(values))
+    return update(jobs).where(jobs.c.id == job.id).values(values)
 
 
 async def list_jobs(

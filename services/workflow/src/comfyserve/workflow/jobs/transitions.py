@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import UpdateBase
 
 from comfyserve.contracts.events import Event, Priority
 from comfyserve.runtime.notifications import notify_all
@@ -19,15 +21,16 @@ from comfyserve.workflow.telemetry import Metrics
 
 
 class TransitionWrites:
-    """The writes of several jobs' state changes, gathered so one transaction
-    sends them in a few statements: a row update per job, then one outbox
-    insert and one statement of notifications for them all."""
+    """The writes of several jobs' state changes, gathered so one statement
+    sends them all: a row update per job, the queue counters, one outbox
+    insert and the notifications."""
 
     def __init__(self, *, now: datetime, source: str, cancel_reason: str) -> None:
         self._now = now
         self._source = source
         self._cancel_reason = cancel_reason
-        self._jobs: list[JobRecord] = []
+        # By id: the statement's writes must each touch a row of their own.
+        self._jobs: dict[UUID, JobRecord] = {}
         self._depth: dict[tuple[str, Priority], int] = {}
         self._events: list[tuple[Event, str | None]] = []
         self._notifications: list[tuple[str, str]] = []
@@ -41,7 +44,7 @@ class TransitionWrites:
         if not changed:
             return
         job = changed[-1].job
-        self._jobs.append(job)
+        self._jobs[job.id] = job
         status = before
         for transition in changed:
             self._add_step(status, transition)
@@ -74,15 +77,19 @@ class TransitionWrites:
             self._events.append((events.finished(job, self._source), trace))
 
     async def flush(self, conn: AsyncConnection) -> None:
-        for job in self._jobs:
-            await repository.save_job(conn, job, self._now)
-        for (pool, priority), delta in self._depth.items():
-            if delta:
-                await queue_repository.adjust_depth(conn, pool, priority, delta)
+        """Send the gathered writes in one statement."""
+        writes: list[UpdateBase] = [
+            repository.job_update(job, self._now) for job in self._jobs.values()
+        ]
+        writes += [
+            queue_repository.depth_change(pool, priority, delta)
+            for (pool, priority), delta in self._depth.items()
+            if delta
+        ]
         if self._events:
-            await outbox.insert_events(conn, self._events, self._now)
+            writes.append(outbox.events_insert(self._events, self._now))
             self._notifications.append(outbox.WAKE_RELAY)
-        await notify_all(conn, self._notifications)
+        await notify_all(conn, self._notifications, along=writes)
         self._jobs.clear()
         self._depth.clear()
         self._events.clear()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Insert, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.contracts.events import Event
@@ -56,8 +56,12 @@ async def insert_events(
     """`add_event` for several `(event, traceparent)` in one statement, in
     order, without the wake-up: the caller sends `WAKE_RELAY` in the same
     transaction."""
-    if not events:
-        return
+    if events:
+        await conn.execute(events_insert(events, now))
+
+
+def events_insert(events: Sequence[tuple[Event, str | None]], now: datetime) -> Insert:
+    """The statement of `insert_events` (`events` not empty)."""
     carrier = inject_headers()
     rows = []
     for event, traceparent in events:
@@ -74,7 +78,7 @@ async def insert_events(
                 "created_at": now,
             }
         )
-    await conn.execute(insert(outbox).values(rows))
+    return insert(outbox).values(rows)
 
 
 async def lock_batch(conn: AsyncConnection, limit: int) -> list[OutboxMessage]:
