@@ -55,8 +55,8 @@ async def notify_all(
     if pairs:
         queued = (
             func.unnest(
-                bindparam("channels", [channel for channel, _ in pairs], ARRAY(Text)),
-                bindparam("payloads", [payload for _, payload in pairs], ARRAY(Text)),
+                bindparam(None, [channel for channel, _ in pairs], ARRAY(Text)),
+                bindparam(None, [payload for _, payload in pairs], ARRAY(Text)),
             )
             .table_valued("channel", "payload", with_ordinality="at")
             .render_derived()

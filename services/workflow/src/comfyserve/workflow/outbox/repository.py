@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Insert, delete, func, insert, select
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Insert,
+    LargeBinary,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.contracts.events import Event
@@ -61,24 +75,40 @@ async def insert_events(
 
 
 def events_insert(events: Sequence[tuple[Event, str | None]], now: datetime) -> Insert:
-    """The statement of `insert_events` (`events` not empty)."""
+    """The statement of `insert_events` (`events` not empty): the rows as one
+    array a column, unnested in order, so that the statement is the same for
+    any number of events and SQLAlchemy compiles it once (a multi-row VALUES
+    is compiled anew on every execution)."""
     carrier = inject_headers()
-    rows = []
+    topics, keys, payloads, headers = [], [], [], []
     for event, traceparent in events:
         topic, payload = encode_event(event)
-        headers = carrier
+        topics.append(topic)
+        keys.append(event.subject)
+        payloads.append(payload)
         if TRACEPARENT not in carrier and traceparent is not None:
-            headers = {TRACEPARENT: traceparent}
-        rows.append(
-            {
-                "topic": topic,
-                "key": event.subject,
-                "payload": payload,
-                "headers": headers,
-                "created_at": now,
-            }
+            headers.append(json.dumps({TRACEPARENT: traceparent}))
+        else:
+            headers.append(json.dumps(carrier))
+    rows = (
+        func.unnest(
+            bindparam(None, topics, ARRAY(Text)),
+            bindparam(None, keys, ARRAY(Text)),
+            bindparam(None, payloads, ARRAY(LargeBinary)),
+            bindparam(None, headers, ARRAY(Text)),
         )
-    return insert(outbox).values(rows)
+        .table_valued("topic", "key", "payload", "headers", with_ordinality="at")
+        .render_derived()
+    )
+    ordered = select(
+        rows.c.topic,
+        rows.c.key,
+        rows.c.payload,
+        cast(rows.c.headers, JSONB),
+        bindparam(None, now, DateTime(timezone=True)),
+    ).order_by(rows.c.at)
+    columns = ["topic", "key", "payload", "headers", "created_at"]
+    return insert(outbox).from_select(columns, ordered)
 
 
 async def lock_batch(conn: AsyncConnection, limit: int) -> list[OutboxMessage]:

@@ -54,10 +54,14 @@ async def record_events(
         }
         for job_id, event in events
     ]
-    query = (
-        pg_insert(job_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[job_events.c.id])
-        .returning(job_events.c.id)
-    )
-    return set((await conn.execute(query)).scalars())
+    # Rows as executemany parameters: SQLAlchemy sends them as one INSERT of
+    # many VALUES all the same, and compiles it once (a multi-row `values()`
+    # is compiled anew on every execution).
+    return set((await conn.execute(_RECORD, rows)).scalars())
+
+
+_RECORD = (
+    pg_insert(job_events)
+    .on_conflict_do_nothing(index_elements=[job_events.c.id])
+    .returning(job_events.c.id)
+)
