@@ -105,6 +105,29 @@ async def test_a_jobs_whole_life_in_one_batch_ends_once(
     assert again == [Outcome.DUPLICATE] * len(batch)
 
 
+async def test_another_tenants_event_in_a_batch_is_not_logged_nor_applied(
+    runtime, stub, db, make_workflow
+):
+    tenant_id, job_id = await claimed_job(stub, make_workflow)
+    foreign = completed(job_id, "someone-else", [])
+    own = started(job_id, tenant_id)
+    # An event that names no tenant is the job's.
+    anonymous = progressed(job_id, tenant_id, [], step=2).model_copy(
+        update={"tenant_id": None}
+    )
+
+    outcomes = await runtime.tracker.on_events([foreign, own, anonymous])
+
+    assert outcomes == [Outcome.UNKNOWN_JOB, Outcome.APPLIED, Outcome.APPLIED]
+    logged = await db.fetch(
+        "SELECT id FROM job_events WHERE job_id = $1", uuid.UUID(job_id)
+    )
+    assert {row["id"] for row in logged} == {own.id, anonymous.id}
+    job = await get_job(stub, tenant_id, job_id)()
+    assert job.status == pb.JOB_STATUS_RUNNING
+    assert job.progress.step == 2
+
+
 async def test_jobs_in_one_batch_apply_each_in_order(
     runtime, stub, probe, make_workflow
 ):

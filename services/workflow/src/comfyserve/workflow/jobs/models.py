@@ -48,6 +48,7 @@ __all__ = [
     "idempotency_keys",
     "job_events",
     "job_from_row",
+    "job_from_values",
     "jobs",
     "queue_depth",
 ]
@@ -223,7 +224,11 @@ class JobRecord:
 
 
 def job_from_row(row: Row[Any]) -> JobRecord:
-    values = dict(row._mapping)
+    return job_from_values(dict(row._mapping))
+
+
+def job_from_values(values: dict[str, Any]) -> JobRecord:
+    """A job from its row's columns (taken from `values`, which it changes)."""
     values.pop("priority_rank", None)
     values["status"] = JobStatus(values["status"])
     values["priority"] = Priority(values["priority"])

@@ -115,9 +115,15 @@ class EventTracker:
         writes = TransitionWrites(
             now=now, source=self._source, cancel_reason="cancel requested"
         )
+        # By event id: an event the executor sent twice is recorded once.
+        given: dict[UUID, tuple[UUID, JobEvent]] = {}
+        for job_id, items in by_job.items():
+            for _, event in items:
+                given.setdefault(event.id, (job_id, event))
         async with self._engine.connect() as conn, conn.begin():
-            locked = await repository.lock_jobs(conn, by_job.keys())
-            known: dict[UUID, tuple[UUID, JobEvent]] = {}
+            locked, new = await repository.lock_and_record(
+                conn, list(by_job), list(given.values())
+            )
             for job_id, items in by_job.items():
                 job = locked.get(job_id)
                 for index, event in items:
@@ -125,15 +131,10 @@ class EventTracker:
                         event.tenant_id and event.tenant_id != job.tenant_id
                     ):
                         outcomes[index] = _unknown(event)
-                    else:
-                        known.setdefault(event.id, (job_id, event))
-            new = await repository.record_events(conn, list(known.values()))
-            for job_id, items in by_job.items():
-                if job_id not in locked:
-                    continue
-                steps = self._apply_in_order(locked[job_id], items, new, outcomes)
-                writes.add(locked[job_id].status, [step.transition for step in steps])
-                applied.extend(steps)
+                if job is not None:
+                    steps = self._apply_in_order(job, items, new, outcomes)
+                    writes.add(job.status, [step.transition for step in steps])
+                    applied.extend(steps)
             await writes.flush(conn)
         for step in applied:
             outcomes[step.index] = self._report(step)
