@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, select
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,30 +42,36 @@ async def upsert_heartbeats(conn: AsyncConnection, beats: Sequence[Heartbeat]) -
             latest[beat.worker_id] = beat
     if not latest:
         return
-    statement = pg_insert(workers).values(
-        [
-            {
-                "worker_id": beat.worker_id,
-                "pool": beat.pool,
-                "last_heartbeat": beat.at,
-                "current_job_id": beat.current_job_id,
-                "info": beat.info,
-            }
-            for beat in latest.values()
-        ]
+    rows = [
+        {
+            "worker_id": beat.worker_id,
+            "pool": beat.pool,
+            "last_heartbeat": beat.at,
+            "current_job_id": beat.current_job_id,
+            "info": beat.info,
+        }
+        for beat in latest.values()
+    ]
+    # Rows as executemany parameters: one statement all the same, compiled
+    # once (a multi-row `values()` is compiled anew on every execution).
+    await conn.execute(_UPSERT_HEARTBEAT, rows)
+
+
+def _upsert_heartbeat() -> Insert:
+    statement = pg_insert(workers)
+    return statement.on_conflict_do_update(
+        index_elements=[workers.c.worker_id],
+        set_={
+            "pool": statement.excluded.pool,
+            "last_heartbeat": statement.excluded.last_heartbeat,
+            "current_job_id": statement.excluded.current_job_id,
+            "info": statement.excluded.info,
+        },
+        where=workers.c.last_heartbeat <= statement.excluded.last_heartbeat,
     )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[workers.c.worker_id],
-            set_={
-                "pool": statement.excluded.pool,
-                "last_heartbeat": statement.excluded.last_heartbeat,
-                "current_job_id": statement.excluded.current_job_id,
-                "info": statement.excluded.info,
-            },
-            where=workers.c.last_heartbeat <= statement.excluded.last_heartbeat,
-        )
-    )
+
+
+_UPSERT_HEARTBEAT = _upsert_heartbeat()
 
 
 async def upsert_catalog(
