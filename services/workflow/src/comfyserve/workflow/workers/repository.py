@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select
+from sqlalchemy import Column, Table, and_, delete, exists, select
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,21 +57,25 @@ async def upsert_heartbeats(conn: AsyncConnection, beats: Sequence[Heartbeat]) -
     await conn.execute(_UPSERT_HEARTBEAT, rows)
 
 
-def _upsert_heartbeat() -> Insert:
-    statement = pg_insert(workers)
+def _newer_wins(table: Table, key: Column[Any], stamp: Column[Any]) -> Insert:
+    """An upsert on `key` that replaces every other column, unless the row
+    there has a later `stamp`."""
+    statement = pg_insert(table)
     return statement.on_conflict_do_update(
-        index_elements=[workers.c.worker_id],
+        index_elements=[key],
         set_={
-            "pool": statement.excluded.pool,
-            "last_heartbeat": statement.excluded.last_heartbeat,
-            "current_job_id": statement.excluded.current_job_id,
-            "info": statement.excluded.info,
+            column.name: statement.excluded[column.name]
+            for column in table.columns
+            if column is not key
         },
-        where=workers.c.last_heartbeat <= statement.excluded.last_heartbeat,
+        where=stamp <= statement.excluded[stamp.name],
     )
 
 
-_UPSERT_HEARTBEAT = _upsert_heartbeat()
+_UPSERT_HEARTBEAT = _newer_wins(workers, workers.c.worker_id, workers.c.last_heartbeat)
+_UPSERT_CATALOG = _newer_wins(
+    pool_catalogs, pool_catalogs.c.pool, pool_catalogs.c.updated_at
+)
 
 
 async def upsert_catalog(
@@ -85,24 +89,15 @@ async def upsert_catalog(
 ) -> None:
     """The pool's catalog becomes what its latest publisher says: node types
     a pool no longer has stop validating."""
-    statement = pg_insert(pool_catalogs).values(
-        pool=pool,
-        worker_id=worker_id,
-        catalog_hash=catalog_hash,
-        object_info=object_info,
-        updated_at=at,
-    )
     await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[pool_catalogs.c.pool],
-            set_={
-                "worker_id": statement.excluded.worker_id,
-                "catalog_hash": statement.excluded.catalog_hash,
-                "object_info": statement.excluded.object_info,
-                "updated_at": statement.excluded.updated_at,
-            },
-            where=pool_catalogs.c.updated_at <= statement.excluded.updated_at,
-        )
+        _UPSERT_CATALOG,
+        {
+            "pool": pool,
+            "worker_id": worker_id,
+            "catalog_hash": catalog_hash,
+            "object_info": object_info,
+            "updated_at": at,
+        },
     )
 
 
