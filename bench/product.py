@@ -59,11 +59,9 @@ def running_product(
     settings: dict[str, dict[str, str]] = {
         "workflow": {
             "WORKFLOW_CONSUMER_GROUP": f"workflow-bench-{run_id}",
-            "WORKFLOW_POOLS": f"bench-{run_id}",
         },
         "executor": {
             "EXECUTOR_COMFYUI_URL": stack["COMFYUI_URL"],
-            "EXECUTOR_POOL": f"bench-{run_id}",
         },
         # A new group would first fence every job end still in the shared
         # topic (other runs' jobs, thousands on a used machine), competing

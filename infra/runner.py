@@ -122,6 +122,10 @@ def service_env(
     auth = f"127.0.0.1:{ports.auth_grpc}"
     notifier = f"127.0.0.1:{ports.notifier_grpc}"
     keys = service_keys()
+    # Every test's and benchmark's executor publishes its pool's catalog on
+    # the same brokers, and a pool stays valid for days after its worker
+    # stopped: a copy that accepted them all would queue jobs for dead pools.
+    pool = f"local{namespace}"
 
     def identity(prefix: str, name: str | None = None) -> dict[str, str]:
         """Where a service checks credentials, and the key it calls others with."""
@@ -179,6 +183,7 @@ def service_env(
             "WORKFLOW_REDIS_URL": stack["REDIS_URL"],
             "WORKFLOW_CONSUMER_GROUP": f"workflow{namespace}",
             "WORKFLOW_WEBHOOK_ALLOW_LOOPBACK": str(development).lower(),
+            "WORKFLOW_POOLS": pool,
             **identity("WORKFLOW", "workflow"),
         },
         "executor": {
@@ -190,6 +195,7 @@ def service_env(
             "EXECUTOR_COMFYUI_PYTHON": stack["COMFYUI_PYTHON"],
             "EXECUTOR_HTTP_PORT": str(ports.executor_http),
             "EXECUTOR_SCRATCH_DIR": str(LOCAL / "executor"),
+            "EXECUTOR_POOL": pool,
             **identity("EXECUTOR", "executor"),
         },
         "gateway": {

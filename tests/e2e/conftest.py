@@ -37,8 +37,6 @@ def product(
                 # Only this session's commands: another session's workflow
                 # would refuse them, not knowing their credentials.
                 "WORKFLOW_INGRESS_TOPIC": f"test.e2e-{run_id}.submit-requested",
-                # Other tests' executors publish catalogs on the same brokers.
-                "WORKFLOW_POOLS": f"e2e-{run_id}",
                 # Short leases, so a lost worker's job moves on quickly.
                 "WORKFLOW_LEASE_SECONDS": "6",
                 "WORKFLOW_SWEEP_INTERVAL_SECONDS": "1",
@@ -59,7 +57,6 @@ def product(
                 "NOTIFIER_IDLE_POLL_SECONDS": "0.5",
             },
             "executor": {
-                "EXECUTOR_POOL": f"e2e-{run_id}",
                 "EXECUTOR_SCRATCH_DIR": str(tmp_path_factory.mktemp("executor-1")),
                 "EXECUTOR_INTERRUPT_GRACE_SECONDS": "5",
             },
