@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import sqlalchemy.ext.asyncio as sa_asyncio
 from pydantic import AfterValidator
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, func
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 __all__ = [
     "PostgresUrl",
@@ -33,6 +35,7 @@ __all__ = [
     "database_engine",
     "plain_identifier",
     "sqlalchemy_url",
+    "unnested",
 ]
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -167,3 +170,18 @@ async def autocommit_session(
     async with sessions() as session:
         await session.connection(execution_options=_AUTOCOMMIT)
         yield session
+
+
+def unnested(
+    columns: Mapping[str, BindParameter[Any]], *, ordinality: str | None = None
+) -> TableValuedAlias:
+    """Rows from one array parameter a column (`unnest($1, $2, ...)`), named
+    by the keys of `columns`, and with each row's position as the column
+    `ordinality` when it is given (for `ORDER BY`). A statement over them is
+    the same for any number of rows, so SQLAlchemy compiles it once and
+    Postgres plans it once; a multi-row VALUES is new at every row count."""
+    return (
+        func.unnest(*columns.values())
+        .table_valued(*columns, with_ordinality=ordinality)
+        .render_derived()
+    )

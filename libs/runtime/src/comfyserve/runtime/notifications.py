@@ -16,6 +16,7 @@ from sqlalchemy import ARRAY, Select, Text, bindparam, func, literal, select, te
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 
+from comfyserve.runtime.database import unnested
 from comfyserve.runtime.logging import describe_error
 
 __all__ = ["listen_forever", "notify", "notify_all"]
@@ -53,13 +54,12 @@ async def notify_all(
         return
     statement: Select[Any]
     if pairs:
-        queued = (
-            func.unnest(
-                bindparam(None, [channel for channel, _ in pairs], ARRAY(Text)),
-                bindparam(None, [payload for _, payload in pairs], ARRAY(Text)),
-            )
-            .table_valued("channel", "payload", with_ordinality="at")
-            .render_derived()
+        queued = unnested(
+            {
+                "channel": bindparam(None, [c for c, _ in pairs], ARRAY(Text)),
+                "payload": bindparam(None, [p for _, p in pairs], ARRAY(Text)),
+            },
+            ordinality="at",
         )
         statement = select(func.pg_notify(queued.c.channel, queued.c.payload))
         statement = statement.order_by(queued.c.at)

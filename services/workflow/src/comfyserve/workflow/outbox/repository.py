@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.contracts.events import Event
 from comfyserve.contracts.headers import TRACEPARENT
+from comfyserve.runtime.database import unnested
 from comfyserve.runtime.kafka import encode_event
 from comfyserve.runtime.notifications import notify
 from comfyserve.runtime.telemetry import inject_headers
@@ -90,15 +91,14 @@ def events_insert(events: Sequence[tuple[Event, str | None]], now: datetime) -> 
             headers.append(json.dumps({TRACEPARENT: traceparent}))
         else:
             headers.append(json.dumps(carrier))
-    rows = (
-        func.unnest(
-            bindparam(None, topics, ARRAY(Text)),
-            bindparam(None, keys, ARRAY(Text)),
-            bindparam(None, payloads, ARRAY(LargeBinary)),
-            bindparam(None, headers, ARRAY(Text)),
-        )
-        .table_valued("topic", "key", "payload", "headers", with_ordinality="at")
-        .render_derived()
+    rows = unnested(
+        {
+            "topic": bindparam(None, topics, ARRAY(Text)),
+            "key": bindparam(None, keys, ARRAY(Text)),
+            "payload": bindparam(None, payloads, ARRAY(LargeBinary)),
+            "headers": bindparam(None, headers, ARRAY(Text)),
+        },
+        ordinality="at",
     )
     ordered = select(
         rows.c.topic,

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.contracts.events import Event
+from comfyserve.runtime.database import unnested
 from comfyserve.workflow.jobs.models import (
     SUMMARY_COLUMNS,
     JobRecord,
@@ -46,17 +47,15 @@ def _lock_and_record() -> Select[Any]:
         .cte("locked")
         .prefix_with("MATERIALIZED")
     )
-    given = (
-        func.unnest(
-            bindparam("event_ids", type_=ARRAY(Uuid)),
-            bindparam("event_jobs", type_=ARRAY(Uuid)),
-            bindparam("event_tenants", type_=ARRAY(Text)),
-            bindparam("event_types", type_=ARRAY(Text)),
-            bindparam("event_times", type_=ARRAY(DateTime(timezone=True))),
-            bindparam("event_payloads", type_=ARRAY(Text)),
-        )
-        .table_valued("id", "job_id", "tenant_id", "type", "time", "payload")
-        .render_derived()
+    given = unnested(
+        {
+            "id": bindparam("event_ids", type_=ARRAY(Uuid)),
+            "job_id": bindparam("event_jobs", type_=ARRAY(Uuid)),
+            "tenant_id": bindparam("event_tenants", type_=ARRAY(Text)),
+            "type": bindparam("event_types", type_=ARRAY(Text)),
+            "time": bindparam("event_times", type_=ARRAY(DateTime(timezone=True))),
+            "payload": bindparam("event_payloads", type_=ARRAY(Text)),
+        }
     )
     # An event that names a tenant is the job's only when it names the job's.
     known = (
