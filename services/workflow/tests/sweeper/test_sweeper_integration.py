@@ -225,3 +225,38 @@ async def test_pools_and_workers_unheard_of_are_forgotten(runtime, settings, db)
     assert scaled in pools
     await db.execute("DELETE FROM pool_catalogs WHERE pool = $1", scaled)
     await db.execute("DELETE FROM workers WHERE pool = $1", scaled)
+
+
+async def test_expired_idempotency_keys_go_a_bounded_batch_at_a_time(
+    stub, runtime, db, make_workflow, monkeypatch
+):
+    """A backlog of expired keys is deleted oldest first, a batch a statement
+    and a few batches a pass, so no pass is one unbounded delete."""
+    from comfyserve.workflow.sweeper import service
+
+    tenant_id = tenant()
+    for n in range(7):
+        await submit(stub, tenant_id, make_workflow, idempotency_key=f"k{n}")
+    created = datetime(2000, 1, 1, tzinfo=UTC)
+    await db.execute(
+        "UPDATE idempotency_keys SET created_at = $2::timestamptz"
+        " + make_interval(secs => substr(key, 2)::int) WHERE tenant_id = $1",
+        tenant_id,
+        created,
+    )
+    monkeypatch.setattr(service, "_KEYS_BATCH", 2)
+    monkeypatch.setattr(service, "_KEYS_ROUNDS", 2)
+    # Only this test's keys are that old: every other one was made today.
+    before = created + timedelta(days=1)
+
+    assert await runtime.sweeper._forget_keys(before) == 4
+    left = await db.fetch(
+        "SELECT key FROM idempotency_keys WHERE tenant_id = $1 ORDER BY key",
+        tenant_id,
+    )
+    assert [row["key"] for row in left] == ["k4", "k5", "k6"]
+
+    assert await runtime.sweeper._forget_keys(before) == 3
+    assert not await db.fetchval(
+        "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", tenant_id
+    )

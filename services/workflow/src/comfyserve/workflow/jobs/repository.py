@@ -336,8 +336,21 @@ async def find_idempotency(
     return None if row is None else IdempotencyRecord(row.request_hash, row.job_id)
 
 
-async def delete_expired_idempotency(conn: AsyncConnection, before: datetime) -> int:
+async def delete_expired_idempotency(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> int:
+    """Deletes up to `limit` keys created before `before`, oldest first, that
+    no other sweeper is deleting; how many it deleted."""
+    oldest = (
+        select(idempotency_keys.c.tenant_id, idempotency_keys.c.key)
+        .where(idempotency_keys.c.created_at < before)
+        .order_by(idempotency_keys.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     result = await conn.execute(
-        delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
+        delete(idempotency_keys).where(
+            tuple_(idempotency_keys.c.tenant_id, idempotency_keys.c.key).in_(oldest)
+        )
     )
     return int(result.rowcount)
