@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 
 import structlog
 
-__all__ = ["stop_requested", "supervised"]
+from comfyserve.runtime.logging import describe_error
+
+__all__ = ["Loop", "every", "stop_requested", "supervised"]
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +30,29 @@ async def _supervise(name: str, run: Loop, restart_s: float) -> None:
         except Exception:
             log.exception("service.task.crashed", task=name)
         await asyncio.sleep(restart_s)
+
+
+def every(
+    interval_s: float,
+    step: Callable[[], Awaitable[object]],
+    *,
+    failed: str,
+    outages: tuple[type[Exception], ...],
+) -> Loop:
+    """A loop for `supervised` that runs `step`, then waits `interval_s`, until
+    cancelled. An outage (an exception of the `outages` kinds) is logged as
+    `failed` and the next round tries again; anything else is a bug, which the
+    supervisor logs with its traceback before restarting the loop."""
+
+    async def run() -> None:
+        while True:
+            try:
+                await step()
+            except outages as error:
+                log.warning(failed, error=describe_error(error))
+            await asyncio.sleep(interval_s)
+
+    return run
 
 
 @asynccontextmanager

@@ -153,7 +153,7 @@ async def run_app(
                 address=f"{grpc_host}:{settings.grpc_port}",
             )
         )
-        await stack.enter_async_context(supervised({"sweeper": sweeper.run}))
+        await stack.enter_async_context(supervised({"sweeper": sweeper.loop()}))
         log.info("auth.started", grpc_port=server.port, metrics_port=metrics_port)
         yield Runtime(
             grpc_port=server.port,

@@ -3,7 +3,6 @@ sessions left without one) and login attempts of windows that ended."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import structlog
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from comfyserve.auth.clock import Clock
 from comfyserve.auth.tokens import repository as tokens
 from comfyserve.auth.users import repository as users
-from comfyserve.runtime.logging import describe_error
+from comfyserve.runtime.tasks import Loop, every
 
 log = structlog.get_logger(__name__)
 
@@ -46,10 +45,11 @@ class Sweeper:
                 login_windows=dropped_attempts,
             )
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except (SQLAlchemyError, OSError) as error:
-                log.warning("auth.sweep.failed", error=describe_error(error))
-            await asyncio.sleep(self._interval_s)
+    def loop(self) -> Loop:
+        """`sweep` every interval, for `supervised`."""
+        return every(
+            self._interval_s,
+            self.sweep,
+            failed="auth.sweep.failed",
+            outages=(SQLAlchemyError, OSError),
+        )

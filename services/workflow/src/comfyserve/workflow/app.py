@@ -239,7 +239,7 @@ async def run_app(
             "readiness": lambda: _report_readiness(engine, server),
         }
         if run_sweeper:
-            loops["sweeper"] = sweeper.run
+            loops["sweeper"] = sweeper.loop()
         await stack.enter_async_context(supervised(loops))
         await stack.enter_async_context(started(ingress))
         await asyncio.wait_for(

@@ -5,7 +5,6 @@ stepping on the others."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from comfyserve.runtime.database import autocommit
-from comfyserve.runtime.logging import describe_error
+from comfyserve.runtime.tasks import Loop, every
 from comfyserve.workflow.jobs import dispatch_repository, queue_repository, repository
 from comfyserve.workflow.jobs.models import PRIORITY_RANK, JobRecord, JobStatus
 from comfyserve.workflow.jobs.state import Transition, expire, lose_worker
@@ -67,19 +66,21 @@ class Sweeper:
         # start, workers get one lease period to renew before any is expired.
         self._leases_from = time.monotonic() + settings.lease_seconds
 
-    async def run(self) -> None:
-        """Sweep every `SWEEP_INTERVAL_SECONDS` until cancelled."""
-        while True:
-            try:
-                report = await self.sweep_once(
-                    self._clock(), expire_leases=time.monotonic() >= self._leases_from
-                )
-            except (SQLAlchemyError, OSError) as error:
-                log.warning("workflow.sweep.failed", error=describe_error(error))
-            else:
-                if report != SweepReport():
-                    log.info("workflow.sweep.done", **asdict(report))
-            await asyncio.sleep(self._settings.sweep_interval_seconds)
+    def loop(self) -> Loop:
+        """A pass every `SWEEP_INTERVAL_SECONDS`, for `supervised`."""
+        return every(
+            self._settings.sweep_interval_seconds,
+            self._pass,
+            failed="workflow.sweep.failed",
+            outages=(SQLAlchemyError, OSError),
+        )
+
+    async def _pass(self) -> None:
+        report = await self.sweep_once(
+            self._clock(), expire_leases=time.monotonic() >= self._leases_from
+        )
+        if report != SweepReport():
+            log.info("workflow.sweep.done", **asdict(report))
 
     async def sweep_once(
         self, now: datetime, *, expire_leases: bool = True
