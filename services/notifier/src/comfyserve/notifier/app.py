@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2 as pb
 from comfyserve.contracts.pb.notifier.v1 import notifier_pb2_grpc as pb_grpc
+from comfyserve.notifier.clock import utcnow
 from comfyserve.notifier.db import migrate
 from comfyserve.notifier.deliveries.handlers import (
     KafkaDeadLetters,
@@ -23,6 +24,7 @@ from comfyserve.notifier.deliveries.handlers import (
     subscribe,
 )
 from comfyserve.notifier.deliveries.jobs import GrpcJobSource, JobSource
+from comfyserve.notifier.deliveries.retention import DeliveryRetention
 from comfyserve.notifier.deliveries.sender import HttpSender, WebhookSender
 from comfyserve.notifier.deliveries.service import DeliveryService, channel
 from comfyserve.notifier.deliveries.worker import DeliveryWorker
@@ -50,6 +52,7 @@ class App:
     endpoints: EndpointService
     deliveries: DeliveryService
     worker: DeliveryWorker
+    retention: DeliveryRetention
     grpc_port: int
     metrics_port: int
     metrics: Metrics
@@ -104,6 +107,7 @@ async def running(
             source=f"notifier/{socket.gethostname()}/{os.getpid()}",
             tracer=tracer,
         )
+        retention = DeliveryRetention(engine, settings, metrics, utcnow)
         async with (
             serve_grpc(
                 service=SERVICE_NAME,
@@ -135,6 +139,7 @@ async def running(
                         on_lost=deliveries.endpoints.stopped_listening,
                     ),
                     "deliveries": worker.run,
+                    "retention": retention.loop(),
                 }
             ),
         ):
@@ -146,6 +151,7 @@ async def running(
                 endpoints=endpoints,
                 deliveries=deliveries,
                 worker=worker,
+                retention=retention,
                 grpc_port=server.port,
                 metrics_port=metrics_port,
                 metrics=metrics,

@@ -56,6 +56,10 @@ class Settings(CheckedServerSettings):
     max_in_flight: int = Field(default=64, ge=1)
     # The longest the delivery loop sleeps with no NOTIFY and nothing due.
     idle_poll_seconds: float = Field(default=5.0, gt=0)
+    # The delivery log keeps a delivery this long after it succeeded or went
+    # dead (replay works until then); pending ones are always kept.
+    delivery_retention_days: float = Field(default=30.0, gt=0)
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
     # A previous secret keeps signing alongside the new one this long.
     secret_overlap_seconds: float = Field(default=24 * 3600, ge=0)
     # Loopback targets (receivers on this machine); development only.

@@ -43,6 +43,11 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+        self.forgotten = Counter(
+            "notifier_deliveries_forgotten",
+            "Finished deliveries deleted by retention, with their attempts.",
+            registry=self.registry,
+        )
         self.consumer_errors = Counter(
             "notifier_consumer_errors",
             "Event records retried or dead-lettered, by outcome.",

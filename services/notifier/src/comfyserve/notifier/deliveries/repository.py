@@ -314,3 +314,21 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     )
     found: datetime | None = result.scalar_one()
     return found
+
+
+async def delete_finished_before(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> int:
+    """Deletes up to `limit` deliveries, with their attempts, that succeeded or
+    went dead before `before`, oldest first, skipping any another instance
+    holds; how many it deleted."""
+    result = await conn.execute(
+        text(
+            "DELETE FROM deliveries WHERE id IN ("
+            " SELECT id FROM deliveries"
+            " WHERE status <> 'pending' AND updated_at < :before"
+            " ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+        ),
+        {"before": before, "limit": limit},
+    )
+    return int(result.rowcount)
