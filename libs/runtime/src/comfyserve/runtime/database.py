@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "autocommit",
     "autocommit_session",
     "create_engine",
+    "delete_in_batches",
     "database_engine",
     "plain_identifier",
     "sqlalchemy_url",
@@ -185,3 +186,25 @@ def unnested(
         .table_valued(*columns, with_ordinality=ordinality)
         .render_derived()
     )
+
+
+async def delete_in_batches(
+    engine: AsyncEngine,
+    delete: Callable[[AsyncConnection, int], Awaitable[int]],
+    *,
+    batch: int,
+    rounds: int,
+) -> int:
+    """Runs `delete(conn, limit)` (it deletes up to `limit` rows and says how
+    many) until it deletes fewer than `batch`, at most `rounds` times, each a
+    transaction of its own; how many rows went. For retention sweeps: a
+    backlog goes over several passes, never as one long delete holding locks
+    and a snapshot for as long as it takes."""
+    deleted = 0
+    async with autocommit(engine) as conn:
+        for _ in range(rounds):
+            count = await delete(conn, batch)
+            deleted += count
+            if count < batch:
+                break
+    return deleted

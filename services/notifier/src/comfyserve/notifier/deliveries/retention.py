@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from comfyserve.notifier.deliveries import repository
 from comfyserve.notifier.settings import Settings
 from comfyserve.notifier.telemetry import Metrics
-from comfyserve.runtime.database import autocommit
+from comfyserve.runtime.database import delete_in_batches
 from comfyserve.runtime.tasks import Loop, every
 
 log = structlog.get_logger(__name__)
@@ -61,15 +61,12 @@ class DeliveryRetention:
     async def sweep_once(self) -> int:
         """One pass: how many deliveries it forgot."""
         before = self._clock() - self._keep
-        deleted = 0
-        async with autocommit(self._engine) as conn:
-            for _ in range(self._rounds):
-                count = await repository.delete_finished_before(
-                    conn, before, self._batch
-                )
-                deleted += count
-                if count < self._batch:
-                    break
+        deleted = await delete_in_batches(
+            self._engine,
+            lambda conn, limit: repository.delete_finished_before(conn, before, limit),
+            batch=self._batch,
+            rounds=self._rounds,
+        )
         if deleted:
             self._metrics.forgotten.inc(deleted)
             log.info("notifier.retention.deleted", count=deleted)
