@@ -5,6 +5,7 @@ import pytest
 
 from comfyserve.contracts.events import JobCancelRequested, JobSubmitted
 from comfyserve.contracts.pb.workflow.v1 import workflow_pb2 as pb
+from comfyserve.workflow.jobs import repository
 
 pytestmark = pytest.mark.integration
 
@@ -244,19 +245,67 @@ async def test_expired_idempotency_keys_go_a_bounded_batch_at_a_time(
         tenant_id,
         created,
     )
-    monkeypatch.setattr(service, "_KEYS_BATCH", 2)
-    monkeypatch.setattr(service, "_KEYS_ROUNDS", 2)
+    monkeypatch.setattr(service, "_FORGET_BATCH", 2)
+    monkeypatch.setattr(service, "_FORGET_ROUNDS", 2)
     # Only this test's keys are that old: every other one was made today.
     before = created + timedelta(days=1)
 
-    assert await runtime.sweeper._forget_keys(before) == 4
+    forget = repository.delete_expired_idempotency
+    assert await runtime.sweeper._forget(forget, before) == 4
     left = await db.fetch(
         "SELECT key FROM idempotency_keys WHERE tenant_id = $1 ORDER BY key",
         tenant_id,
     )
     assert [row["key"] for row in left] == ["k4", "k5", "k6"]
 
-    assert await runtime.sweeper._forget_keys(before) == 3
+    assert await runtime.sweeper._forget(forget, before) == 3
     assert not await db.fetchval(
         "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", tenant_id
+    )
+
+
+async def test_finished_jobs_past_retention_go_with_their_events_and_keys(
+    stub, runtime, settings, db, make_workflow, monkeypatch
+):
+    """The history forgets a finished job (its event log and idempotency key
+    with it) once it ended `JOB_RETENTION_DAYS` ago, oldest first and a
+    bounded batch at a time; a job still queued stays however old."""
+    from comfyserve.workflow.sweeper import service
+
+    tenant_id = tenant()
+    ended = [
+        await submit(stub, tenant_id, make_workflow, idempotency_key=f"old{n}")
+        for n in range(3)
+    ]
+    for job in ended:
+        await stub.CancelJob(pb.CancelJobRequest(tenant_id=tenant_id, job_id=job.id))
+    queued = await submit(stub, tenant_id, make_workflow)
+    # Only this test's jobs end in 2000: every other one ended today.
+    await db.execute(
+        "UPDATE jobs SET completed_at = timestamptz '2000-01-01' + number * interval"
+        " '1 second', created_at = timestamptz '2000-01-01' WHERE tenant_id = $1",
+        tenant_id,
+    )
+    monkeypatch.setattr(service, "_FORGET_BATCH", 2)
+    monkeypatch.setattr(service, "_FORGET_ROUNDS", 1)
+    now = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(
+        days=settings.job_retention_days, hours=1
+    )
+
+    report = await runtime.sweeper.sweep_once(now, expire_leases=False)
+
+    assert report.jobs_deleted == 2
+    kept = await db.fetch("SELECT id FROM jobs WHERE tenant_id = $1", tenant_id)
+    assert {str(row["id"]) for row in kept} == {ended[2].id, queued.id}
+    for table in ("job_events", "idempotency_keys"):
+        orphans = await db.fetchval(
+            f"SELECT count(*) FROM {table} t WHERE NOT EXISTS"
+            " (SELECT FROM jobs j WHERE j.id = t.job_id)"
+        )
+        assert orphans == 0, table
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", tenant_id
+        )
+        == 1
     )

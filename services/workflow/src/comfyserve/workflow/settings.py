@@ -46,6 +46,9 @@ class Settings(CheckedServerSettings):
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     deadline_grace_seconds: float = Field(default=10.0, ge=0)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    # A finished job, its event log and idempotency keys are forgotten this
+    # long after it ended; pending and running jobs never are.
+    job_retention_days: float = Field(default=30.0, gt=0)
     # Holds jobs' partner-node keys until they end (ADR 0006). A submit with
     # a key and every claim wait on it, so a call gives up quickly.
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -81,7 +81,8 @@ class Metrics:
         self.sweeper_actions = Counter(
             "workflow_sweeper_actions",
             "What the sweeper did, by kind (timed_out, requeued, worker_lost, "
-            "cancelled, idempotency_keys_deleted, workers_deleted, pools_deleted).",
+            "cancelled, idempotency_keys_deleted, jobs_deleted, workers_deleted, "
+            "pools_deleted).",
             ["kind"],
             registry=self.registry,
         )

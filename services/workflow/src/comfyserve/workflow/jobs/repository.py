@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     tuple_,
     update,
 )
@@ -334,6 +335,28 @@ async def find_idempotency(
     )
     row = (await conn.execute(query)).first()
     return None if row is None else IdempotencyRecord(row.request_hash, row.job_id)
+
+
+async def delete_finished_before(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> int:
+    """Deletes up to `limit` jobs that ended before `before`, oldest first,
+    that no other sweeper is deleting, with their event logs and idempotency
+    keys (by cascade); how many it deleted."""
+    oldest = (
+        select(jobs.c.id)
+        # Spelled as the partial index `jobs_finished_idx` is, so that every
+        # plan (a prepared statement's generic one too) can use it.
+        .where(
+            text("status IN ('completed', 'failed', 'cancelled')"),
+            jobs.c.completed_at < before,
+        )
+        .order_by(jobs.c.completed_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await conn.execute(delete(jobs).where(jobs.c.id.in_(oldest)))
+    return int(result.rowcount)
 
 
 async def delete_expired_idempotency(

@@ -6,7 +6,7 @@ stepping on the others."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from comfyserve.runtime.database import autocommit
+from comfyserve.runtime.database import delete_in_batches
 from comfyserve.runtime.tasks import Loop, every
 from comfyserve.workflow.jobs import dispatch_repository, queue_repository, repository
 from comfyserve.workflow.jobs.models import PRIORITY_RANK, JobRecord, JobStatus
@@ -27,13 +27,18 @@ from comfyserve.workflow.workers import repository as workers
 log = structlog.get_logger(__name__)
 
 _BATCH = 200
-# Expired idempotency keys go a bounded statement at a time, at most so many a
-# pass: 50,000 a pass every 2 s is far above a steady 1,000 submissions/s, and
-# a backlog (after an outage, or a shorter lifetime) is worked off over passes
-# instead of in one delete that holds the sweep for as long as it takes.
-_KEYS_BATCH = 5000
-_KEYS_ROUNDS = 10
+# Expired idempotency keys and jobs past retention go a bounded statement at a
+# time, at most so many a pass: 50,000 a pass every 2 s is far above a steady
+# 1,000 submissions/s, and a backlog (after an outage, or a shorter lifetime)
+# is worked off over passes instead of in one delete that holds the sweep for
+# as long as it takes.
+_FORGET_BATCH = 5000
+_FORGET_ROUNDS = 10
 _PRIORITIES = {rank: priority.value for priority, rank in PRIORITY_RANK.items()}
+
+
+# Deletes up to a number of rows that expired before an instant; how many.
+_Delete = Callable[[AsyncConnection, datetime, int], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,7 @@ class SweepReport:
     worker_lost: int = 0
     cancelled: int = 0
     idempotency_keys_deleted: int = 0
+    jobs_deleted: int = 0
     workers_deleted: int = 0
     pools_deleted: int = 0
 
@@ -85,8 +91,8 @@ class Sweeper:
     async def sweep_once(
         self, now: datetime, *, expire_leases: bool = True
     ) -> SweepReport:
-        """One pass as of `now`: the jobs in one transaction, the expired
-        idempotency keys after it."""
+        """One pass as of `now`: the jobs in one transaction, then expired
+        idempotency keys and jobs past retention."""
         settings = self._settings
         deadline_before = now - timedelta(seconds=settings.deadline_grace_seconds)
         async with self._engine.connect() as conn, conn.begin():
@@ -112,8 +118,13 @@ class Sweeper:
             workers_deleted = await workers.delete_workers_before(conn, gone_before)
             pools_deleted = await workers.delete_pools_unseen_since(conn, gone_before)
             self._report_depths(await queue_repository.depths(conn))
-        deleted = await self._forget_keys(
-            now - timedelta(hours=settings.idempotency_ttl_hours)
+        deleted = await self._forget(
+            repository.delete_expired_idempotency,
+            now - timedelta(hours=settings.idempotency_ttl_hours),
+        )
+        jobs_deleted = await self._forget(
+            repository.delete_finished_before,
+            now - timedelta(days=settings.job_retention_days),
         )
         for swept in (*expired, *lost):
             count_transition(self._metrics, swept.before, swept.transition)
@@ -123,6 +134,7 @@ class Sweeper:
             worker_lost=sum(swept.ended_as(JobStatus.FAILED) for swept in lost),
             cancelled=sum(swept.ended_as(JobStatus.CANCELLED) for swept in lost),
             idempotency_keys_deleted=deleted,
+            jobs_deleted=jobs_deleted,
             workers_deleted=workers_deleted,
             pools_deleted=pools_deleted,
         )
@@ -131,19 +143,15 @@ class Sweeper:
                 self._metrics.sweeper_actions.labels(kind).inc(count)
         return report
 
-    async def _forget_keys(self, before: datetime) -> int:
-        """Idempotency keys created before `before`, each statement a
-        transaction of its own, so that none holds the jobs the sweep locked."""
-        deleted = 0
-        async with autocommit(self._engine) as conn:
-            for _ in range(_KEYS_ROUNDS):
-                count = await repository.delete_expired_idempotency(
-                    conn, before, _KEYS_BATCH
-                )
-                deleted += count
-                if count < _KEYS_BATCH:
-                    break
-        return deleted
+    async def _forget(self, delete: _Delete, before: datetime) -> int:
+        """Rows `delete` takes as of `before`, in batches outside the pass's
+        transaction, so that none holds the jobs it locked; how many went."""
+        return await delete_in_batches(
+            self._engine,
+            lambda conn, limit: delete(conn, before, limit),
+            batch=_FORGET_BATCH,
+            rounds=_FORGET_ROUNDS,
+        )
 
     async def _apply(
         self,
