@@ -12,9 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from comfyserve.auth.clock import Clock
 from comfyserve.auth.tokens import repository as tokens
 from comfyserve.auth.users import repository as users
+from comfyserve.runtime.database import delete_in_batches
 from comfyserve.runtime.tasks import Loop, every
 
 log = structlog.get_logger(__name__)
+
+# A bounded statement at a time, at most so many a pass: a backlog (sessions
+# of a burst of logins expiring together) goes over passes, never as one long
+# delete.
+_BATCH = 5000
+_ROUNDS = 10
 
 
 class Sweeper:
@@ -33,11 +40,20 @@ class Sweeper:
 
     async def sweep(self) -> None:
         now = self._clock()
-        async with self._engine.begin() as conn:
-            dropped_tokens = await tokens.delete_expired(conn, now)
-            dropped_attempts = await users.delete_stale_attempts(
-                conn, now - self._login_window
-            )
+        dropped_tokens = await delete_in_batches(
+            self._engine,
+            lambda conn, limit: tokens.delete_expired(conn, now, limit),
+            batch=_BATCH,
+            rounds=_ROUNDS,
+        )
+        dropped_attempts = await delete_in_batches(
+            self._engine,
+            lambda conn, limit: users.delete_stale_attempts(
+                conn, now - self._login_window, limit
+            ),
+            batch=_BATCH,
+            rounds=_ROUNDS,
+        )
         if dropped_tokens or dropped_attempts:
             log.info(
                 "auth.sweep",

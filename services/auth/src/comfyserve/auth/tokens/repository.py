@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from comfyserve.auth.tokens.models import (
@@ -125,15 +125,36 @@ async def revoke_family(conn: AsyncConnection, family_id: UUID, now: datetime) -
     )
 
 
-async def delete_expired(conn: AsyncConnection, now: datetime) -> int:
-    """Drops tokens past their expiry (no longer useful even to detect reuse)
-    and the families left without a token; the number of tokens dropped."""
-    dropped = await conn.execute(
-        delete(refresh_tokens).where(refresh_tokens.c.expires_at < now)
+async def delete_expired(conn: AsyncConnection, now: datetime, limit: int) -> int:
+    """Drops up to `limit` tokens past their expiry (no longer useful even to
+    detect reuse), oldest first, and the families they leave without a token;
+    the number of tokens dropped.
+
+    One statement, so that no family is left behind should the process stop
+    between two: only the families of the dropped tokens are checked (never a
+    scan of every session), and since the check reads the tokens as they were
+    before the statement, the dropped ones are left out of it by id."""
+    expired = (
+        select(refresh_tokens.c.id)
+        .where(refresh_tokens.c.expires_at < now)
+        .order_by(refresh_tokens.c.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    await conn.execute(
-        delete(refresh_families).where(
-            ~exists().where(refresh_tokens.c.family_id == refresh_families.c.id)
-        )
+    gone = (
+        delete(refresh_tokens)
+        .where(refresh_tokens.c.id.in_(expired))
+        .returning(refresh_tokens.c.id, refresh_tokens.c.family_id)
+        .cte("gone")
     )
-    return dropped.rowcount
+    kept = exists().where(
+        refresh_tokens.c.family_id == refresh_families.c.id,
+        refresh_tokens.c.id.not_in(select(gone.c.id)),
+    )
+    emptied = (
+        delete(refresh_families)
+        .where(refresh_families.c.id.in_(select(gone.c.family_id)), ~kept)
+        .cte("emptied")
+    )
+    statement = select(func.count()).select_from(gone).add_cte(emptied)
+    return int((await conn.execute(statement)).scalar_one())

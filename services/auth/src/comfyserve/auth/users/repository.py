@@ -110,8 +110,17 @@ async def forget_attempts(conn: AsyncConnection, key: str) -> None:
     await conn.execute(delete(login_throttle).where(login_throttle.c.key == key))
 
 
-async def delete_stale_attempts(conn: AsyncConnection, window_start: datetime) -> int:
-    dropped = await conn.execute(
-        delete(login_throttle).where(login_throttle.c.window_started_at <= window_start)
+async def delete_stale_attempts(
+    conn: AsyncConnection, window_start: datetime, limit: int
+) -> int:
+    """Drops up to `limit` login windows that started by `window_start`."""
+    stale = (
+        select(login_throttle.c.key)
+        .where(login_throttle.c.window_started_at <= window_start)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return dropped.rowcount
+    dropped = await conn.execute(
+        delete(login_throttle).where(login_throttle.c.key.in_(stale))
+    )
+    return int(dropped.rowcount)
