@@ -1,7 +1,7 @@
 """Ends what nobody else will: jobs past their deadline, attempts whose lease
-lapsed, idempotency keys past their lifetime, and workers and pools gone for
-good. Rows are taken with `SKIP LOCKED`, so every instance sweeps without
-stepping on the others."""
+lapsed, idempotency keys past their lifetime, finished jobs past retention, and
+workers and pools gone for good. Rows are taken with `SKIP LOCKED`, so every
+instance sweeps without stepping on the others."""
 
 from __future__ import annotations
 
